@@ -1,0 +1,161 @@
+"""Runtime configuration from environment variables (pydantic-settings).
+
+Every knob has a documented default; ``.env.example`` and the README list them all. Invalid values
+fail at start with a message naming the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings", "get_settings", "TOPIC_KEYS"]
+
+#: Attribute names of the topic settings, in the order topics are created.
+TOPIC_KEYS = (
+    "topic_sales",
+    "topic_network",
+    "topic_retrain_requests",
+    "topic_model_commands",
+    "topic_model_updated",
+    "topic_drift_events",
+    "topic_dead_letter",
+)
+
+
+class SettingsError(RuntimeError):
+    """A setting has an invalid value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """All configuration; the environment variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "",
+        description="Kafka bootstrap servers (host:port,...). Empty: use the embedded broker.",
+    )
+    embedded_broker_host: str = Field("127.0.0.1", description="Embedded broker listen address.")
+    embedded_broker_port: int = Field(9092, ge=1, le=65535, description="Embedded broker port.")
+    topic_sales: str = Field("sales.transactions", description="Sale/purchase contract events.")
+    topic_network: str = Field("network.measurements", description="5G/LTE cell measurements.")
+    topic_retrain_requests: str = Field("ml.retrain-requests", description="Retrain requests.")
+    topic_model_commands: str = Field("ml.model-commands", description="Activate / roll back.")
+    topic_model_updated: str = Field("ml.model-updated", description="New active versions.")
+    topic_drift_events: str = Field("ml.drift-events", description="Drift detections.")
+    topic_dead_letter: str = Field("ml.dead-letter", description="Rejected input with reason.")
+    topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of each topic created.")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication of created topics.")
+
+    # --- Store and artifacts -----------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///var/millrace.db",
+        description="SQLAlchemy URL. sqlite:///var/millrace.db or postgresql+psycopg://...",
+    )
+    model_dir: Path = Field(Path("var/models"), description="Directory of model artifacts.")
+
+    # --- Streams worker ----------------------------------------------------------------------
+    streams_app_id: str = Field("millrace-streams", description="Faust app id / consumer group.")
+    streams_web_port: int = Field(6066, ge=1, le=65535, description="Faust worker web port.")
+    streams_batch_size: int = Field(500, ge=1, description="Events per store transaction.")
+    streams_batch_timeout_seconds: float = Field(
+        0.5, gt=0, description="Max wait to fill a batch before it is written."
+    )
+    broker_session_timeout_seconds: float = Field(
+        10.0, gt=0, description="Consumer session timeout (group join takes about half)."
+    )
+    broker_rebalance_timeout_seconds: float = Field(
+        10.0, gt=0, description="Consumer rebalance timeout."
+    )
+    max_event_bytes: int = Field(65536, ge=256, description="Larger payloads are dead-lettered.")
+    max_future_seconds: float = Field(
+        86400.0, ge=0, description="Events with occurred_at further in the future are rejected."
+    )
+    network_window_seconds: int = Field(
+        60, ge=1, description="Default window of per-cell network aggregates (seconds)."
+    )
+
+    # --- API ---------------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8000, ge=1, le=65535, description="API port.")
+    jwt_secret: str = Field("", description="HS256 secret for Bearer tokens (empty: disabled).")
+    jwt_public_key: str = Field("", description="RS256 public key PEM (empty: disabled).")
+    jwt_issuer: str = Field("", description="Required `iss` claim (empty: not checked).")
+    jwt_audience: str = Field("", description="Required `aud` claim (empty: not checked).")
+    internal_service_key: str = Field("", description="X-Internal-Service-Key (empty: disabled).")
+
+    # --- Triggers and training thresholds ----------------------------------------------------
+    drift_threshold_sigma: float = Field(
+        3.0, gt=0, description="Input drift when |mean - ref mean| > sigma x ref std."
+    )
+    degradation_factor: float = Field(
+        1.5, gt=1.0, description="Degraded when score > baseline x factor (equality is not)."
+    )
+    max_latency_seconds: float = Field(1.0, gt=0, description="Avg prediction latency trigger.")
+    max_model_age_days: float = Field(90.0, gt=0, description="Staleness trigger (days).")
+    retrain_cooldown_seconds: float = Field(3600.0, ge=0, description="Cooldown per scope.")
+    min_training_months: int = Field(12, ge=1, description="Minimum months of history to train.")
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        value = value.strip()
+        for server in filter(None, (s.strip() for s in value.split(","))):
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql (+psycopg)://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> "Settings":
+        names = [getattr(self, key) for key in TOPIC_KEYS]
+        if len(set(names)) != len(names):
+            raise ValueError("TOPIC_* settings must name distinct topics")
+        return self
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        """True when no external Kafka is configured and the bundled broker is used."""
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The servers clients connect to (external, or the embedded broker's address)."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return f"{self.embedded_broker_host}:{self.embedded_broker_port}"
+
+    def topics(self) -> dict[str, str]:
+        """Topic setting name -> topic name."""
+        return {key: getattr(self, key) for key in TOPIC_KEYS}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise :class:`SettingsError` naming bad variables."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{loc}: {error['msg']}")
+        raise SettingsError("Invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached)."""
+    return load_settings()

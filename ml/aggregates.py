@@ -1,0 +1,68 @@
+"""Mergeable summary statistics of one numeric field (count, sum, sum of squares, min, max).
+
+Observations are stored as these so that batches, partitions and late corrections can be merged
+in any order with the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["FieldStats", "merge_fields"]
+
+
+@dataclass(slots=True)
+class FieldStats:
+    """Summary of the values seen for one field."""
+
+    count: int = 0
+    total: float = 0.0
+    sumsq: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, value: float) -> "FieldStats":
+        return cls(1, float(value), float(value) ** 2, float(value), float(value))
+
+    def add(self, value: float) -> None:
+        self.merge(FieldStats.of(value))
+
+    def merge(self, other: "FieldStats") -> None:
+        if other.count == 0:
+            return
+        self.count += other.count
+        self.total += other.total
+        self.sumsq += other.sumsq
+        self.min = other.min if self.min is None else min(self.min, other.min)  # type: ignore[type-var]
+        self.max = other.max if self.max is None else max(self.max, other.max)  # type: ignore[type-var]
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    @property
+    def std(self) -> float | None:
+        if self.count < 2:
+            return None
+        var = (self.sumsq - self.total**2 / self.count) / (self.count - 1)
+        return math.sqrt(max(var, 0.0))
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"count": self.count, "sum": self.total, "sumsq": self.sumsq,
+                "min": self.min, "max": self.max}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FieldStats":
+        return cls(int(data["count"]), float(data["sum"]), float(data["sumsq"]),
+                   data.get("min"), data.get("max"))  # fmt: skip
+
+
+def merge_fields(
+    into: dict[str, FieldStats], other: dict[str, FieldStats]
+) -> dict[str, FieldStats]:
+    """Merge ``other`` into ``into`` field by field and return ``into``."""
+    for name, stats in other.items():
+        into.setdefault(name, FieldStats()).merge(stats)
+    return into

@@ -1,0 +1,39 @@
+"""The Domain ABC: the one interface the stream, trainer and API use for every domain."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from schemas.events import BaseEvent
+
+from ml.observations import ObservationDelta
+
+__all__ = ["Domain"]
+
+
+class Domain(ABC):
+    """A family of events and the models learnt from them."""
+
+    #: Short stable name (``demand``, ``network``); also the ``domain`` of retrain requests.
+    name: ClassVar[str]
+    #: Name of the :class:`millrace.settings.Settings` attribute holding the input topic.
+    topic_setting: ClassVar[str]
+    #: The pydantic model of the input event.
+    event_model: ClassVar[type[BaseEvent]]
+    #: Major version of the domain's schema (the ``major`` in model versions).
+    schema_major: ClassVar[int] = 1
+
+    @abstractmethod
+    def key(self, event: BaseEvent) -> str:
+        """The Kafka message key (routes all events of one series to one partition)."""
+
+    @abstractmethod
+    def observe(self, event: BaseEvent) -> list[ObservationDelta]:
+        """What this event adds to the stored observations."""
+
+    def parse(self, payload: bytes | str | dict) -> BaseEvent:
+        """Validate a payload into the domain's event (raises pydantic ``ValidationError``)."""
+        if isinstance(payload, dict):
+            return self.event_model.model_validate(payload)
+        return self.event_model.model_validate_json(payload)

@@ -1,0 +1,47 @@
+"""Vehicle demand: sale/purchase contracts counted per segment per calendar month."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import ClassVar
+
+from schemas.events import BaseEvent, ContractType, SaleContractEvent
+
+from ml.aggregates import FieldStats
+from ml.domains.base import Domain
+from ml.observations import ObservationDelta
+
+__all__ = ["DemandDomain", "month_start"]
+
+
+def month_start(when: datetime) -> datetime:
+    """First instant (UTC) of the calendar month containing ``when``."""
+    when = when.astimezone(timezone.utc)
+    return datetime(when.year, when.month, 1, tzinfo=timezone.utc)
+
+
+class DemandDomain(Domain):
+    """Observations: per segment (vehicle_type|brand|model|line) and month of ``occurred_at``:
+    ``sales`` and ``purchases`` (counts), ``sale_price`` and ``purchase_price`` (statistics)."""
+
+    name: ClassVar[str] = "demand"
+    topic_setting: ClassVar[str] = "topic_sales"
+    event_model: ClassVar[type[BaseEvent]] = SaleContractEvent
+
+    def key(self, event: BaseEvent) -> str:
+        assert isinstance(event, SaleContractEvent)
+        return event.segment_key
+
+    def observe(self, event: BaseEvent) -> list[ObservationDelta]:
+        assert isinstance(event, SaleContractEvent)
+        fields: dict[str, FieldStats] = {}
+        if event.contract_type == ContractType.SALE:
+            fields["sales"] = FieldStats.of(1)
+            if event.sale_price is not None:
+                fields["sale_price"] = FieldStats.of(event.sale_price)
+        else:
+            fields["purchases"] = FieldStats.of(1)
+            if event.purchase_price is not None:
+                fields["purchase_price"] = FieldStats.of(event.purchase_price)
+        return [ObservationDelta(self.name, event.segment_key, month_start(event.occurred_at),
+                                 1, fields)]  # fmt: skip

@@ -1,0 +1,44 @@
+"""5G/LTE network: measurements aggregated per cell into fixed event-time windows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import ClassVar
+
+from schemas.events import BaseEvent, NetworkMeasurementEvent
+
+from ml.aggregates import FieldStats
+from ml.domains.base import Domain
+from ml.observations import ObservationDelta
+
+__all__ = ["NetworkDomain", "window_start"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def window_start(when: datetime, seconds: int) -> datetime:
+    """Start of the ``seconds``-long window (aligned to the epoch) containing ``when``."""
+    offset = int((when - _EPOCH).total_seconds()) // seconds * seconds
+    return datetime.fromtimestamp(offset, tz=timezone.utc)
+
+
+class NetworkDomain(Domain):
+    """Observations: per cell and window, statistics of every measured field; missing values
+    are simply not counted (a field's ``count`` can be lower than the window's ``n_events``)."""
+
+    name: ClassVar[str] = "network"
+    topic_setting: ClassVar[str] = "topic_network"
+    event_model: ClassVar[type[BaseEvent]] = NetworkMeasurementEvent
+
+    def __init__(self, window_seconds: int = 60) -> None:
+        self.window_seconds = window_seconds
+
+    def key(self, event: BaseEvent) -> str:
+        assert isinstance(event, NetworkMeasurementEvent)
+        return event.cell_id
+
+    def observe(self, event: BaseEvent) -> list[ObservationDelta]:
+        assert isinstance(event, NetworkMeasurementEvent)
+        fields = {name: FieldStats.of(v) for name, v in event.measurements().items()}
+        start = window_start(event.occurred_at, self.window_seconds)
+        return [ObservationDelta(self.name, event.cell_id, start, 1, fields)]
