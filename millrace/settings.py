@@ -61,7 +61,6 @@ class Settings(BaseSettings):
 
     # --- Streams worker ----------------------------------------------------------------------
     streams_app_id: str = Field("millrace-streams", description="Faust app id / consumer group.")
-    streams_web_port: int = Field(6066, ge=1, le=65535, description="Faust worker web port.")
     streams_batch_size: int = Field(500, ge=1, description="Events per store transaction.")
     streams_batch_timeout_seconds: float = Field(
         0.5, gt=0, description="Max wait to fill a batch before it is written."

@@ -1,0 +1,67 @@
+"""Health endpoints (public): ``GET /health`` and ``GET /actuator/health``.
+
+200 with ``status: "ok"`` when the store and the broker answer; still 200 with
+``status: "degraded"`` and the failing check named when only the broker is down; 503 with
+``status: "down"`` when the store cannot be read (the API cannot answer anything then).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+import millrace
+from millrace.kafka import broker_reachable
+
+__all__ = ["router", "HealthResponse"]
+
+router = APIRouter(tags=["health"])
+
+_BROKER_CACHE_SECONDS = 2.0
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded", "down"] = Field(examples=["ok"])
+    service: str = Field("millrace", examples=["millrace"])
+    version: str = Field(examples=[millrace.__version__])
+    model_available: bool = Field(examples=[True])
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+
+
+def _broker_check(request: Request) -> str:
+    state = request.app.state
+    cached = getattr(state, "broker_check", None)
+    now = time.monotonic()
+    if cached and now - cached[0] < _BROKER_CACHE_SECONDS:
+        return cached[1]
+    ok, why = broker_reachable(state.settings.bootstrap_servers, timeout=1.0)
+    result = "ok" if ok else f"unreachable: {why}"
+    state.broker_check = (now, result)
+    return result
+
+
+@router.get("/health", response_model=HealthResponse, summary="Service health")
+@router.get("/actuator/health", response_model=HealthResponse, include_in_schema=False)
+def health(request: Request, response: Response) -> HealthResponse:
+    store = request.app.state.store
+    checks: dict[str, str] = {}
+    model_available = False
+    try:
+        store.ping()
+        checks["database"] = "ok"
+        model_available = bool(store.list_versions(status="active", limit=1))
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["broker"] = _broker_check(request)
+    if checks["database"] != "ok":
+        status = "down"
+        response.status_code = 503
+    elif checks["broker"] != "ok":
+        status = "degraded"
+    else:
+        status = "ok"
+    return HealthResponse(status=status, service="millrace", version=millrace.__version__,
+                          model_available=model_available, checks=checks)  # fmt: skip

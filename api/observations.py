@@ -1,0 +1,26 @@
+"""``GET /v1/ml/observations/stats``: how much each domain has stored (shows data arriving)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/ml", tags=["observations"])
+
+
+class DomainStats(BaseModel):
+    domain: str = Field(examples=["demand"])
+    events: int = Field(description="Events folded into observations", examples=[1200])
+    series: int = Field(description="Distinct series (segments / cells)", examples=[39])
+    latest_period: datetime | None = Field(examples=["2026-11-01T00:00:00Z"])
+
+
+@router.get("/observations/stats", response_model=list[DomainStats],
+            summary="Stored observation counts per domain")  # fmt: skip
+def observation_stats(request: Request) -> list[DomainStats]:
+    store = request.app.state.store
+    return [DomainStats(**row) for row in store.observation_stats()]

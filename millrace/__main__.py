@@ -1,0 +1,5 @@
+"""``python -m millrace`` runs the CLI."""
+
+from millrace.cli import app
+
+app()

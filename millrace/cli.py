@@ -1,0 +1,225 @@
+"""The ``millrace`` command line (Typer): run processes, migrate, replay data, simulate."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from millrace.settings import Settings, SettingsError, get_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Millrace: ML models kept alive on event streams.", no_args_is_help=True)
+db_app = typer.Typer(help="Registry store schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _wait_for_broker(settings: Settings, timeout: float = 60.0) -> None:
+    from millrace.kafka import broker_reachable
+
+    deadline = time.monotonic() + timeout
+    why = ""
+    while time.monotonic() < deadline:
+        ok, why = broker_reachable(settings.bootstrap_servers, timeout=1.0)
+        if ok:
+            return
+        time.sleep(0.5)
+    console.print(f"[red]Kafka at {settings.bootstrap_servers} is not reachable: {why}[/red]")
+    raise typer.Exit(1)
+
+
+def _publish(source: object, settings: Settings, *, rate: float | None, limit: int | None,
+             progress: bool) -> None:  # fmt: skip
+    from millrace.importers.replay import replay as replay_source
+    from millrace.kafka import EventProducer
+
+    summary = replay_source(source, EventProducer(settings), settings, rate=rate, limit=limit,
+                            progress=progress)  # fmt: skip
+    console.print(summary.render())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to DATABASE_URL (also done at every process start)."""
+    from ml.registry.db import current_revision, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print(f"database at revision {current_revision(settings.database_url)}")
+
+
+@app.command()
+def broker() -> None:
+    """Start the embedded broker on loopback, create the topics, run until Ctrl-C / SIGTERM."""
+    from millrace.broker import BrokerError, EmbeddedBroker
+    from millrace.kafka import ensure_topics
+
+    settings = _settings()
+    if not settings.embedded:
+        console.print(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: external Kafka "
+                      "configured, nothing embedded to start.")  # fmt: skip
+        raise typer.Exit(0)
+    embedded = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
+    try:
+        embedded.start()
+    except BrokerError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        created = ensure_topics(settings)
+        console.print(f"embedded broker ready on {embedded.bootstrap_servers} "
+                      f"(topics created: {', '.join(created) or 'none'})")  # fmt: skip
+        while not stop.is_set() and embedded.running():
+            stop.wait(0.5)
+    finally:
+        embedded.stop()
+        console.print("embedded broker stopped")
+
+
+@app.command()
+def topics() -> None:
+    """Create the configured topics with their partition counts (idempotent)."""
+    from millrace.kafka import ensure_topics
+
+    settings = _settings()
+    _wait_for_broker(settings)
+    created = ensure_topics(settings)
+    console.print(f"topics created: {', '.join(created) or 'none (all exist)'}")
+
+
+@app.command()
+def streams(loglevel: str = "info") -> None:
+    """Run the Faust stream worker (scale by running more, up to the partition count)."""
+    from streams.app import run_worker
+
+    settings = _settings()
+    _wait_for_broker(settings)
+    sys.argv = [sys.argv[0]]  # faust's worker parses argv
+    run_worker(settings, loglevel=loglevel)
+
+
+@app.command()
+def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Serve the read-only HTTP API with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info")  # fmt: skip
+
+
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV / CSV.gz file")],
+    rate: Annotated[Optional[float], typer.Option(help="Events per second (default: max)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Publish at most this many")] = None,
+    progress: bool = True,
+) -> None:
+    """Publish a real data set: dealership report CSV, Norway sales CSV or Irish 5G CSV(.gz)."""
+    from millrace.importers.replay import open_source
+
+    settings = _settings()
+    try:
+        source = open_source(path)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _wait_for_broker(settings)
+    _publish(source, settings, rate=rate, limit=limit, progress=progress)
+
+
+@app.command()
+def simulate(
+    domain: Annotated[str, typer.Option(help="demand or network")] = "demand",
+    seed: int = 42,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2023-01-01",
+    months: Annotated[int, typer.Option(help="demand: months to generate")] = 36,
+    segments: Annotated[int, typer.Option(help="demand: number of segments")] = 24,
+    cells: Annotated[int, typer.Option(help="network: number of cells")] = 8,
+    seconds: Annotated[int, typer.Option(help="network: seconds of measurements")] = 3600,
+    drift_at: Annotated[Optional[str], typer.Option(help="Inject drift from this date")] = None,
+    drift_factor: float = 2.0,
+    rate: Annotated[Optional[float], typer.Option(help="Events per second (default: max)")] = None,
+    limit: Optional[int] = None,
+    progress: bool = True,
+) -> None:
+    """Publish seeded synthetic demand or network events (optional injected drift)."""
+    from millrace.importers.simulate import simulate_demand, simulate_network
+
+    settings = _settings()
+    first = date.fromisoformat(start)
+    drift = date.fromisoformat(drift_at) if drift_at else None
+    if domain == "demand":
+        source = simulate_demand(seed=seed, start=first, months=months, segments=segments,
+                                 drift_at=drift, drift_factor=drift_factor)  # fmt: skip
+    elif domain == "network":
+        begin = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
+        source = simulate_network(seed=seed, start=begin, seconds=seconds, cells=cells,
+                                  drift_at=drift, drift_factor=drift_factor)  # fmt: skip
+    else:
+        console.print(f"[red]--domain must be demand or network, got {domain!r}[/red]")
+        raise typer.Exit(2)
+    _wait_for_broker(settings)
+    _publish(source, settings, rate=rate, limit=limit, progress=progress)
+
+
+@app.command()
+def schemas(check: bool = typer.Option(False, help="Fail if a schema file is stale")) -> None:
+    """Regenerate the JSON Schema files in schemas/ from the pydantic models."""
+    from schemas.generate import SCHEMA_DIR, render, write_all
+    from schemas.events import EVENT_MODELS
+
+    if check:
+        stale = [n for n in EVENT_MODELS
+                 if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]  # fmt: skip
+        if stale:
+            console.print(f"[red]stale: {', '.join(stale)}; run `millrace schemas`[/red]")
+            raise typer.Exit(1)
+        console.print("schemas up to date")
+        return
+    for path in write_all():
+        console.print(str(path))
+
+
+@app.command()
+def up(
+    feed: bool = typer.Option(True, help="Feed the simulator once everything is healthy"),
+    rate: float = typer.Option(500.0, help="Simulator events per second"),
+) -> None:
+    """Run the whole system locally: embedded broker, api, streams (Procfile), simulator feed."""
+    from millrace.devstack import DevStack
+
+    DevStack(_settings(), root=ROOT, console=console).run(feed=feed, rate=rate)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

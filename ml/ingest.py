@@ -1,0 +1,138 @@
+"""Validation of raw stream messages and folding of a batch into observations + checkpoints.
+
+Pure logic: the stream adapter hands in (topic, partition, offset, key, bytes) tuples, gets back
+what to store, what to dead-letter and which offsets the stored state includes. Messages at or
+below a partition's checkpoint offset were already applied and are skipped, so redelivery after a
+crash or a rebalance never counts an event twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from pydantic import ValidationError
+
+from ml.domains.base import Domain
+from ml.observations import ObservationDelta
+from schemas.events import BaseEvent, DeadLetterRecord, deterministic_id
+
+__all__ = ["Message", "Rejection", "IngestBatch", "validate_message", "fold_batch"]
+
+#: (topic, partition)
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumed Kafka message, as the stream adapter saw it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was refused (``error_type`` is a DeadLetterRecord error type)."""
+
+    error_type: str
+    reason: str
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def validate_message(
+    domain: Domain,
+    value: bytes | None,
+    *,
+    max_bytes: int,
+    max_future: timedelta,
+    now: datetime | None = None,
+) -> BaseEvent | Rejection:
+    """Parse and validate one payload into the domain's event, or say why not."""
+    if value is None or len(value) == 0:
+        return Rejection("invalid_json", "empty payload")
+    if len(value) > max_bytes:
+        return Rejection("oversize", f"payload of {len(value)} bytes exceeds {max_bytes} bytes")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Rejection("invalid_json", f"invalid JSON: {exc}")
+    if not isinstance(data, dict):
+        return Rejection("schema_violation", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        event = domain.parse(data)
+    except ValidationError as exc:
+        return Rejection("schema_violation", _describe(exc))
+    now = now or datetime.now(timezone.utc)
+    if event.occurred_at > now + max_future:
+        return Rejection(
+            "future_timestamp",
+            f"occurred_at {event.occurred_at.isoformat()} is more than "
+            f"{max_future.total_seconds():.0f} s in the future",
+        )
+    return event
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """What a batch of messages amounts to."""
+
+    deltas: list[ObservationDelta] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, DeadLetterRecord]] = field(default_factory=list)
+    #: (topic, partition) -> highest offset covered by this batch
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    accepted: int = 0
+    skipped: int = 0
+
+
+def fold_batch(
+    domain: Domain,
+    messages: Iterable[Message],
+    checkpoints: Mapping[TopicPartition, int],
+    *,
+    consumer: str,
+    max_bytes: int,
+    max_future: timedelta,
+    now: datetime | None = None,
+) -> IngestBatch:
+    """Validate every message not yet covered by ``checkpoints`` and fold it into a batch."""
+    batch = IngestBatch()
+    now = now or datetime.now(timezone.utc)
+    for msg in messages:
+        tp = (msg.topic, msg.partition)
+        if msg.offset <= checkpoints.get(tp, -1):
+            batch.skipped += 1
+            continue
+        batch.offsets[tp] = max(batch.offsets.get(tp, -1), msg.offset)
+        result = validate_message(
+            domain, msg.value, max_bytes=max_bytes, max_future=max_future, now=now
+        )
+        if isinstance(result, Rejection):
+            record = DeadLetterRecord(
+                event_id=deterministic_id("dead-letter", msg.topic, msg.partition, msg.offset),
+                source_topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key.decode("utf-8", "replace") if msg.key else None,
+                reason=result.reason,
+                error_type=result.error_type,  # type: ignore[arg-type]
+                consumer=consumer,
+                payload=(msg.value or b"")[:max_bytes].decode("utf-8", "replace"),
+            )
+            batch.dead_letters.append((msg.key, record))
+            continue
+        batch.deltas.extend(domain.observe(result))
+        batch.accepted += 1
+    return batch

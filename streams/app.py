@@ -1,0 +1,112 @@
+"""The Faust worker: one ingest agent per registered domain, thin over ``ml.ingest``.
+
+Each agent takes batches of raw messages, validates them, sends refused ones to the dead-letter
+topic (with reason and original payload), and writes the batch's observations together with the
+offsets they include in one store transaction. Messages at or below a partition's stored offset
+are skipped, so redelivery after a crash or rebalance never applies an event twice. Scale-out is
+Kafka's: more partitions, more workers in the same consumer group (``STREAMS_APP_ID``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from millrace.kafka import encode_event
+from millrace.settings import Settings
+from ml.domains import Domain, all_domains
+from ml.domains.network import NetworkDomain
+from ml.ingest import Message, fold_batch
+from ml.registry.store import Store
+
+__all__ = ["create_app", "run_worker"]
+
+log = logging.getLogger("millrace.streams")
+
+
+def _domains(settings: Settings) -> list[Domain]:
+    domains: list[Domain] = []
+    for domain in all_domains():
+        if isinstance(domain, NetworkDomain):
+            domain = NetworkDomain(window_seconds=settings.network_window_seconds)
+        domains.append(domain)
+    return domains
+
+
+def create_app(settings: Settings, store: Store | None = None) -> faust.App:
+    """Build the Faust app with one ingest agent per domain."""
+    brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    app = faust.App(
+        settings.streams_app_id,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.broker_session_timeout_seconds,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_seconds / 3),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+    )
+    store = store or Store.from_url(settings.database_url, upgrade=True)
+    consumer = settings.streams_app_id
+    checkpoints: dict[tuple[str, int], int] = {}
+    dead_letter = app.topic(settings.topic_dead_letter, value_serializer="raw",
+                            key_serializer="raw")  # fmt: skip
+
+    async def reload_checkpoints(*_: Any, **__: Any) -> None:
+        stored = await asyncio.to_thread(store.checkpoints, consumer)
+        checkpoints.clear()
+        checkpoints.update({tp: offset for tp, (offset, _state) in stored.items()})
+
+    app.on_partitions_assigned.connect(reload_checkpoints)
+
+    def make_agent(domain: Domain) -> None:
+        topic_name = getattr(settings, domain.topic_setting)
+        topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+
+        async def ingest(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(
+                settings.streams_batch_size, within=settings.streams_batch_timeout_seconds
+            ):
+                messages = [
+                    Message(e.message.topic, e.message.partition, e.message.offset,
+                            e.message.key, e.message.value)  # fmt: skip
+                    for e in events
+                ]
+                batch = fold_batch(
+                    domain,
+                    messages,
+                    checkpoints,
+                    consumer=consumer,
+                    max_bytes=settings.max_event_bytes,
+                    max_future=timedelta(seconds=settings.max_future_seconds),
+                )
+                for key, record in batch.dead_letters:
+                    await dead_letter.send(key=key, value=encode_event(record))
+                if not batch.offsets:
+                    continue
+                if batch.dead_letters:
+                    await app.producer.flush()
+                marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
+                await asyncio.to_thread(store.apply_observations, batch.deltas, marks)
+                checkpoints.update(batch.offsets)
+
+        app.agent(topic, name=f"ingest-{domain.name}")(ingest)
+
+    for domain in _domains(settings):
+        make_agent(domain)
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the worker in the foreground until SIGINT / SIGTERM."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()

@@ -1,0 +1,39 @@
+"""``/health`` and ``/actuator/health`` over real HTTP against the running API process."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.fixtures.broker import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=3.0)
+    except httpx.HTTPError:
+        return None
+
+
+@pytest.mark.parametrize("path", ["/health", "/actuator/health"])
+def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
+    env = make_env()
+    spawn(["api"], env)
+    resp = wait_until(lambda: _get(f"http://127.0.0.1:{env['API_PORT']}{path}"), 30)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body == {"status": "ok", "service": "millrace", "version": body["version"],
+                    "model_available": False, "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_degraded_but_200_when_broker_is_down(make_env, spawn) -> None:
+    env = make_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    spawn(["api"], env)
+    resp = wait_until(lambda: _get(f"http://127.0.0.1:{env['API_PORT']}/health"), 30)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("unreachable")

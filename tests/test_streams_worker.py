@@ -1,0 +1,84 @@
+"""The streams worker against a real broker: valid events become observations, bad ones go to
+the dead-letter topic with a reason, and the worker keeps consuming."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from millrace.kafka import EventProducer, ensure_topics
+from ml.domains.demand import month_start
+from ml.registry.store import Store
+from schemas.events import SaleContractEvent
+from tests.factories import invalid_payloads, sale
+from tests.fixtures.broker import settings_from, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 30.0):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    try:
+        wait_until(lambda: out.extend(m for m in consumer.consume(500, 0.5) if not m.error())
+                   or len(out) >= expect, timeout)  # fmt: skip
+        out.extend(m for m in consumer.consume(500, 1.0) if not m.error())  # nothing extra
+    finally:
+        consumer.close()
+    return out
+
+
+def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, spawn) -> None:
+    env = make_env(MAX_EVENT_BYTES="4096")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    worker = spawn(["streams"], env)
+
+    producer = EventProducer(settings)
+    valid = [sale(i) for i in range(1000)]
+    bad = invalid_payloads(4096)
+    bad = (bad * 5)[:50]
+    assert len({kind for kind, _ in bad}) >= 6
+    for i, body in enumerate(valid):
+        producer.publish(settings.topic_sales, f"seg-{i % 7}", orjson.dumps(body))
+        if i % 20 == 0 and bad:
+            producer.publish(settings.topic_sales, "bad", bad.pop()[1])
+    while bad:
+        producer.publish(settings.topic_sales, "bad", bad.pop()[1])
+    assert producer.flush() == 0
+
+    store = Store.from_url(env["DATABASE_URL"], upgrade=False)
+    wait_until(lambda: store.count_events("demand") >= 1000, 60)
+
+    expected: Counter[tuple[str, object]] = Counter()
+    for body in valid:
+        event = SaleContractEvent.model_validate(body)
+        field = "sales" if event.contract_type == "SALE" else "purchases"
+        expected[(event.segment_key, month_start(event.occurred_at), field)] += 1
+    stored: Counter[tuple[str, object]] = Counter()
+    for row in store.observations("demand"):
+        for field in ("sales", "purchases"):
+            if field in row.fields:
+                stored[(row.series_key, row.period_start, field)] += row.fields[field].count
+    assert stored == expected
+    assert store.count_events("demand") == 1000
+
+    letters = read_topic(settings.bootstrap_servers, settings.topic_dead_letter,
+                         settings.topic_partitions, 50)  # fmt: skip
+    records = [orjson.loads(m.value()) for m in letters]
+    assert len(records) == 50
+    assert all(r["reason"] and r["source_topic"] == settings.topic_sales for r in records)
+    assert len({r["error_type"] for r in records}) >= 4
+    assert len({r["event_id"] for r in records}) == 50
+
+    # still consuming afterwards
+    for i in range(1000, 1010):
+        producer.publish(settings.topic_sales, "late", orjson.dumps(sale(i)))
+    producer.flush()
+    wait_until(lambda: store.count_events("demand") == 1010, 30)
+    assert worker.alive(), worker.output()[-3000:]
