@@ -22,7 +22,7 @@ __all__ = ["app"]
 app = typer.Typer(help="Millrace: ML models kept alive on event streams.", no_args_is_help=True)
 db_app = typer.Typer(help="Registry store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 ROOT = Path(__file__).resolve().parents[1]
 
 

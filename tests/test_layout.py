@@ -1,0 +1,20 @@
+"""Architecture rule: ml/ is pure Python and imports neither faust nor fastapi."""
+
+import ast
+from pathlib import Path
+
+ML = Path(__file__).resolve().parents[1] / "ml"
+FORBIDDEN = {"faust", "fastapi", "streams", "api", "uvicorn", "starlette"}
+
+
+def test_ml_does_not_import_adapters() -> None:
+    offenders = []
+    for path in ML.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert not offenders

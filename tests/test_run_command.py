@@ -1,0 +1,43 @@
+"""The README's run command (``millrace up``) on the embedded default: healthy within 60 s,
+observations arriving, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.fixtures.broker import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _json(url: str) -> object | None:
+    try:
+        resp = httpx.get(url, timeout=2.0)
+        return resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def test_up_runs_the_whole_system_on_the_embedded_default(make_env, spawn) -> None:
+    env = make_env(EMBEDDED_BROKER_PORT=str(free_port()))
+    env.pop("KAFKA_BOOTSTRAP_SERVERS")  # the embedded default
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    started = time.monotonic()
+    proc = spawn(["up", "--rate", "2000"], env)
+
+    health = wait_until(lambda: (b := _json(f"{api}/health")) and b["status"] == "ok" and b, 60)
+    assert health["checks"] == {"database": "ok", "broker": "ok"}
+
+    def arriving() -> bool:
+        stats = _json(f"{api}/v1/ml/observations/stats") or []
+        return any(row["domain"] == "demand" and row["events"] > 0 for row in stats)
+
+    wait_until(arriving, max(1.0, 60 - (time.monotonic() - started)))  # both within 60 s
+    assert "Millrace is up" in proc.output()
+
+    assert proc.stop(signal.SIGINT, timeout=40) is not None
+    wait_until(lambda: _json(f"{api}/health") is None, 10)
