@@ -71,7 +71,7 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
 def broker_reachable(bootstrap_servers: str, timeout: float = 2.0) -> tuple[bool, str]:
     """(True, "ok") if the cluster answers a metadata request in time, else (False, why)."""
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
         admin.list_topics(timeout=timeout)
         return True, "ok"
     except KafkaException as exc:

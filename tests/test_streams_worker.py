@@ -37,13 +37,14 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     env = make_env(MAX_EVENT_BYTES="4096")
     settings = settings_from(env)
     ensure_topics(settings)
+    store = Store.from_url(env["DATABASE_URL"])
     worker = spawn(["streams"], env)
 
     producer = EventProducer(settings)
     valid = [sale(i) for i in range(1000)]
     bad = invalid_payloads(4096)
     bad = (bad * 5)[:50]
-    assert len({kind for kind, _ in bad}) >= 6
+    assert len({payload for _, payload in bad}) >= 6  # at least six different kinds of bad input
     for i, body in enumerate(valid):
         producer.publish(settings.topic_sales, f"seg-{i % 7}", orjson.dumps(body))
         if i % 20 == 0 and bad:
@@ -52,7 +53,6 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
         producer.publish(settings.topic_sales, "bad", bad.pop()[1])
     assert producer.flush() == 0
 
-    store = Store.from_url(env["DATABASE_URL"], upgrade=False)
     wait_until(lambda: store.count_events("demand") >= 1000, 60)
 
     expected: Counter[tuple[str, object]] = Counter()
@@ -82,3 +82,28 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     producer.flush()
     wait_until(lambda: store.count_events("demand") == 1010, 30)
     assert worker.alive(), worker.output()[-3000:]
+
+
+def test_network_measurements_become_per_cell_windows(make_env, spawn) -> None:
+    env = make_env(NETWORK_WINDOW_SECONDS="60")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    store = Store.from_url(env["DATABASE_URL"])
+    spawn(["streams"], env)
+    producer = EventProducer(settings)
+    for i in range(300):  # 2 cells x 150 s -> windows of 60 s; RSRQ missing on odd seconds
+        cell = f"cell-{i % 2}"
+        body = {"cell_id": cell, "occurred_at": f"2020-01-01T00:0{(i // 2) // 60}:"
+                f"{(i // 2) % 60:02d}Z", "rsrp": -90.0 - i % 5, "dl_bitrate": 1000.0 + i,
+                "rsrq": None if i % 4 >= 2 else -10.0, "network_mode": "5G"}  # fmt: skip
+        producer.publish(settings.topic_network, cell, orjson.dumps(body))
+    producer.flush()
+    wait_until(lambda: store.count_events("network") == 300, 60)
+    rows = store.observations("network")
+    assert {r.series_key for r in rows} == {"cell-0", "cell-1"}
+    assert sorted({r.period_start.minute for r in rows}) == [0, 1, 2]
+    first = next(r for r in rows if r.series_key == "cell-0" and r.period_start.minute == 0)
+    assert first.n_events == 60
+    assert first.fields["rsrp"].count == 60
+    assert first.fields["rsrq"].count == 30  # missing stays missing, never zero
+    assert first.fields["rsrq"].min == -10.0

@@ -1,0 +1,129 @@
+"""Ingest throughput of one streams worker vs a bare Faust loop vs a raw aiokafka consumer.
+
+Same broker (embedded Tansu), same topic and partitions, same N sale events. Each rate is
+measured from the first consumed event to the last (group-join time excluded). Usage:
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--events 100000] [--partitions 4]
+
+Writes ``benchmarks/results/ingest_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from millrace.broker import EmbeddedBroker  # noqa: E402
+from millrace.kafka import EventProducer, ensure_topics  # noqa: E402
+from millrace.settings import load_settings  # noqa: E402
+from ml.registry.store import Store  # noqa: E402
+from tests.factories import sale  # noqa: E402
+from tests.fixtures.broker import free_port  # noqa: E402
+
+
+async def raw_aiokafka(bootstrap: str, topic: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="bench-raw",
+                                auto_offset_reset="earliest", session_timeout_ms=6000)  # fmt: skip
+    await consumer.start()
+    n, t0 = 0, 0.0
+    try:
+        while n < total:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                if n == 0:
+                    t0 = time.perf_counter()
+                for record in records:
+                    orjson.loads(record.value)
+                n += len(records)
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - t0)
+
+
+def bare_faust(bootstrap: str, topic: str, total: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bare.json"
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bare_faust.py"), bootstrap,
+                        topic, str(total), str(out)], timeout=600, cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        result = orjson.loads(out.read_bytes())
+    return result["events"] / result["seconds"]
+
+
+def millrace_worker(env: dict[str, str], total: int) -> float:
+    store = Store.from_url(env["DATABASE_URL"], upgrade=True)
+    proc = subprocess.Popen([sys.executable, "-m", "millrace.cli", "streams", "--loglevel",
+                             "warning"], env={**os.environ, **env}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        first_n, t0 = 0, 0.0
+        while True:
+            n = store.count_events("demand")
+            if n and not t0:
+                first_n, t0 = n, time.perf_counter()
+            if n >= total:
+                return (n - first_n) / (time.perf_counter() - t0)
+            if proc.poll() is not None:
+                raise RuntimeError("worker exited")
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(2)
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/ingest_throughput.json"))
+    args = parser.parse_args()
+
+    with EmbeddedBroker("127.0.0.1", free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
+        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+               "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "TOPIC_SALES": "bench.sales",
+               "TOPIC_PARTITIONS": str(args.partitions), "STREAMS_APP_ID": "bench-worker",
+               "BROKER_SESSION_TIMEOUT_SECONDS": "4", "BROKER_REBALANCE_TIMEOUT_SECONDS": "4"}
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        ensure_topics(settings)
+        producer = EventProducer(settings)
+        for i in range(args.events):
+            producer.publish(settings.topic_sales, f"k{i % 64}", orjson.dumps(sale(i, months=12)))
+        producer.flush()
+
+        raw = asyncio.run(raw_aiokafka(broker.bootstrap_servers, settings.topic_sales, args.events))
+        bare = bare_faust(broker.bootstrap_servers, settings.topic_sales, args.events)
+        worker = millrace_worker(env, args.events)
+
+    result = {
+        "benchmark": "ingest_throughput",
+        "events": args.events,
+        "partitions": args.partitions,
+        "raw_aiokafka_events_per_s": round(raw),
+        "bare_faust_events_per_s": round(bare),
+        "millrace_worker_events_per_s": round(worker),
+        "worker_vs_bare_faust": round(worker / bare, 3),
+        "store": "sqlite",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The registry store on SQLite and on a real PostgreSQL server: same code, same results."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from ml.aggregates import FieldStats
+from ml.observations import ObservationDelta
+from ml.registry.db import current_revision, upgrade
+from ml.registry.entities import ForecastRow
+from ml.registry.models import Base
+from ml.registry.store import Store
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def store(store_url: str):
+    store = Store.from_url(store_url)
+    yield store
+    store.close()
+
+
+def delta(series: str, month: int, sales: int, price: float = 100.0) -> ObservationDelta:
+    fields = {"sales": FieldStats(sales, float(sales), float(sales), 1.0, 1.0),
+              "sale_price": FieldStats.of(price)}  # fmt: skip
+    return ObservationDelta("demand", series, T0.replace(month=month), sales, fields)
+
+
+def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
+    upgrade(store_url)
+    upgrade(store_url)
+    assert current_revision(store_url) == "0001"
+    store = Store.from_url(store_url, upgrade=False)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    store.close()
+
+
+def test_observations_merge_across_batches(store: Store) -> None:
+    store.apply_observations([delta("A", 1, 2, 10.0), delta("A", 1, 3, 30.0), delta("B", 2, 1)],
+                             {("c", "sales", 0): 5})  # fmt: skip
+    store.apply_observations([delta("A", 1, 1, 50.0)], {("c", "sales", 0): 9})
+    rows = {(r.series_key, r.period_start.month): r for r in store.observations("demand")}
+    a = rows[("A", 1)]
+    assert a.n_events == 6 and a.fields["sales"].count == 6
+    assert a.fields["sale_price"].count == 3 and a.fields["sale_price"].max == 50.0
+    assert a.period_start == T0 and a.period_start.tzinfo is not None
+    assert store.observation_totals("demand") == {"A": 6, "B": 1}
+    assert store.count_events("demand") == 7
+    assert store.checkpoints("c") == {("sales", 0): (9, None)}
+    [stats] = store.observation_stats()
+    assert stats["events"] == 7 and stats["series"] == 2
+    assert stats["latest_period"] == T0.replace(month=2)
+
+
+def test_observations_and_checkpoint_commit_together_or_not_at_all(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.apply_observations([delta("A", 1, 4)], {("c", "sales", 0): -1})
+    assert store.count_events("demand") == 0
+    assert store.checkpoints("c") == {}
+
+
+def test_checkpoint_state_round_trip(store: Store) -> None:
+    key = ("c", "network", 3)
+    store.apply_observations([], {key: 41}, {key: b"\x00state"})
+    store.apply_observations([], {key: 42})
+    assert store.checkpoints("c") == {("network", 3): (42, b"\x00state")}
+
+
+def test_versions_activations_and_live_at(store: Store) -> None:
+    for n in (1, 2, 3):
+        store.add_version(domain="demand", scope="global", version=f"v1.0.{n}-20240101",
+                          algorithm="gbm", features=["lag_1"], metrics={"mae": float(n)},
+                          train_samples=80, test_samples=20, total_samples=100,
+                          segments_covered=5)  # fmt: skip
+    times = [T0 + timedelta(days=d) for d in (1, 10, 20)]
+    store.record_activation("demand", "global", "v1.0.1-20240101", "first", at=times[0])
+    store.record_activation("demand", "global", "v1.0.2-20240101", "better", at=times[1])
+    back = store.record_activation("demand", "global", "v1.0.1-20240101", "rollback",
+                                   actor="ops", at=times[2])  # fmt: skip
+    assert back.previous_version == "v1.0.2-20240101"
+    assert store.live_at("demand", "global", T0) is None
+    assert store.live_at("demand", "global", times[0] + timedelta(days=2)) == "v1.0.1-20240101"
+    assert store.live_at("demand", "global", times[1] + timedelta(hours=1)) == "v1.0.2-20240101"
+    assert store.live_at("demand", "global", times[2]) == "v1.0.1-20240101"
+    assert store.active_version("demand") == "v1.0.1-20240101"
+    statuses = {v.version: v.status for v in store.list_versions(domain="demand")}
+    assert statuses == {"v1.0.1-20240101": "active", "v1.0.2-20240101": "retired",
+                        "v1.0.3-20240101": "candidate"}  # fmt: skip
+    assert [v.version for v in store.list_versions(status="active")] == ["v1.0.1-20240101"]
+    assert len(store.activations("demand")) == 3
+    with pytest.raises(KeyError):
+        store.record_activation("demand", "global", "v9.9.9-20240101", "nope")
+
+
+def test_job_lifecycle(store: Store) -> None:
+    job = store.create_job("demand", "global", "drift", request_ids=["r1"])
+    assert job.status == "queued" and store.open_job("demand", "global").id == job.id
+    store.update_job(job.id, status="running", started_at=T0)
+    store.update_job(job.id, status="failed", finished_at=T0, error="Insufficient training data")
+    assert store.open_job("demand", "global") is None
+    done = store.get_job(job.id)
+    assert (done.status, done.error, done.request_ids) == ("failed", "Insufficient training data",
+                                                           ["r1"])  # fmt: skip
+    assert [j.id for j in store.list_jobs(status="failed")] == [job.id]
+
+
+def test_drift_events_dedupe_on_event_id(store: Store) -> None:
+    kwargs = dict(event_id="d1", domain="demand", scope="global", detector="adwin",
+                  statistic="abs_error", value=3.5, occurred_at=T0, evidence={"n": 12})
+    assert store.add_drift_event(**kwargs) is True
+    assert store.add_drift_event(**kwargs) is False
+    [event] = store.drift_events("demand")
+    assert event.evidence == {"n": 12} and event.occurred_at == T0
+
+
+def test_score_history_oldest_first(store: Store) -> None:
+    for i, trigger in enumerate(["evaluate", "monitor", "auto_monitor"]):
+        store.add_score(domain="network", scope="DL_bitrate", model_id="m1", metric="rmse",
+                        score=1.0 + i, trigger=trigger, recorded_at=T0 + timedelta(hours=i))
+    history = store.score_history("network", "DL_bitrate")
+    assert [h.trigger for h in history] == ["evaluate", "monitor", "auto_monitor"]
+
+
+def test_forecasts_upsert(store: Store) -> None:
+    row = ForecastRow("demand", "A", "v1", T0, 10.0, 8.0, 12.0)
+    store.upsert_forecasts([row, ForecastRow("demand", "A", "v1", T0.replace(month=2), 11.0)])
+    store.upsert_forecasts([ForecastRow("demand", "A", "v1", T0, 15.0, 9.0, 20.0, "brand")])
+    rows = store.forecasts("demand", "A")
+    assert [(r.value, r.fallback_level) for r in rows] == [(15.0, "brand"), (11.0, None)]
