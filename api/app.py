@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import millrace
-from api import health
+from api import health, observations
 from millrace.settings import Settings, get_settings
 from ml.registry.store import Store
 
@@ -23,4 +23,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     app.state.store = store or Store.from_url(settings.database_url, upgrade=True)
     app.include_router(health.router)
+    app.include_router(observations.router)
     return app

@@ -37,3 +37,23 @@ def test_degraded_but_200_when_broker_is_down(make_env, spawn) -> None:
     assert body["status"] == "degraded"
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["broker"].startswith("unreachable")
+
+
+def test_observation_stats_over_http(make_env, spawn) -> None:
+    from datetime import datetime, timezone
+
+    from ml.aggregates import FieldStats
+    from ml.observations import ObservationDelta
+    from ml.registry.store import Store
+
+    env = make_env()
+    store = Store.from_url(env["DATABASE_URL"])
+    month = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    store.apply_observations([ObservationDelta("demand", "CAR|A|B|", month, 3,
+                                               {"sales": FieldStats(3, 3.0, 3.0, 1.0, 1.0)})])
+    spawn(["api"], env)
+    url = f"http://127.0.0.1:{env['API_PORT']}/v1/ml/observations/stats"
+    resp = wait_until(lambda: _get(url), 30)
+    assert resp.status_code == 200
+    assert resp.json() == [{"domain": "demand", "events": 3, "series": 1,
+                            "latest_period": "2024-03-01T00:00:00Z"}]

@@ -1,0 +1,180 @@
+"""Importer for the Norwegian new-car registration counts (OFV) -> individual SALE events.
+
+Two layouts are recognised by their header:
+
+* by make (``Year, Month, Make, Quantity, Pct``): model is ``"ALL"``;
+* by model (``datetime, Make, Model, Quantity, Pct``; ``datetime`` is ``YYYY-MM-DD``).
+
+Each row's monthly count Q is expanded into Q SALE events (vehicle_type CAR, brand = Make,
+line ``""``, no prices) spread evenly over that calendar month in UTC: event i of Q occurs at
+``month_start + (i + 0.5) / Q x month_length``. Within a month the events of all rows are merged
+into time order, so the whole source is sorted by ``occurred_at``.
+
+Rows with a missing / ``NA`` make or model, a bad year/month/date, or a quantity that is not a
+non-negative integer are rejected. Event ids hash (file name, line number, i), so a replay of
+the same file yields the same ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import groupby
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from millrace.importers.base import IdFactory, Record, Rejected, Source, validation_reason
+from schemas.events import ContractType, SaleContractEvent, VehicleType, deterministic_id
+
+__all__ = [
+    "BY_MAKE_HEADER",
+    "BY_MODEL_HEADER",
+    "NorwaySource",
+    "expected_events",
+    "is_norway_header",
+]
+
+SOURCE_NAME = "norway_ofv"
+BY_MAKE_HEADER = ("year", "month", "make", "quantity")
+BY_MODEL_HEADER = ("datetime", "make", "model", "quantity")
+ALL_MODELS = "ALL"
+_MISSING = {"", "na", "nan", "null", "none"}
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A valid input row: a month, a segment and a count."""
+
+    line: int
+    month: datetime
+    make: str
+    model: str
+    quantity: int
+
+
+def _header_kind(cells: list[str]) -> str | None:
+    names = tuple(c.strip().strip('"').lower() for c in cells)
+    if names[:4] == BY_MAKE_HEADER:
+        return "make"
+    if names[:4] == BY_MODEL_HEADER:
+        return "model"
+    return None
+
+
+def is_norway_header(line: str) -> bool:
+    """True if a CSV header line is one of the two OFV layouts."""
+    return _header_kind(next(csv.reader([line]), [])) is not None
+
+
+def _month_start(year: str, month: str) -> datetime:
+    return datetime(int(year), int(month), 1, tzinfo=timezone.utc)
+
+
+def _next_month(start: datetime) -> datetime:
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\u00a0", " ").strip()
+
+
+def _parse(line: int, cells: dict[str, str], kind: str) -> _Row | Rejected:
+    make = _clean(cells.get("make", ""))
+    model = _clean(cells.get("model", "")) if kind == "model" else ALL_MODELS
+    if make.lower() in _MISSING:
+        return Rejected(line, f"missing make: {make!r}")
+    if model.lower() in _MISSING:
+        return Rejected(line, f"missing model: {model!r}")
+    try:
+        if kind == "make":
+            month = _month_start(cells.get("year", ""), cells.get("month", ""))
+        else:
+            day = datetime.strptime(cells.get("datetime", "").strip()[:10], "%Y-%m-%d")
+            month = _month_start(str(day.year), str(day.month))
+    except ValueError:
+        return Rejected(line, "bad date: " + ",".join(cells.get(k, "") for k in
+                                                      ("year", "month", "datetime")))
+    text = cells.get("quantity", "").strip()
+    try:
+        quantity = int(text)
+    except ValueError:
+        return Rejected(line, f"bad quantity: {text!r}")
+    if quantity < 0:
+        return Rejected(line, f"negative quantity: {quantity}")
+    return _Row(line, month, make, model, quantity)
+
+
+def _read(path: Path) -> Iterator[_Row | Rejected]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        kind = _header_kind(header)
+        if kind is None:
+            raise ValueError(f"{path}: not a Norway OFV sales file (header {header!r})")
+        names = [h.strip().lower() for h in header]
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                yield _parse(reader.line_num, dict(zip(names, cells)), kind)
+
+
+def expected_events(path: Path | str) -> int:
+    """The number of events the file expands to: the sum of valid quantities."""
+    return sum(r.quantity for r in _read(Path(path)) if isinstance(r, _Row))
+
+
+class NorwaySource(Source):
+    """Monthly OFV counts of one file, expanded into individual, time-ordered SALE events."""
+
+    name = SOURCE_NAME
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._total: int | None = None
+
+    @property
+    def estimated_total(self) -> int:
+        """Exactly the number of events (sum of valid quantities) plus rejected rows."""
+        if self._total is None:
+            self._total = sum(r.quantity if isinstance(r, _Row) else 1 for r in _read(self.path))
+        return self._total
+
+    def __iter__(self) -> Iterator[Record | Rejected]:
+        parsed = list(_read(self.path))  # a few thousand rows: small
+        yield from (r for r in parsed if isinstance(r, Rejected))
+        rows = sorted((r for r in parsed if isinstance(r, _Row)), key=lambda r: r.month)
+        for _, month_rows in groupby(rows, key=lambda r: r.month):
+            streams = [self._expand(row) for row in month_rows]
+            yield from (item for _, _, item in heapq.merge(*streams, key=lambda t: t[:2]))
+
+    def _expand(self, row: _Row) -> Iterable[tuple[datetime, int, Record | Rejected]]:
+        """(occurred_at, line, item) for the row's events, in time order."""
+        if row.quantity == 0:
+            return
+        try:
+            template = SaleContractEvent(
+                event_id=deterministic_id(SOURCE_NAME, self.path.name, row.line, 0),
+                occurred_at=row.month,
+                contract_type=ContractType.SALE,
+                vehicle_type=VehicleType.CAR,
+                brand=row.make,
+                model=row.model,
+                line="",
+                source=SOURCE_NAME,
+            )
+        except ValidationError as exc:
+            yield row.month, row.line, Rejected(row.line, validation_reason(exc))
+            return
+        key = template.segment_key
+        make_id = IdFactory(SOURCE_NAME, self.path.name, row.line)
+        step = (_next_month(row.month) - row.month) / row.quantity
+        for i in range(row.quantity):
+            at = row.month + step * (i + 0.5)
+            event = template.model_copy(update={
+                "event_id": make_id(i),
+                "occurred_at": at,
+            })  # fmt: skip
+            yield at, row.line, Record("topic_sales", key, event)
