@@ -51,11 +51,17 @@ def _wait_for_broker(settings: Settings, timeout: float = 60.0) -> None:
 def _publish(source: object, settings: Settings, *, rate: float | None, limit: int | None,
              progress: bool) -> None:  # fmt: skip
     from millrace.importers.replay import replay as replay_source
-    from millrace.kafka import EventProducer
+    from millrace.kafka import EventProducer, ensure_topics
 
-    summary = replay_source(source, EventProducer(settings), settings, rate=rate, limit=limit,
+    ensure_topics(settings)
+    producer = EventProducer(settings)
+    summary = replay_source(source, producer, settings, rate=rate, limit=limit,
                             progress=progress)  # fmt: skip
     console.print(summary.render())
+    if producer.failed:
+        console.print(f"[red]{producer.failed} events were not accepted by the broker: "
+                      f"{producer.last_error}[/red]")  # fmt: skip
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

@@ -29,13 +29,22 @@ class EventProducer:
         }
         conf.update(config)
         self._producer = Producer(conf)
+        #: Messages the broker did not accept (after librdkafka's retries), with the last error.
+        self.failed = 0
+        self.last_error: str | None = None
+
+    def _on_delivery(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.failed += 1
+            self.last_error = str(err)
 
     def publish(self, topic: str, key: str | None, event: BaseEvent | bytes) -> None:
         """Queue one message; blocks briefly (polling) when the local queue is full."""
         value = event if isinstance(event, bytes) else encode_event(event)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key.encode() if key else None)
+                self._producer.produce(topic, value=value, key=key.encode() if key else None,
+                                       on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self._producer.poll(0.05)
