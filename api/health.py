@@ -63,5 +63,10 @@ def health(request: Request, response: Response) -> HealthResponse:
         status = "degraded"
     else:
         status = "ok"
-    return HealthResponse(status=status, service="millrace", version=millrace.__version__,
-                          model_available=model_available, checks=checks)  # fmt: skip
+    return HealthResponse(
+        status=status,
+        service="millrace",
+        version=millrace.__version__,
+        model_available=model_available,
+        checks=checks,
+    )

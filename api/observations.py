@@ -19,8 +19,11 @@ class DomainStats(BaseModel):
     latest_period: datetime | None = Field(examples=["2026-11-01T00:00:00Z"])
 
 
-@router.get("/observations/stats", response_model=list[DomainStats],
-            summary="Stored observation counts per domain")  # fmt: skip
+@router.get(
+    "/observations/stats",
+    response_model=list[DomainStats],
+    summary="Stored observation counts per domain",
+)
 def observation_stats(request: Request) -> list[DomainStats]:
     store = request.app.state.store
     return [DomainStats(**row) for row in store.observation_stats()]

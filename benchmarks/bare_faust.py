@@ -1,7 +1,8 @@
 """A bare Faust loop that only deserializes (the ceiling the Millrace worker is compared to).
 
 Run as ``python benchmarks/bare_faust.py BOOTSTRAP TOPIC N OUT.json``: consumes N messages with
-``stream.take`` + orjson and writes {"events", "seconds"} measured from the first to the Nth; the caller then stops it.
+``stream.take`` + orjson and writes {"events", "seconds"} measured from the first to the Nth;
+the caller then stops it.
 """
 
 import sys
@@ -11,10 +12,17 @@ import faust
 import orjson
 
 bootstrap, topic_name, total, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-app = faust.App("bare-faust-bench", broker=f"kafka://{bootstrap}", store="memory://",
-                web_enabled=False, autodiscover=False, broker_session_timeout=4,
-                broker_rebalance_timeout=4, broker_heartbeat_interval=1,
-                consumer_auto_offset_reset="earliest")  # fmt: skip
+app = faust.App(
+    "bare-faust-bench",
+    broker=f"kafka://{bootstrap}",
+    store="memory://",
+    web_enabled=False,
+    autodiscover=False,
+    broker_session_timeout=4,
+    broker_rebalance_timeout=4,
+    broker_heartbeat_interval=1,
+    consumer_auto_offset_reset="earliest",
+)
 topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
 seen = {"n": 0, "t0": 0.0}
 
@@ -29,8 +37,9 @@ async def count(stream):  # noqa: ANN001
         seen["n"] += len(values)
         if seen["n"] >= total:
             with open(out, "wb") as fh:
-                fh.write(orjson.dumps({"events": seen["n"],
-                                       "seconds": time.perf_counter() - seen["t0"]}))  # fmt: skip
+                fh.write(
+                    orjson.dumps({"events": seen["n"], "seconds": time.perf_counter() - seen["t0"]})
+                )
 
 
 if __name__ == "__main__":

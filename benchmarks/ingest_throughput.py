@@ -36,8 +36,13 @@ from tests.fixtures.broker import free_port  # noqa: E402
 
 
 async def raw_aiokafka(bootstrap: str, topic: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="bench-raw",
-                                auto_offset_reset="earliest", session_timeout_ms=6000)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="bench-raw",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+    )
     await consumer.start()
     n, t0 = 0, 0.0
     try:
@@ -57,9 +62,19 @@ async def raw_aiokafka(bootstrap: str, topic: str, total: int) -> float:
 def bare_faust(bootstrap: str, topic: str, total: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bare.json"
-        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_faust.py"),
-                                 bootstrap, topic, str(total), str(out)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "bare_faust.py"),
+                bootstrap,
+                topic,
+                str(total),
+                str(out),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 600
             while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -74,9 +89,13 @@ def bare_faust(bootstrap: str, topic: str, total: int) -> float:
 
 def millrace_worker(env: dict[str, str], total: int) -> float:
     store = Store.from_url(env["DATABASE_URL"], upgrade=True)
-    proc = subprocess.Popen([sys.executable, "-m", "millrace.cli", "streams", "--loglevel",
-                             "warning"], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "millrace.cli", "streams", "--loglevel", "warning"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         first_n, t0 = 0, 0.0
         while True:
@@ -101,10 +120,15 @@ def main() -> None:
     args = parser.parse_args()
 
     with EmbeddedBroker("127.0.0.1", free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
-        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-               "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "TOPIC_SALES": "bench.sales",
-               "TOPIC_PARTITIONS": str(args.partitions), "STREAMS_APP_ID": "bench-worker",
-               "BROKER_SESSION_TIMEOUT_SECONDS": "4", "BROKER_REBALANCE_TIMEOUT_SECONDS": "4"}
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "TOPIC_SALES": "bench.sales",
+            "TOPIC_PARTITIONS": str(args.partitions),
+            "STREAMS_APP_ID": "bench-worker",
+            "BROKER_SESSION_TIMEOUT_SECONDS": "4",
+            "BROKER_REBALANCE_TIMEOUT_SECONDS": "4",
+        }
         settings = load_settings(**{k.lower(): v for k, v in env.items()})
         ensure_topics(settings)
         producer = EventProducer(settings)

@@ -67,13 +67,14 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         """Start the process and wait until it answers metadata requests."""
         binary = broker_binary()
         if not port_is_free(self.host, self.port):
             raise BrokerError(
-                f"Port {self.port} on {self.host} is already in use: stop what runs there or set "
-                "EMBEDDED_BROKER_PORT to a free port (or KAFKA_BOOTSTRAP_SERVERS to use that broker)."
+                f"Port {self.port} on {self.host} is already in use: stop what runs there or "
+                "set EMBEDDED_BROKER_PORT to a free port (or KAFKA_BOOTSTRAP_SERVERS to use "
+                "that broker)."
             )
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -89,7 +90,8 @@ class EmbeddedBroker:
         why = "no answer"
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BrokerError(f"The embedded broker exited with code {self._process.returncode}")
+                code = self._process.returncode
+                raise BrokerError(f"The embedded broker exited with code {code}")
             ok, why = broker_reachable(self.bootstrap_servers, timeout=1.0)
             if ok:
                 return self
@@ -112,9 +114,13 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

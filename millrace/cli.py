@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -48,19 +46,21 @@ def _wait_for_broker(settings: Settings, timeout: float = 60.0) -> None:
     raise typer.Exit(1)
 
 
-def _publish(source: object, settings: Settings, *, rate: float | None, limit: int | None,
-             progress: bool) -> None:  # fmt: skip
+def _publish(
+    source: object, settings: Settings, *, rate: float | None, limit: int | None, progress: bool
+) -> None:
     from millrace.importers.replay import replay as replay_source
     from millrace.kafka import EventProducer, ensure_topics
 
     ensure_topics(settings)
     producer = EventProducer(settings)
-    summary = replay_source(source, producer, settings, rate=rate, limit=limit,
-                            progress=progress)  # fmt: skip
+    summary = replay_source(source, producer, settings, rate=rate, limit=limit, progress=progress)
     console.print(summary.render())
     if producer.failed:
-        console.print(f"[red]{producer.failed} events were not accepted by the broker: "
-                      f"{producer.last_error}[/red]")  # fmt: skip
+        console.print(
+            f"[red]{producer.failed} events were not accepted by the broker: "
+            f"{producer.last_error}[/red]"
+        )
         raise typer.Exit(1)
 
 
@@ -82,8 +82,10 @@ def broker() -> None:
 
     settings = _settings()
     if not settings.embedded:
-        console.print(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: external Kafka "
-                      "configured, nothing embedded to start.")  # fmt: skip
+        console.print(
+            f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: external Kafka "
+            "configured, nothing embedded to start."
+        )
         raise typer.Exit(0)
     embedded = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
     try:
@@ -96,8 +98,10 @@ def broker() -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         created = ensure_topics(settings)
-        console.print(f"embedded broker ready on {embedded.bootstrap_servers} "
-                      f"(topics created: {', '.join(created) or 'none'})")  # fmt: skip
+        console.print(
+            f"embedded broker ready on {embedded.bootstrap_servers} "
+            f"(topics created: {', '.join(created) or 'none'})"
+        )
         while not stop.is_set() and embedded.running():
             stop.wait(0.5)
     finally:
@@ -128,22 +132,26 @@ def streams(loglevel: str = "info") -> None:
 
 
 @app.command()
-def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+def api(host: str | None = None, port: int | None = None) -> None:
     """Serve the read-only HTTP API with uvicorn."""
     import uvicorn
 
     from api.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host,
-                port=port or settings.api_port, log_level="info")  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
 
 
 @app.command()
 def replay(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV / CSV.gz file")],
-    rate: Annotated[Optional[float], typer.Option(help="Events per second (default: max)")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Publish at most this many")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: max)")] = None,
+    limit: Annotated[int | None, typer.Option(help="Publish at most this many")] = None,
     progress: bool = True,
 ) -> None:
     """Publish a real data set: dealership report CSV, Norway sales CSV or Irish 5G CSV(.gz)."""
@@ -168,10 +176,10 @@ def simulate(
     segments: Annotated[int, typer.Option(help="demand: number of segments")] = 24,
     cells: Annotated[int, typer.Option(help="network: number of cells")] = 8,
     seconds: Annotated[int, typer.Option(help="network: seconds of measurements")] = 3600,
-    drift_at: Annotated[Optional[str], typer.Option(help="Inject drift from this date")] = None,
+    drift_at: Annotated[str | None, typer.Option(help="Inject drift from this date")] = None,
     drift_factor: float = 2.0,
-    rate: Annotated[Optional[float], typer.Option(help="Events per second (default: max)")] = None,
-    limit: Optional[int] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: max)")] = None,
+    limit: int | None = None,
     progress: bool = True,
 ) -> None:
     """Publish seeded synthetic demand or network events (optional injected drift)."""
@@ -181,12 +189,24 @@ def simulate(
     first = date.fromisoformat(start)
     drift = date.fromisoformat(drift_at) if drift_at else None
     if domain == "demand":
-        source = simulate_demand(seed=seed, start=first, months=months, segments=segments,
-                                 drift_at=drift, drift_factor=drift_factor)  # fmt: skip
+        source = simulate_demand(
+            seed=seed,
+            start=first,
+            months=months,
+            segments=segments,
+            drift_at=drift,
+            drift_factor=drift_factor,
+        )
     elif domain == "network":
-        begin = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
-        source = simulate_network(seed=seed, start=begin, seconds=seconds, cells=cells,
-                                  drift_at=drift, drift_factor=drift_factor)  # fmt: skip
+        begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        source = simulate_network(
+            seed=seed,
+            start=begin,
+            seconds=seconds,
+            cells=cells,
+            drift_at=drift,
+            drift_factor=drift_factor,
+        )
     else:
         console.print(f"[red]--domain must be demand or network, got {domain!r}[/red]")
         raise typer.Exit(2)
@@ -197,12 +217,13 @@ def simulate(
 @app.command()
 def schemas(check: bool = typer.Option(False, help="Fail if a schema file is stale")) -> None:
     """Regenerate the JSON Schema files in schemas/ from the pydantic models."""
-    from schemas.generate import SCHEMA_DIR, render, write_all
     from schemas.events import EVENT_MODELS
+    from schemas.generate import SCHEMA_DIR, render, write_all
 
     if check:
-        stale = [n for n in EVENT_MODELS
-                 if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)]  # fmt: skip
+        stale = [
+            n for n in EVENT_MODELS if (SCHEMA_DIR / f"{n}.schema.json").read_text() != render(n)
+        ]
         if stale:
             console.print(f"[red]stale: {', '.join(stale)}; run `millrace schemas`[/red]")
             raise typer.Exit(1)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -45,8 +45,17 @@ class DevStack:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYTHONUNBUFFERED", "1")
-        cmd = [sys.executable, "-m", "honcho", "-f", str(self.root / "Procfile"),
-               "-d", str(self.root), "start", *self._processes()]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "honcho",
+            "-f",
+            str(self.root / "Procfile"),
+            "-d",
+            str(self.root),
+            "start",
+            *self._processes(),
+        ]
         return subprocess.Popen(cmd, env=env, cwd=self.root)
 
     def _wait_healthy(self, honcho: subprocess.Popen[bytes], timeout: float = 90.0) -> bool:
@@ -69,11 +78,15 @@ class DevStack:
         from millrace.kafka import EventProducer
 
         producer = EventProducer(self.settings)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         sources = [
             simulate_demand(seed=42, start=date(now.year - 3, 1, 1), months=36, segments=24),
-            simulate_network(seed=42, start=now.replace(microsecond=0).replace(
-                hour=0, minute=0, second=0), seconds=3600, cells=8),
+            simulate_network(
+                seed=42,
+                start=now.replace(microsecond=0).replace(hour=0, minute=0, second=0),
+                seconds=3600,
+                cells=8,
+            ),
         ]
         for source in sources:
             if self._stop.is_set():

@@ -43,8 +43,12 @@ class EventProducer:
         value = event if isinstance(event, bytes) else encode_event(event)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key.encode() if key else None,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key.encode() if key else None,
+                    on_delivery=self._on_delivery,
+                )
                 break
             except BufferError:
                 self._producer.poll(0.05)
@@ -63,8 +67,10 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> list[str]:
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
-         for name in wanted]  # fmt: skip
+        [
+            NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)
+            for name in wanted
+        ]
     )
     created = []
     for name, future in futures.items():

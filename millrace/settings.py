@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_topics(self) -> "Settings":
+    def _check_topics(self) -> Settings:
         names = [getattr(self, key) for key in TOPIC_KEYS]
         if len(set(names)) != len(names):
             raise ValueError("TOPIC_* settings must name distinct topics")

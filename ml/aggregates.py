@@ -23,13 +23,13 @@ class FieldStats:
     max: float | None = None
 
     @classmethod
-    def of(cls, value: float) -> "FieldStats":
+    def of(cls, value: float) -> FieldStats:
         return cls(1, float(value), float(value) ** 2, float(value), float(value))
 
     def add(self, value: float) -> None:
         self.merge(FieldStats.of(value))
 
-    def merge(self, other: "FieldStats") -> None:
+    def merge(self, other: FieldStats) -> None:
         if other.count == 0:
             return
         self.count += other.count
@@ -50,13 +50,23 @@ class FieldStats:
         return math.sqrt(max(var, 0.0))
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"count": self.count, "sum": self.total, "sumsq": self.sumsq,
-                "min": self.min, "max": self.max}  # fmt: skip
+        return {
+            "count": self.count,
+            "sum": self.total,
+            "sumsq": self.sumsq,
+            "min": self.min,
+            "max": self.max,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FieldStats":
-        return cls(int(data["count"]), float(data["sum"]), float(data["sumsq"]),
-                   data.get("min"), data.get("max"))  # fmt: skip
+    def from_dict(cls, data: dict) -> FieldStats:
+        return cls(
+            int(data["count"]),
+            float(data["sum"]),
+            float(data["sumsq"]),
+            data.get("min"),
+            data.get("max"),
+        )
 
 
 def merge_fields(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from pydantic import ValidationError
@@ -75,7 +75,7 @@ def validate_message(
         event = domain.parse(data)
     except ValidationError as exc:
         return Rejection("schema_violation", _describe(exc))
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if event.occurred_at > now + max_future:
         return Rejection(
             "future_timestamp",
@@ -109,7 +109,7 @@ def fold_batch(
 ) -> IngestBatch:
     """Validate every message not yet covered by ``checkpoints`` and fold it into a batch."""
     batch = IngestBatch()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     for msg in messages:
         tp = (msg.topic, msg.partition)
         if msg.offset <= checkpoints.get(tp, -1):

@@ -45,5 +45,10 @@ def combine(deltas: Iterable[ObservationDelta]) -> dict[ObservationKey, Observat
 
 
 def _copy(stats: FieldStats) -> dict:
-    return {"count": stats.count, "total": stats.total, "sumsq": stats.sumsq,
-            "min": stats.min, "max": stats.max}  # fmt: skip
+    return {
+        "count": stats.count,
+        "total": stats.total,
+        "sumsq": stats.sumsq,
+        "min": stats.min,
+        "max": stats.max,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -37,7 +37,7 @@ __all__ = [
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("occurred_at must carry a timezone (ISO 8601 with Z or an offset)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
@@ -66,7 +66,7 @@ class BaseEvent(BaseModel):
     )
     schema_version: int = Field(1, ge=1, description="Version of this event's contract.")
     occurred_at: UtcDatetime = Field(
-        default_factory=lambda: datetime.now(timezone.utc),
+        default_factory=lambda: datetime.now(UTC),
         description="When the fact happened (event time), ISO 8601 with timezone; stored in UTC.",
     )
 
@@ -124,10 +124,22 @@ class NetworkMeasurementEvent(BaseEvent):
 
     SCHEMA_NAME: ClassVar[str] = "network_measurement_event"
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "rsrp", "rsrq", "snr", "cqi", "rssi", "dl_bitrate", "ul_bitrate",
-        "ping_avg", "ping_min", "ping_max", "ping_stdev", "ping_loss",
-        "nr_rsrp", "nr_rsrq", "speed",
-    )  # fmt: skip
+        "rsrp",
+        "rsrq",
+        "snr",
+        "cqi",
+        "rssi",
+        "dl_bitrate",
+        "ul_bitrate",
+        "ping_avg",
+        "ping_min",
+        "ping_max",
+        "ping_stdev",
+        "ping_loss",
+        "nr_rsrp",
+        "nr_rsrq",
+        "speed",
+    )
 
     cell_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     network_mode: str | None = Field(None, max_length=16, description="5G, LTE, HSPA+ ...")
@@ -246,7 +258,9 @@ class DeadLetterRecord(BaseEvent):
         "invalid_json", "schema_violation", "oversize", "future_timestamp", "duplicate", "other"
     ]
     consumer: str = Field(..., description="Which consumer rejected it.")
-    payload: str = Field(..., description="The original payload (UTF-8, undecodable bytes replaced).")
+    payload: str = Field(
+        ..., description="The original payload (UTF-8, undecodable bytes replaced)."
+    )
 
 
 #: Every event model, by JSON Schema file stem.

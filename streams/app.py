@@ -57,8 +57,9 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     store = store or Store.from_url(settings.database_url, upgrade=True)
     consumer = settings.streams_app_id
     checkpoints: dict[tuple[str, int], int] = {}
-    dead_letter = app.topic(settings.topic_dead_letter, value_serializer="raw",
-                            key_serializer="raw")  # fmt: skip
+    dead_letter = app.topic(
+        settings.topic_dead_letter, value_serializer="raw", key_serializer="raw"
+    )
 
     async def reload_checkpoints(*_: Any, **__: Any) -> None:
         stored = await asyncio.to_thread(store.checkpoints, consumer)
@@ -76,8 +77,13 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                 settings.streams_batch_size, within=settings.streams_batch_timeout_seconds
             ):
                 messages = [
-                    Message(e.message.topic, e.message.partition, e.message.offset,
-                            e.message.key, e.message.value)  # fmt: skip
+                    Message(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
                     for e in events
                 ]
                 batch = fold_batch(

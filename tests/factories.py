@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -16,7 +16,7 @@ SEGMENTS = [
 
 def sale(i: int, *, months: int = 6, start: datetime | None = None, **overrides: object) -> dict:
     """A valid SALE (even i) or PURCHASE (odd i) payload spread over ``months`` months."""
-    start = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = start or datetime(2024, 1, 1, tzinfo=UTC)
     vehicle_type, brand, model, line = SEGMENTS[i % len(SEGMENTS)]
     month = (i // len(SEGMENTS)) % months
     when = (start.replace(month=1 + month) if month < 12 else start) + timedelta(hours=i % 500)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import httpx
 import pytest
 
@@ -24,8 +26,13 @@ def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
     resp = wait_until(lambda: _get(f"http://127.0.0.1:{env['API_PORT']}{path}"), 30)
     assert resp.status_code == 200
     body = resp.json()
-    assert body == {"status": "ok", "service": "millrace", "version": body["version"],
-                    "model_available": False, "checks": {"database": "ok", "broker": "ok"}}
+    assert body == {
+        "status": "ok",
+        "service": "millrace",
+        "version": body["version"],
+        "model_available": False,
+        "checks": {"database": "ok", "broker": "ok"},
+    }
 
 
 def test_degraded_but_200_when_broker_is_down(make_env, spawn) -> None:
@@ -40,7 +47,7 @@ def test_degraded_but_200_when_broker_is_down(make_env, spawn) -> None:
 
 
 def test_observation_stats_over_http(make_env, spawn) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ml.aggregates import FieldStats
     from ml.observations import ObservationDelta
@@ -48,12 +55,18 @@ def test_observation_stats_over_http(make_env, spawn) -> None:
 
     env = make_env()
     store = Store.from_url(env["DATABASE_URL"])
-    month = datetime(2024, 3, 1, tzinfo=timezone.utc)
-    store.apply_observations([ObservationDelta("demand", "CAR|A|B|", month, 3,
-                                               {"sales": FieldStats(3, 3.0, 3.0, 1.0, 1.0)})])
+    month = datetime(2024, 3, 1, tzinfo=UTC)
+    store.apply_observations(
+        [
+            ObservationDelta(
+                "demand", "CAR|A|B|", month, 3, {"sales": FieldStats(3, 3.0, 3.0, 1.0, 1.0)}
+            )
+        ]
+    )
     spawn(["api"], env)
     url = f"http://127.0.0.1:{env['API_PORT']}/v1/ml/observations/stats"
     resp = wait_until(lambda: _get(url), 30)
     assert resp.status_code == 200
-    assert resp.json() == [{"domain": "demand", "events": 3, "series": 1,
-                            "latest_period": "2024-03-01T00:00:00Z"}]
+    assert resp.json() == [
+        {"domain": "demand", "events": 3, "series": 1, "latest_period": "2024-03-01T00:00:00Z"}
+    ]

@@ -67,8 +67,12 @@ def test_dealership_36m_all_contracts(shared_data: Path) -> None:
     assert len({r.key for r in records}) == 39  # the README's 39 segments
     assert Counter(r.event.vehicle_type for r in records) == {"MOTORCYCLE": 5_970, "CAR": 5_786}
     first = records[0].event
-    assert (first.brand, first.model, first.line, first.plate) == ("Yamaha", "FZ 2.0", "FZN-150",
-                                                                    "AXI-332")  # fmt: skip
+    assert (first.brand, first.model, first.line, first.plate) == (
+        "Yamaha",
+        "FZ 2.0",
+        "FZN-150",
+        "AXI-332",
+    )
     assert first.purchase_price == 10512177.31 and first.sale_price == 13038371.95
     assert first.occurred_at.isoformat() == "2026-10-11T20:07:00+00:00"
     assert records[0].key == first.segment_key and records[0].topic_key == "topic_sales"
@@ -94,9 +98,16 @@ def test_dealership_ids_are_deterministic(shared_data: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("45.000.000", 45e6), ("45000000.0", 45e6), ("$ 45,000,000", 45e6), ("45.000.000,50",
-     45000000.5), ("10512177.31", 10512177.31), ("1.500", 1500.0), ("", None)],
-)  # fmt: skip
+    [
+        ("45.000.000", 45e6),
+        ("45000000.0", 45e6),
+        ("$ 45,000,000", 45e6),
+        ("45.000.000,50", 45000000.5),
+        ("10512177.31", 10512177.31),
+        ("1.500", 1500.0),
+        ("", None),
+    ],
+)
 def test_parse_price(text: str, value: float | None) -> None:
     assert parse_price(text) == value
 
@@ -104,14 +115,14 @@ def test_parse_price(text: str, value: float | None) -> None:
 def test_dealership_bad_rows_are_rejected(tmp_path: Path) -> None:
     ok = "Activa,CC 1,Mazda,3 Touring,Skyactiv,ABC-123,Automóvil,45.000.000,$ 55,000,000,Efectivo"
     rows = [
-        f"Venta,{ok},01/12/2025 10:00",                      # line 4: fine
-        f"Alquiler,{ok},01/12/2025 10:00",                   # unknown contract type
+        f"Venta,{ok},01/12/2025 10:00",  # line 4: fine
+        f"Alquiler,{ok},01/12/2025 10:00",  # unknown contract type
         f"Venta,{ok.replace('Automóvil', 'Barco')},01/12/2025 10:00",  # unknown vehicle type
-        f"Venta,{ok},2025-12-01",                            # bad date
-        f"Compra,{ok.replace('45.000.000', '-5')},01/12/2025 10:00",   # negative price
+        f"Venta,{ok},2025-12-01",  # bad date
+        f"Compra,{ok.replace('45.000.000', '-5')},01/12/2025 10:00",  # negative price
         f"Compra,{ok.replace('45.000.000', 'abc')},01/12/2025 10:00",  # garbled price
-        f"Compra,{ok.replace('Mazda', '')},01/12/2025 10:00",           # missing brand
-        "Venta,Activa",                                       # truncated row
+        f"Compra,{ok.replace('Mazda', '')},01/12/2025 10:00",  # missing brand
+        "Venta,Activa",  # truncated row
     ]
     body = "\n".join(rows).replace("$ 55,000,000", '"$ 55,000,000"')
     path = tmp_path / "report.csv"
@@ -120,17 +131,23 @@ def test_dealership_bad_rows_are_rejected(tmp_path: Path) -> None:
     assert len(records) == 1 and records[0].event.sale_price == 55e6
     reasons = {r.row: r.category for r in rejected}
     assert reasons == {
-        5: "unknown contract type", 6: "unknown vehicle type", 7: "bad date",
-        8: "negative price", 9: "bad price", 10: "missing brand",
+        5: "unknown contract type",
+        6: "unknown vehicle type",
+        7: "bad date",
+        8: "negative price",
+        9: "bad price",
+        10: "missing brand",
         11: "missing brand, model, vehicle type, created",
-    }  # fmt: skip
+    }
 
 
 def test_dealership_semicolon_cp1252(tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
-    text = (DEALER_HEADER.replace(",", ";") + "\n"
-            "Compra;Activa;CC 1;Honda;CB 190R;CBR-R;XYZ-12A;Motocicleta;12.500.000;;Mixto;"
-            "02/01/2024 08:30:15\n")  # fmt: skip
+    text = (
+        DEALER_HEADER.replace(",", ";") + "\n"
+        "Compra;Activa;CC 1;Honda;CB 190R;CBR-R;XYZ-12A;Motocicleta;12.500.000;;Mixto;"
+        "02/01/2024 08:30:15\n"
+    )
     path.write_bytes(text.encode("cp1252"))
     (record,) = open_source(path)
     assert isinstance(record, Record)
@@ -163,8 +180,11 @@ def test_norway_by_make_expands_every_unit(shared_data: Path) -> None:
 
 def test_norway_by_model_spread_over_month(shared_data: Path) -> None:
     path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_model_clean.csv"
-    passat = [r.event for r in itertools.islice(NorwaySource(path).records(), 20_000)
-              if r.event.model == "Volkswagen Passat" and r.event.occurred_at.month == 1]
+    passat = [
+        r.event
+        for r in itertools.islice(NorwaySource(path).records(), 20_000)
+        if r.event.model == "Volkswagen Passat" and r.event.occurred_at.month == 1
+    ]
     assert len(passat) == 1267
     assert passat[0].occurred_at.day == 1 and passat[-1].occurred_at.day == 31
     assert passat[0].brand == "Volkswagen" and passat[0].line == ""
@@ -173,13 +193,20 @@ def test_norway_by_model_spread_over_month(shared_data: Path) -> None:
 
 def test_norway_ids_deterministic_and_bad_rows(tmp_path: Path) -> None:
     path = tmp_path / "norway.csv"
-    path.write_text('"Year","Month","Make","Quantity","Pct"\n2017,1,"Tesla",3,1\n'
-                    '2017,1,NA,2,0\n2017,13,"Volvo",1,0\n2017,1,"Audi",-4,0\n'
-                    '2017,1,"Kia",x,0\n2017,2,"Kia",0,0\n', encoding="utf-8")  # fmt: skip
+    path.write_text(
+        '"Year","Month","Make","Quantity","Pct"\n2017,1,"Tesla",3,1\n'
+        '2017,1,NA,2,0\n2017,13,"Volvo",1,0\n2017,1,"Audi",-4,0\n'
+        '2017,1,"Kia",x,0\n2017,2,"Kia",0,0\n',
+        encoding="utf-8",
+    )
     records, rejected = split(NorwaySource(path))
     assert [r.event.brand for r in records] == ["Tesla"] * 3
     assert {r.row: r.category for r in rejected} == {
-        3: "missing make", 4: "bad date", 5: "negative quantity", 6: "bad quantity"}
+        3: "missing make",
+        4: "bad date",
+        5: "negative quantity",
+        6: "bad quantity",
+    }
     again = [r.event.event_id for r in NorwaySource(path).records()]
     assert again == [r.event.event_id for r in records] and len(set(again)) == 3
     hours = [r.event.occurred_at.hour for r in records]
@@ -228,8 +255,10 @@ def test_irish_values_and_determinism(shared_data: Path) -> None:
 
 
 def test_irish_bad_rows(tmp_path: Path) -> None:
-    header = ("Timestamp,Longitude,Latitude,Speed,Operatorname,CellID,NetworkMode,RSRP,RSRQ,SNR,"
-              "CQI,RSSI,DL_bitrate,UL_bitrate,State,NRxRSRP,NRxRSRQ")  # fmt: skip
+    header = (
+        "Timestamp,Longitude,Latitude,Speed,Operatorname,CellID,NetworkMode,RSRP,RSRQ,SNR,"
+        "CQI,RSSI,DL_bitrate,UL_bitrate,State,NRxRSRP,NRxRSRQ"
+    )
     rows = [
         "2020-01-03 09:22:01,-8.39,51.88,0,B,11,5G,-100,-10.0,-,12.0,,184,12,D,-101.0,2147483647.0",
         "2020-01-03 09:22:02,-8.39,51.88,0,B,,5G,-100,-10,7,12,,184,12,D,,",
@@ -248,8 +277,13 @@ def test_irish_bad_rows(tmp_path: Path) -> None:
     assert event.snr is None and event.rssi is None and event.nr_rsrq is None
     assert event.nr_rsrp == -101.0 and event.cqi == 12.0
     assert {r.row: r.category for r in rejected} == {
-        3: "missing cell id", 4: "missing timestamp", 5: "bad timestamp", 6: "bad number",
-        7: "invalid event", 8: "invalid event"}
+        3: "missing cell id",
+        4: "missing timestamp",
+        5: "bad timestamp",
+        6: "bad number",
+        7: "invalid event",
+        8: "invalid event",
+    }
 
 
 # --- open_source / replay --------------------------------------------------------------------
@@ -274,8 +308,11 @@ def test_replay_publishes_and_summarises(tmp_path: Path, shared_data: Path) -> N
 
 def test_replay_rejections_limit_and_rate(tmp_path: Path) -> None:
     path = tmp_path / "norway.csv"
-    path.write_text("datetime,Make,Model,Quantity,Pct\n2017-01-01,Tesla,Tesla Model S,50,1\n"
-                    "2017-01-01,Kia,Kia Soul,-1,0\n2017-01-01,Kia,NA,3,0\n", encoding="utf-8")
+    path.write_text(
+        "datetime,Make,Model,Quantity,Pct\n2017-01-01,Tesla,Tesla Model S,50,1\n"
+        "2017-01-01,Kia,Kia Soul,-1,0\n2017-01-01,Kia,NA,3,0\n",
+        encoding="utf-8",
+    )
     producer = FakeProducer()
     summary = replay(NorwaySource(path), producer, Settings(), rate=200, limit=20, progress=True)
     assert summary.published == 20 == len(producer.messages)

@@ -1,6 +1,6 @@
 """Unit tests of ml.ingest: validation reasons and checkpoint-aware batch folding (no Kafka)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -46,7 +46,7 @@ def test_dead_letters_carry_reason_payload_and_deterministic_id() -> None:
 
 
 def test_monthly_sales_counts() -> None:
-    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
     msgs = [Message("s", 0, i, None, orjson.dumps(sale(i))) for i in range(40)]
     batch = fold_batch(DEMAND, msgs, {}, consumer="c", now=now, **LIMITS)
     sales = sum(d.fields["sales"].count for d in batch.deltas if "sales" in d.fields)

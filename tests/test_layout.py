@@ -18,3 +18,16 @@ def test_ml_does_not_import_adapters() -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
     assert not offenders
+
+
+def test_code_passes_ruff() -> None:
+    import subprocess
+    import sys
+
+    root = ML.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--quiet", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 def topic_size(bootstrap: str, topic: str, partitions: int, expect: int) -> int:
     """Messages in the topic, counted by reading it (Tansu's high watermarks are not counts)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sizer",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "sizer", "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen, empty_polls = 0, 0
     try:
@@ -44,14 +45,25 @@ def summary_number(output: str, label: str) -> int:
         ("vehicle/sgivu_contracts/report_export_sample.csv", None, "topic_sales", 10, 0),
         # 1,347,250 units in the file: the first 60,000 published events, and the 'NA' makes of
         # the months read until then are reported as rejected.
-        ("vehicle/norway_ofv/norway_new_car_sales_by_make.csv", 60_000, "topic_sales", 60_000,
-         None),
-        ("cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz", None, "topic_network", 188_711,
-         0),
+        (
+            "vehicle/norway_ofv/norway_new_car_sales_by_make.csv",
+            60_000,
+            "topic_sales",
+            60_000,
+            None,
+        ),
+        (
+            "cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz",
+            None,
+            "topic_network",
+            188_711,
+            0,
+        ),
     ],
 )
-def test_replay_publishes_expected_events(make_env, spawn, shared_data, relative, limit,
-                                          topic_key, published, rejected) -> None:  # fmt: skip
+def test_replay_publishes_expected_events(
+    make_env, spawn, shared_data, relative, limit, topic_key, published, rejected
+) -> None:
     env = make_env()
     settings = settings_from(env)
     args = ["replay", str(shared_data / relative), "--no-progress"]
@@ -64,15 +76,19 @@ def test_replay_publishes_expected_events(make_env, spawn, shared_data, relative
     if rejected is not None:
         assert summary_number(out, "rejected") == rejected
     topic = getattr(settings, topic_key)
-    assert topic_size(settings.bootstrap_servers, topic, settings.topic_partitions,
-                      published) == published
+    assert (
+        topic_size(settings.bootstrap_servers, topic, settings.topic_partitions, published)
+        == published
+    )
 
 
 def test_replay_reports_bad_rows_and_keeps_going(make_env, spawn, tmp_path) -> None:
     src = tmp_path / "bad_by_make.csv"
-    src.write_text('"Year","Month","Make","Quantity","Pct"\n2007,1,"Toyota",3,1\n'
-                   '2007,1,"NA",5,1\n2007,13,"Audi",2,1\n2007,2,"Volvo",-4,1\n'
-                   '2007,2,"Kia",2,1\n')  # fmt: skip
+    src.write_text(
+        '"Year","Month","Make","Quantity","Pct"\n2007,1,"Toyota",3,1\n'
+        '2007,1,"NA",5,1\n2007,13,"Audi",2,1\n2007,2,"Volvo",-4,1\n'
+        '2007,2,"Kia",2,1\n'
+    )
     env = make_env()
     proc = spawn(["replay", str(src), "--no-progress"], env)
     assert proc.handle.wait(60) == 0, proc.output()

@@ -1,6 +1,6 @@
 """Event contracts: generated JSON Schema files are current; models enforce the rules."""
 
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 from pydantic import ValidationError
@@ -22,18 +22,29 @@ def test_every_event_has_the_common_fields(model: type) -> None:
 
 
 def test_occurred_at_is_normalised_to_utc() -> None:
-    event = SaleContractEvent(contract_type="SALE", vehicle_type="CAR", brand="a", model="b",
-                              occurred_at="2024-05-01T12:00:00+02:00")  # fmt: skip
-    assert event.occurred_at.tzinfo == timezone.utc and event.occurred_at.hour == 10
+    event = SaleContractEvent(
+        contract_type="SALE",
+        vehicle_type="CAR",
+        brand="a",
+        model="b",
+        occurred_at="2024-05-01T12:00:00+02:00",
+    )
+    assert event.occurred_at.tzinfo == UTC and event.occurred_at.hour == 10
 
 
 def test_naive_timestamps_and_nan_are_refused() -> None:
     with pytest.raises(ValidationError, match="timezone"):
-        SaleContractEvent(contract_type="SALE", vehicle_type="CAR", brand="a", model="b",
-                          occurred_at="2024-05-01T12:00:00")  # fmt: skip
+        SaleContractEvent(
+            contract_type="SALE",
+            vehicle_type="CAR",
+            brand="a",
+            model="b",
+            occurred_at="2024-05-01T12:00:00",
+        )
     with pytest.raises(ValidationError):
-        SaleContractEvent(contract_type="SALE", vehicle_type="CAR", brand="a", model="b",
-                          sale_price=float("nan"))  # fmt: skip
+        SaleContractEvent(
+            contract_type="SALE", vehicle_type="CAR", brand="a", model="b", sale_price=float("nan")
+        )
 
 
 def test_deterministic_ids_are_stable() -> None:

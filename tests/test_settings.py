@@ -52,6 +52,9 @@ def test_env_example_lists_every_setting() -> None:
     from millrace.settings import Settings
 
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
-    listed = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line
-              and not line.startswith("#")}  # fmt: skip
+    listed = {
+        line.split("=", 1)[0]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert listed == {name.upper() for name in Settings.model_fields}

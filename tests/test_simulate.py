@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -11,12 +11,19 @@ from millrace.importers import simulate_demand, simulate_network
 
 START = date(2022, 1, 1)
 DRIFT = date(2024, 1, 1)
-T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def _demand(seed: int = 7, **kwargs):
-    args = dict(months=48, segments=10, base_rate=40.0, trend=0.0, drift_at=DRIFT,
-                drift_factor=2.0, drift_segments=0.3)  # fmt: skip
+    args = dict(
+        months=48,
+        segments=10,
+        base_rate=40.0,
+        trend=0.0,
+        drift_at=DRIFT,
+        drift_factor=2.0,
+        drift_segments=0.3,
+    )
     args.update(kwargs)
     return simulate_demand(seed, START, **args)
 
@@ -37,15 +44,19 @@ def test_demand_records_sorted_and_mixed() -> None:
     assert times == sorted(times)
     assert {r.event.contract_type for r in records} == {"SALE", "PURCHASE"}
     assert {r.event.vehicle_type for r in records} == {"CAR", "MOTORCYCLE"}
-    assert len({r.key for r in records}) == 10 and all(r.key == r.event.segment_key
-                                                       for r in records)  # fmt: skip
+    assert len({r.key for r in records}) == 10 and all(
+        r.key == r.event.segment_key for r in records
+    )
     assert all(r.event.sale_price > r.event.purchase_price > 0 for r in records)
     assert times[0].date() >= START and times[-1].date() < date(2026, 1, 1)
 
 
 def test_demand_seasonality() -> None:
-    sales = Counter(r.event.occurred_at.month for r in _demand(5, drift_at=None)
-                    if r.event.contract_type == "SALE")  # fmt: skip
+    sales = Counter(
+        r.event.occurred_at.month
+        for r in _demand(5, drift_at=None)
+        if r.event.contract_type == "SALE"
+    )
     counts = np.array([sales[m] for m in range(1, 13)], dtype=float)
     curve = np.sin(2 * np.pi * np.arange(12) / 12)
     assert np.corrcoef(counts, curve)[0, 1] > 0.8
@@ -75,7 +86,7 @@ def test_drift_segments_by_key() -> None:
 
 
 def test_network_deterministic_ranges_and_missing() -> None:
-    kwargs = dict(seconds=600, cells=6, drift_at=datetime(2024, 3, 1, 0, 5, tzinfo=timezone.utc))
+    kwargs = dict(seconds=600, cells=6, drift_at=datetime(2024, 3, 1, 0, 5, tzinfo=UTC))
     source = simulate_network(1, T0, **kwargs)
     events = [r.event for r in source]
     assert events == [r.event for r in simulate_network(1, T0, **kwargs)]
@@ -92,7 +103,7 @@ def test_network_deterministic_ranges_and_missing() -> None:
 
 
 def test_network_drift_lowers_affected_cells() -> None:
-    drift_at = datetime(2024, 3, 1, 0, 30, tzinfo=timezone.utc)
+    drift_at = datetime(2024, 3, 1, 0, 30, tzinfo=UTC)
     source = simulate_network(4, T0, n=3600 * 4, cells=4, drift_at=drift_at, drift_cells=[0])
     assert source.drifted_cells == ["SIM-000"]
     rsrp: dict[tuple[str, bool], list[float]] = {}

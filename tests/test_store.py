@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +15,7 @@ from ml.registry.entities import ForecastRow
 from ml.registry.models import Base
 from ml.registry.store import Store
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,8 +33,10 @@ def store(store_url: str):
 
 
 def delta(series: str, month: int, sales: int, price: float = 100.0) -> ObservationDelta:
-    fields = {"sales": FieldStats(sales, float(sales), float(sales), 1.0, 1.0),
-              "sale_price": FieldStats.of(price)}  # fmt: skip
+    fields = {
+        "sales": FieldStats(sales, float(sales), float(sales), 1.0, 1.0),
+        "sale_price": FieldStats.of(price),
+    }
     return ObservationDelta("demand", series, T0.replace(month=month), sales, fields)
 
 
@@ -49,8 +51,9 @@ def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
 
 
 def test_observations_merge_across_batches(store: Store) -> None:
-    store.apply_observations([delta("A", 1, 2, 10.0), delta("A", 1, 3, 30.0), delta("B", 2, 1)],
-                             {("c", "sales", 0): 5})  # fmt: skip
+    store.apply_observations(
+        [delta("A", 1, 2, 10.0), delta("A", 1, 3, 30.0), delta("B", 2, 1)], {("c", "sales", 0): 5}
+    )
     store.apply_observations([delta("A", 1, 1, 50.0)], {("c", "sales", 0): 9})
     rows = {(r.series_key, r.period_start.month): r for r in store.observations("demand")}
     a = rows[("A", 1)]
@@ -81,15 +84,24 @@ def test_checkpoint_state_round_trip(store: Store) -> None:
 
 def test_versions_activations_and_live_at(store: Store) -> None:
     for n in (1, 2, 3):
-        store.add_version(domain="demand", scope="global", version=f"v1.0.{n}-20240101",
-                          algorithm="gbm", features=["lag_1"], metrics={"mae": float(n)},
-                          train_samples=80, test_samples=20, total_samples=100,
-                          segments_covered=5)  # fmt: skip
+        store.add_version(
+            domain="demand",
+            scope="global",
+            version=f"v1.0.{n}-20240101",
+            algorithm="gbm",
+            features=["lag_1"],
+            metrics={"mae": float(n)},
+            train_samples=80,
+            test_samples=20,
+            total_samples=100,
+            segments_covered=5,
+        )
     times = [T0 + timedelta(days=d) for d in (1, 10, 20)]
     store.record_activation("demand", "global", "v1.0.1-20240101", "first", at=times[0])
     store.record_activation("demand", "global", "v1.0.2-20240101", "better", at=times[1])
-    back = store.record_activation("demand", "global", "v1.0.1-20240101", "rollback",
-                                   actor="ops", at=times[2])  # fmt: skip
+    back = store.record_activation(
+        "demand", "global", "v1.0.1-20240101", "rollback", actor="ops", at=times[2]
+    )
     assert back.previous_version == "v1.0.2-20240101"
     assert store.live_at("demand", "global", T0) is None
     assert store.live_at("demand", "global", times[0] + timedelta(days=2)) == "v1.0.1-20240101"
@@ -97,8 +109,11 @@ def test_versions_activations_and_live_at(store: Store) -> None:
     assert store.live_at("demand", "global", times[2]) == "v1.0.1-20240101"
     assert store.active_version("demand") == "v1.0.1-20240101"
     statuses = {v.version: v.status for v in store.list_versions(domain="demand")}
-    assert statuses == {"v1.0.1-20240101": "active", "v1.0.2-20240101": "retired",
-                        "v1.0.3-20240101": "candidate"}  # fmt: skip
+    assert statuses == {
+        "v1.0.1-20240101": "active",
+        "v1.0.2-20240101": "retired",
+        "v1.0.3-20240101": "candidate",
+    }
     assert [v.version for v in store.list_versions(status="active")] == ["v1.0.1-20240101"]
     assert len(store.activations("demand")) == 3
     with pytest.raises(KeyError):
@@ -112,14 +127,25 @@ def test_job_lifecycle(store: Store) -> None:
     store.update_job(job.id, status="failed", finished_at=T0, error="Insufficient training data")
     assert store.open_job("demand", "global") is None
     done = store.get_job(job.id)
-    assert (done.status, done.error, done.request_ids) == ("failed", "Insufficient training data",
-                                                           ["r1"])  # fmt: skip
+    assert (done.status, done.error, done.request_ids) == (
+        "failed",
+        "Insufficient training data",
+        ["r1"],
+    )
     assert [j.id for j in store.list_jobs(status="failed")] == [job.id]
 
 
 def test_drift_events_dedupe_on_event_id(store: Store) -> None:
-    kwargs = dict(event_id="d1", domain="demand", scope="global", detector="adwin",
-                  statistic="abs_error", value=3.5, occurred_at=T0, evidence={"n": 12})
+    kwargs = dict(
+        event_id="d1",
+        domain="demand",
+        scope="global",
+        detector="adwin",
+        statistic="abs_error",
+        value=3.5,
+        occurred_at=T0,
+        evidence={"n": 12},
+    )
     assert store.add_drift_event(**kwargs) is True
     assert store.add_drift_event(**kwargs) is False
     [event] = store.drift_events("demand")
@@ -128,8 +154,15 @@ def test_drift_events_dedupe_on_event_id(store: Store) -> None:
 
 def test_score_history_oldest_first(store: Store) -> None:
     for i, trigger in enumerate(["evaluate", "monitor", "auto_monitor"]):
-        store.add_score(domain="network", scope="DL_bitrate", model_id="m1", metric="rmse",
-                        score=1.0 + i, trigger=trigger, recorded_at=T0 + timedelta(hours=i))
+        store.add_score(
+            domain="network",
+            scope="DL_bitrate",
+            model_id="m1",
+            metric="rmse",
+            score=1.0 + i,
+            trigger=trigger,
+            recorded_at=T0 + timedelta(hours=i),
+        )
     history = store.score_history("network", "DL_bitrate")
     assert [h.trigger for h in history] == ["evaluate", "monitor", "auto_monitor"]
 

@@ -20,13 +20,24 @@ pytestmark = pytest.mark.integration
 
 
 def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 30.0):
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "reader",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out = []
     try:
-        wait_until(lambda: out.extend(m for m in consumer.consume(500, 0.5) if not m.error())
-                   or len(out) >= expect, timeout)  # fmt: skip
+        wait_until(
+            lambda: (
+                out.extend(m for m in consumer.consume(500, 0.5) if not m.error())
+                or len(out) >= expect
+            ),
+            timeout,
+        )
         out.extend(m for m in consumer.consume(500, 1.0) if not m.error())  # nothing extra
     finally:
         consumer.close()
@@ -68,8 +79,9 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     assert stored == expected
     assert store.count_events("demand") == 1000
 
-    letters = read_topic(settings.bootstrap_servers, settings.topic_dead_letter,
-                         settings.topic_partitions, 50)  # fmt: skip
+    letters = read_topic(
+        settings.bootstrap_servers, settings.topic_dead_letter, settings.topic_partitions, 50
+    )
     records = [orjson.loads(m.value()) for m in letters]
     assert len(records) == 50
     assert all(r["reason"] and r["source_topic"] == settings.topic_sales for r in records)
@@ -93,9 +105,14 @@ def test_network_measurements_become_per_cell_windows(make_env, spawn) -> None:
     producer = EventProducer(settings)
     for i in range(300):  # 2 cells x 150 s -> windows of 60 s; RSRQ missing on odd seconds
         cell = f"cell-{i % 2}"
-        body = {"cell_id": cell, "occurred_at": f"2020-01-01T00:0{(i // 2) // 60}:"
-                f"{(i // 2) % 60:02d}Z", "rsrp": -90.0 - i % 5, "dl_bitrate": 1000.0 + i,
-                "rsrq": None if i % 4 >= 2 else -10.0, "network_mode": "5G"}  # fmt: skip
+        body = {
+            "cell_id": cell,
+            "occurred_at": f"2020-01-01T00:0{(i // 2) // 60}:{(i // 2) % 60:02d}Z",
+            "rsrp": -90.0 - i % 5,
+            "dl_bitrate": 1000.0 + i,
+            "rsrq": None if i % 4 >= 2 else -10.0,
+            "network_mode": "5G",
+        }
         producer.publish(settings.topic_network, cell, orjson.dumps(body))
     producer.flush()
     wait_until(lambda: store.count_events("network") == 300, 60)

@@ -16,6 +16,7 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from schemas.events import BaseEvent
 
 __all__ = [
+    "FileSource",
     "IdFactory",
     "Record",
     "Rejected",
@@ -84,6 +86,21 @@ class Source(ABC):
     def records(self) -> Iterator[Record]:
         """Only the records (rejections dropped)."""
         return (item for item in self if isinstance(item, Record))
+
+
+class FileSource(Source):
+    """A source reading one file; its item count is computed once, on first use."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @abstractmethod
+    def count_items(self) -> int:
+        """Items the file yields (records + rejections), counted as cheaply as possible."""
+
+    @cached_property
+    def estimated_total(self) -> int:  # type: ignore[override]
+        return self.count_items()
 
 
 class IdFactory:

@@ -32,12 +32,12 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from millrace.importers.base import Record, Rejected, Source, validation_reason
+from millrace.importers.base import FileSource, Record, Rejected, validation_reason
 from schemas.events import ContractType, SaleContractEvent, VehicleType, deterministic_id
 
 __all__ = [
@@ -124,7 +124,7 @@ def parse_contract_date(text: str) -> datetime:
     value = text.strip()
     for fmt in DATE_FORMATS:
         try:
-            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise ValueError(f"bad date: {text!r}")
@@ -142,27 +142,20 @@ def _detect_encoding(path: Path) -> str:
 
 def _detect_delimiter(path: Path, encoding: str) -> str:
     with open(path, encoding=encoding) as handle:
-        for _, line in zip(range(50), handle):
+        for _, line in zip(range(50), handle, strict=False):
             if _norm(HEADER_MARKER) in _norm(line):
                 return max((",", ";", "\t"), key=line.count)
     return ","
 
 
-class DealershipSource(Source):
+class DealershipSource(FileSource):
     """Contracts of one dealership report CSV as :class:`SaleContractEvent` records."""
 
     name = SOURCE_NAME
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._total: int | None = None
-
-    @property
-    def estimated_total(self) -> int | None:
-        """Number of data rows (counted once, cheaply, without parsing them)."""
-        if self._total is None:
-            self._total = sum(1 for _ in self._rows())
-        return self._total
+    def count_items(self) -> int:
+        """Number of data rows (counted without parsing them)."""
+        return sum(1 for _ in self._rows())
 
     def _rows(self) -> Iterator[tuple[int, dict[str, str]]]:
         """(line number, {column key: cell}) for every data row after the header row."""
@@ -207,8 +200,12 @@ class DealershipSource(Source):
             sale_price = parse_price(row.get("sale_price", ""))
         except ValueError as exc:
             return Rejected(line, str(exc))
-        identity = (row["contract_type"], row.get("document", ""), row.get("plate", ""),
-                    row["created"])  # fmt: skip
+        identity = (
+            row["contract_type"],
+            row.get("document", ""),
+            row.get("plate", ""),
+            row["created"],
+        )
         seen[identity] += 1
         try:
             event = SaleContractEvent(

@@ -18,16 +18,16 @@ from __future__ import annotations
 import csv
 import gzip
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from millrace.importers.base import (
+    FileSource,
     IdFactory,
     Record,
     Rejected,
-    Source,
     open_text,
     validation_reason,
 )
@@ -83,7 +83,7 @@ def parse_measure(text: str) -> float | None:
 
 def _parse_timestamp(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip())
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def count_rows(path: Path | str) -> int:
@@ -98,20 +98,13 @@ def count_rows(path: Path | str) -> int:
     return max(0, lines + (last != b"\n") - 1)
 
 
-class Irish5GSource(Source):
+class Irish5GSource(FileSource):
     """Rows of one Irish 5G traces file as :class:`NetworkMeasurementEvent` records."""
 
     name = SOURCE_NAME
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._total: int | None = None
-
-    @property
-    def estimated_total(self) -> int:
-        if self._total is None:
-            self._total = count_rows(self.path)
-        return self._total
+    def count_items(self) -> int:
+        return count_rows(self.path)
 
     def __iter__(self) -> Iterator[Record | Rejected]:
         make_id = IdFactory(SOURCE_NAME, self.path.name)
@@ -130,8 +123,7 @@ class Irish5GSource(Source):
                     if not any(cells):
                         continue
                     cells = cells + [""] * (width - len(cells))
-                yield self._convert(reader.line_num, cells, ts_at, cell_at, numeric, text,
-                                    make_id)  # fmt: skip
+                yield self._convert(reader.line_num, cells, ts_at, cell_at, numeric, text, make_id)
 
     @staticmethod
     def _convert(

@@ -21,13 +21,19 @@ import csv
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from millrace.importers.base import IdFactory, Record, Rejected, Source, validation_reason
+from millrace.importers.base import (
+    FileSource,
+    IdFactory,
+    Record,
+    Rejected,
+    validation_reason,
+)
 from schemas.events import ContractType, SaleContractEvent, VehicleType, deterministic_id
 
 __all__ = [
@@ -71,7 +77,7 @@ def is_norway_header(line: str) -> bool:
 
 
 def _month_start(year: str, month: str) -> datetime:
-    return datetime(int(year), int(month), 1, tzinfo=timezone.utc)
+    return datetime(int(year), int(month), 1, tzinfo=UTC)
 
 
 def _next_month(start: datetime) -> datetime:
@@ -96,8 +102,9 @@ def _parse(line: int, cells: dict[str, str], kind: str) -> _Row | Rejected:
             day = datetime.strptime(cells.get("datetime", "").strip()[:10], "%Y-%m-%d")
             month = _month_start(str(day.year), str(day.month))
     except ValueError:
-        return Rejected(line, "bad date: " + ",".join(cells.get(k, "") for k in
-                                                      ("year", "month", "datetime")))
+        return Rejected(
+            line, "bad date: " + ",".join(cells.get(k, "") for k in ("year", "month", "datetime"))
+        )
     text = cells.get("quantity", "").strip()
     try:
         quantity = int(text)
@@ -118,7 +125,7 @@ def _read(path: Path) -> Iterator[_Row | Rejected]:
         names = [h.strip().lower() for h in header]
         for cells in reader:
             if any(c.strip() for c in cells):
-                yield _parse(reader.line_num, dict(zip(names, cells)), kind)
+                yield _parse(reader.line_num, dict(zip(names, cells, strict=False)), kind)
 
 
 def expected_events(path: Path | str) -> int:
@@ -126,21 +133,14 @@ def expected_events(path: Path | str) -> int:
     return sum(r.quantity for r in _read(Path(path)) if isinstance(r, _Row))
 
 
-class NorwaySource(Source):
+class NorwaySource(FileSource):
     """Monthly OFV counts of one file, expanded into individual, time-ordered SALE events."""
 
     name = SOURCE_NAME
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._total: int | None = None
-
-    @property
-    def estimated_total(self) -> int:
+    def count_items(self) -> int:
         """Exactly the number of events (sum of valid quantities) plus rejected rows."""
-        if self._total is None:
-            self._total = sum(r.quantity if isinstance(r, _Row) else 1 for r in _read(self.path))
-        return self._total
+        return sum(r.quantity if isinstance(r, _Row) else 1 for r in _read(self.path))
 
     def __iter__(self) -> Iterator[Record | Rejected]:
         parsed = list(_read(self.path))  # a few thousand rows: small
@@ -173,8 +173,10 @@ class NorwaySource(Source):
         step = (_next_month(row.month) - row.month) / row.quantity
         for i in range(row.quantity):
             at = row.month + step * (i + 0.5)
-            event = template.model_copy(update={
-                "event_id": make_id(i),
-                "occurred_at": at,
-            })  # fmt: skip
+            event = template.model_copy(
+                update={
+                    "event_id": make_id(i),
+                    "occurred_at": at,
+                }
+            )
             yield at, row.line, Record("topic_sales", key, event)

@@ -100,8 +100,9 @@ def open_source(path: Path | str) -> Source:
         return Irish5GSource(path)
     if head and is_norway_header(head[0]):
         return NorwaySource(path)
-    if any(is_dealership_header(line.replace(";", ",").replace('"', "").split(","))
-           for line in head):  # fmt: skip
+    if any(
+        is_dealership_header(line.replace(";", ",").replace('"', "").split(",")) for line in head
+    ):
         return DealershipSource(path)
     raise ValueError(
         f"{path}: unknown file format. Supported: dealership contract report CSV (header with "
@@ -124,8 +125,12 @@ def _progress() -> Progress:
 class _Pacer:
     """Sleep-to-schedule pacing at ``rate`` events/s (``None``: no pacing)."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = time.sleep) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be > 0 events/s (or None for as fast as possible)")
         self.rate, self._clock, self._sleep = rate, clock, sleep
@@ -170,7 +175,8 @@ def replay(
                 continue
             pacer.wait(summary.published)
             topic = topics.get(item.topic_key) or topics.setdefault(
-                item.topic_key, getattr(settings, item.topic_key))
+                item.topic_key, getattr(settings, item.topic_key)
+            )
             producer.publish(topic, item.key, item.event)
             summary.published += 1
             summary.by_topic[topic] += 1

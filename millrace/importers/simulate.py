@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -43,7 +43,7 @@ __all__ = [
     "simulate_network",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Segment:
 
     @property
     def key(self) -> str:
-        return "|".join((str(self.vehicle_type), self.brand.upper(), self.model.upper(),
-                         self.line.upper()))  # fmt: skip
+        return "|".join(
+            (str(self.vehicle_type), self.brand.upper(), self.model.upper(), self.line.upper())
+        )
 
 
 _CAR, _MOTO = VehicleType.CAR, VehicleType.MOTORCYCLE
@@ -87,21 +88,27 @@ CATALOG: tuple[Segment, ...] = (
 def _catalog(n: int) -> list[Segment]:
     base = list(CATALOG)
     return [
-        base[i % len(base)] if i < len(base) else
-        Segment(base[i % len(base)].vehicle_type, base[i % len(base)].brand,
-                base[i % len(base)].model, f"{base[i % len(base)].line} {i // len(base) + 1}",
-                base[i % len(base)].price)
+        base[i % len(base)]
+        if i < len(base)
+        else Segment(
+            base[i % len(base)].vehicle_type,
+            base[i % len(base)].brand,
+            base[i % len(base)].model,
+            f"{base[i % len(base)].line} {i // len(base) + 1}",
+            base[i % len(base)].price,
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def _add_months(start: date, months: int) -> datetime:
     total = start.year * 12 + start.month - 1 + months
-    return datetime(total // 12, total % 12 + 1, 1, tzinfo=timezone.utc)
+    return datetime(total // 12, total % 12 + 1, 1, tzinfo=UTC)
 
 
-def _pick(rng: np.random.Generator, n: int, chosen: float | Sequence[int | str],
-          keys: list[str]) -> set[int]:  # fmt: skip
+def _pick(
+    rng: np.random.Generator, n: int, chosen: float | Sequence[int | str], keys: list[str]
+) -> set[int]:
     """Indices of the drifted items: a fraction (drawn with ``rng``) or explicit indices/keys."""
     if isinstance(chosen, (int, float)) and not isinstance(chosen, bool):
         count = min(n, max(0, math.ceil(float(chosen) * n)))
@@ -117,9 +124,16 @@ class DemandSource(Source):
 
     name = "simulate_demand"
 
-    def __init__(self, segments: list[Segment], drifted: set[int], seconds: np.ndarray,
-                 segment_idx: np.ndarray, purchase: np.ndarray, price_noise: np.ndarray,
-                 id_prefix: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        segments: list[Segment],
+        drifted: set[int],
+        seconds: np.ndarray,
+        segment_idx: np.ndarray,
+        purchase: np.ndarray,
+        price_noise: np.ndarray,
+        id_prefix: str,
+    ) -> None:
         self.segments = segments
         self.drifted_segments = sorted(segments[i].key for i in drifted)
         self._cols = (seconds, segment_idx, purchase, price_noise)
@@ -199,10 +213,30 @@ def simulate_demand(
     secs = np.concatenate(seconds)
     order = np.argsort(secs, kind="stable")
     noise = rng.normal(1.0, 0.05, size=len(secs)).clip(0.7, 1.3)
-    prefix = repr((seed, start, months, segments, base_rate, trend, seasonality, purchase_ratio,
-                   drift_at, drift_factor, sorted(drifted)))  # fmt: skip
-    return DemandSource(catalog, drifted, secs[order], np.concatenate(seg_idx)[order],
-                        np.concatenate(purchase)[order], noise, prefix)  # fmt: skip
+    prefix = repr(
+        (
+            seed,
+            start,
+            months,
+            segments,
+            base_rate,
+            trend,
+            seasonality,
+            purchase_ratio,
+            drift_at,
+            drift_factor,
+            sorted(drifted),
+        )
+    )
+    return DemandSource(
+        catalog,
+        drifted,
+        secs[order],
+        np.concatenate(seg_idx)[order],
+        np.concatenate(purchase)[order],
+        noise,
+        prefix,
+    )
 
 
 class NetworkSource(Source):
@@ -210,9 +244,16 @@ class NetworkSource(Source):
 
     name = "simulate_network"
 
-    def __init__(self, cells: list[str], drifted: set[int], start: datetime, interval: float,
-                 columns: dict[str, np.ndarray], modes: np.ndarray,
-                 id_prefix: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cells: list[str],
+        drifted: set[int],
+        start: datetime,
+        interval: float,
+        columns: dict[str, np.ndarray],
+        modes: np.ndarray,
+        id_prefix: str,
+    ) -> None:
         self.cells = cells
         self.drifted_cells = sorted(cells[i] for i in drifted)
         self._start, self._interval = start, interval
@@ -227,10 +268,10 @@ class NetworkSource(Source):
         make_id = IdFactory(self.name, self._id_prefix)
         n_cells = len(self.cells)
         names = list(self._columns)
-        rows = zip(*(self._columns[k].tolist() for k in names))
+        rows = zip(*(self._columns[k].tolist() for k in names), strict=True)
         for i, values in enumerate(rows):
             cell = self.cells[i % n_cells]
-            fields = {k: (None if v != v else v) for k, v in zip(names, values)}
+            fields = {k: (None if v != v else v) for k, v in zip(names, values, strict=True)}
             event = NetworkMeasurementEvent(
                 event_id=make_id(i),
                 occurred_at=self._start + timedelta(seconds=(i // n_cells) * self._interval),
@@ -293,21 +334,37 @@ def simulate_network(
     cqi = np.clip(np.round(1 + 14 * (snr + 5) / 35 + rng.normal(0, 1, total)), 1, 15)
     rsrq = np.clip(-19 + 12 * quality + rng.normal(0, 1.5, total), -20, -3)
     rssi = np.clip(rsrp + 25 + rng.normal(0, 3, total), -110, -40)
-    dl = np.clip(rng.lognormal(np.log(2000 + 60000 * quality ** 2), 0.6), 0, 400000)
+    dl = np.clip(rng.lognormal(np.log(2000 + 60000 * quality**2), 0.6), 0, 400000)
     dl = np.where(hit, dl * drift_factor, dl)
-    ul = np.clip(rng.lognormal(np.log(300 + 8000 * quality ** 2), 0.6), 0, 60000)
+    ul = np.clip(rng.lognormal(np.log(300 + 8000 * quality**2), 0.6), 0, 60000)
     modes = np.where(rng.random(total) < 0.7, "5G", "LTE")
     columns = {
-        "rsrp": rsrp.round(0), "rsrq": rsrq.round(1), "snr": snr.round(1), "cqi": cqi,
-        "rssi": rssi.round(1), "dl_bitrate": dl.round(0), "ul_bitrate": ul.round(0),
+        "rsrp": rsrp.round(0),
+        "rsrq": rsrq.round(1),
+        "snr": snr.round(1),
+        "cqi": cqi,
+        "rssi": rssi.round(1),
+        "dl_bitrate": dl.round(0),
+        "ul_bitrate": ul.round(0),
         "nr_rsrp": np.where(modes == "5G", (rsrp + rng.normal(-3, 3, total)).round(1), np.nan),
         "speed": rng.choice([0.0, 0.0, 5.0, 30.0, 60.0], size=total),
-    }  # fmt: skip
+    }
     for key in ("snr", "cqi", "rssi", "rsrq"):
         columns[key] = np.where(rng.random(total) < missing_rate, np.nan, columns[key])
     ping = rng.random(total) < 0.02  # pings are rare, as in the real traces
     columns["ping_avg"] = np.where(ping, rng.gamma(4.0, 6.0, total).round(1), np.nan)
-    prefix = repr((seed, start.isoformat(), total, cells, interval, missing_rate,
-                   drift_at.isoformat() if drift_at else None, drift_factor, drift_rsrp_db,
-                   sorted(drifted)))  # fmt: skip
+    prefix = repr(
+        (
+            seed,
+            start.isoformat(),
+            total,
+            cells,
+            interval,
+            missing_rate,
+            drift_at.isoformat() if drift_at else None,
+            drift_factor,
+            drift_rsrp_db,
+            sorted(drifted),
+        )
+    )
     return NetworkSource(cell_ids, drifted, start, interval, columns, modes, prefix)

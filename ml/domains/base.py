@@ -5,9 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from schemas.events import BaseEvent
-
 from ml.observations import ObservationDelta
+from schemas.events import BaseEvent
 
 __all__ = ["Domain"]
 

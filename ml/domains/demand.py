@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
-
-from schemas.events import BaseEvent, ContractType, SaleContractEvent
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
+from schemas.events import BaseEvent, ContractType, SaleContractEvent
 
 __all__ = ["DemandDomain", "month_start"]
 
 
 def month_start(when: datetime) -> datetime:
     """First instant (UTC) of the calendar month containing ``when``."""
-    when = when.astimezone(timezone.utc)
-    return datetime(when.year, when.month, 1, tzinfo=timezone.utc)
+    when = when.astimezone(UTC)
+    return datetime(when.year, when.month, 1, tzinfo=UTC)
 
 
 class DemandDomain(Domain):
@@ -43,5 +42,8 @@ class DemandDomain(Domain):
             fields["purchases"] = FieldStats.of(1)
             if event.purchase_price is not None:
                 fields["purchase_price"] = FieldStats.of(event.purchase_price)
-        return [ObservationDelta(self.name, event.segment_key, month_start(event.occurred_at),
-                                 1, fields)]  # fmt: skip
+        return [
+            ObservationDelta(
+                self.name, event.segment_key, month_start(event.occurred_at), 1, fields
+            )
+        ]

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
-
-from schemas.events import BaseEvent, NetworkMeasurementEvent
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
+from schemas.events import BaseEvent, NetworkMeasurementEvent
 
 __all__ = ["NetworkDomain", "window_start"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def window_start(when: datetime, seconds: int) -> datetime:
     """Start of the ``seconds``-long window (aligned to the epoch) containing ``when``."""
     offset = int((when - _EPOCH).total_seconds()) // seconds * seconds
-    return datetime.fromtimestamp(offset, tz=timezone.utc)
+    return datetime.fromtimestamp(offset, tz=UTC)
 
 
 class NetworkDomain(Domain):

@@ -19,7 +19,7 @@ _HERE = Path(__file__).resolve().parent
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs."""
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

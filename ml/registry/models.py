@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +37,7 @@ __all__ = [
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -51,15 +51,15 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use timezone-aware UTC")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -70,8 +70,9 @@ class Observation(Base):
     """Aggregate of one series (segment / cell) over one period (month / window)."""
 
     __tablename__ = "observations"
-    __table_args__ = (UniqueConstraint("domain", "series_key", "period_start",
-                                       name="uq_observation"),)  # fmt: skip
+    __table_args__ = (
+        UniqueConstraint("domain", "series_key", "period_start", name="uq_observation"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(40))
@@ -191,8 +192,11 @@ class ScoreHistory(Base):
 
 class Forecast(Base):
     __tablename__ = "forecasts"
-    __table_args__ = (UniqueConstraint("domain", "series_key", "model_version", "period_start",
-                                       name="uq_forecast"),)  # fmt: skip
+    __table_args__ = (
+        UniqueConstraint(
+            "domain", "series_key", "model_version", "period_start", name="uq_forecast"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(40))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, Select, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,47 +40,111 @@ OPEN_JOB_STATES = ("queued", "running")
 
 def _obs(row: Observation) -> e.ObservationRow:
     fields = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
-    return e.ObservationRow(row.domain, row.series_key, row.period_start, row.n_events, fields,
-                            row.corrections, row.updated_at)  # fmt: skip
+    return e.ObservationRow(
+        row.domain,
+        row.series_key,
+        row.period_start,
+        row.n_events,
+        fields,
+        row.corrections,
+        row.updated_at,
+    )
 
 
 def _version(row: ModelVersion) -> e.ModelVersionRow:
     return e.ModelVersionRow(
-        row.domain, row.scope, row.version, row.status, row.algorithm, list(row.features or []),
-        dict(row.metrics or {}), row.train_samples, row.test_samples, row.total_samples,
-        row.segments_covered, row.artifact_path, row.job_id, row.reason, row.trained_at,
+        row.domain,
+        row.scope,
+        row.version,
+        row.status,
+        row.algorithm,
+        list(row.features or []),
+        dict(row.metrics or {}),
+        row.train_samples,
+        row.test_samples,
+        row.total_samples,
+        row.segments_covered,
+        row.artifact_path,
+        row.job_id,
+        row.reason,
+        row.trained_at,
         row.created_at,
     )
 
 
 def _activation(row: Activation) -> e.ActivationRow:
-    return e.ActivationRow(row.domain, row.scope, row.version, row.previous_version,
-                           row.activated_at, row.reason, row.actor, row.command_id)  # fmt: skip
+    return e.ActivationRow(
+        row.domain,
+        row.scope,
+        row.version,
+        row.previous_version,
+        row.activated_at,
+        row.reason,
+        row.actor,
+        row.command_id,
+    )
 
 
 def _job(row: TrainingJob) -> e.TrainingJobRow:
     return e.TrainingJobRow(
-        row.id, row.domain, row.scope, row.status, row.trigger, list(row.request_ids or []),
-        row.start_date, row.end_date, dict(row.params or {}), row.version, row.error,
-        row.created_at, row.started_at, row.finished_at, row.heartbeat_at,
+        row.id,
+        row.domain,
+        row.scope,
+        row.status,
+        row.trigger,
+        list(row.request_ids or []),
+        row.start_date,
+        row.end_date,
+        dict(row.params or {}),
+        row.version,
+        row.error,
+        row.created_at,
+        row.started_at,
+        row.finished_at,
+        row.heartbeat_at,
     )
 
 
 def _drift(row: DriftEventRecord) -> e.DriftEventRow:
-    return e.DriftEventRow(row.event_id, row.domain, row.scope, row.detector, row.statistic,
-                           row.value, row.threshold, row.model_version, dict(row.evidence or {}),
-                           row.occurred_at)  # fmt: skip
+    return e.DriftEventRow(
+        row.event_id,
+        row.domain,
+        row.scope,
+        row.detector,
+        row.statistic,
+        row.value,
+        row.threshold,
+        row.model_version,
+        dict(row.evidence or {}),
+        row.occurred_at,
+    )
 
 
 def _score(row: ScoreHistory) -> e.ScoreRow:
-    return e.ScoreRow(row.domain, row.scope, row.model_id, row.metric, row.score, row.baseline,
-                      row.trigger, row.recorded_at)  # fmt: skip
+    return e.ScoreRow(
+        row.domain,
+        row.scope,
+        row.model_id,
+        row.metric,
+        row.score,
+        row.baseline,
+        row.trigger,
+        row.recorded_at,
+    )
 
 
 def _forecast(row: Forecast) -> e.ForecastRow:
-    return e.ForecastRow(row.domain, row.series_key, row.model_version, row.period_start,
-                         row.value, row.lower, row.upper, row.fallback_level,
-                         row.created_at)  # fmt: skip
+    return e.ForecastRow(
+        row.domain,
+        row.series_key,
+        row.model_version,
+        row.period_start,
+        row.value,
+        row.lower,
+        row.upper,
+        row.fallback_level,
+        row.created_at,
+    )
 
 
 class Store:
@@ -92,7 +156,7 @@ class Store:
         self._locking = engine.dialect.name == "postgresql"
 
     @classmethod
-    def from_url(cls, url: str, upgrade: bool = True) -> "Store":
+    def from_url(cls, url: str, upgrade: bool = True) -> Store:
         """Open the database at ``url``, migrating it to the latest schema first by default."""
         if upgrade:
             migrate(url)
@@ -128,9 +192,12 @@ class Store:
                 if attempt == attempts:
                     raise
 
-    def _apply(self, combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
-               checkpoints: Mapping[CheckpointKey, int],
-               states: Mapping[CheckpointKey, bytes | None]) -> None:  # fmt: skip
+    def _apply(
+        self,
+        combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
+        checkpoints: Mapping[CheckpointKey, int],
+        states: Mapping[CheckpointKey, bytes | None],
+    ) -> None:
         now = utcnow()
         with self._session.begin() as session:
             for key in sorted(set(checkpoints) | set(states)):
@@ -146,8 +213,14 @@ class Store:
                     query = query.with_for_update()
                 row = session.scalars(query).one_or_none()
                 if row is None:
-                    row = Observation(domain=domain, series_key=series, period_start=start,
-                                      n_events=0, fields={}, corrections=0)  # fmt: skip
+                    row = Observation(
+                        domain=domain,
+                        series_key=series,
+                        period_start=start,
+                        n_events=0,
+                        fields={},
+                        corrections=0,
+                    )
                     session.add(row)
                 fields = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
                 for name, stats in delta.fields.items():
@@ -156,8 +229,14 @@ class Store:
                 row.n_events = (row.n_events or 0) + delta.n_events
                 row.updated_at = now
 
-    def _put_checkpoint(self, session: Session, key: CheckpointKey, offset: int | None,
-                        states: Mapping[CheckpointKey, bytes | None], now: datetime) -> None:  # fmt: skip
+    def _put_checkpoint(
+        self,
+        session: Session,
+        key: CheckpointKey,
+        offset: int | None,
+        states: Mapping[CheckpointKey, bytes | None],
+        now: datetime,
+    ) -> None:
         consumer, topic, partition = key
         row = session.get(StreamCheckpoint, (consumer, topic, partition))
         if row is None:
@@ -175,13 +254,18 @@ class Store:
 
     def checkpoints(self, consumer: str) -> dict[tuple[str, int], tuple[int, bytes | None]]:
         with self._session() as session:
-            rows = session.scalars(select(StreamCheckpoint).where(
-                StreamCheckpoint.consumer == consumer))  # fmt: skip
+            rows = session.scalars(
+                select(StreamCheckpoint).where(StreamCheckpoint.consumer == consumer)
+            )
             return {(r.topic, r.partition): (r.offset, r.state) for r in rows}
 
-    def observations(self, domain: str, series_key: str | None = None,
-                     start: datetime | None = None,
-                     end: datetime | None = None) -> list[e.ObservationRow]:  # fmt: skip
+    def observations(
+        self,
+        domain: str,
+        series_key: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[e.ObservationRow]:
         query = select(Observation).where(Observation.domain == domain)
         if series_key is not None:
             query = query.where(Observation.series_key == series_key)
@@ -194,31 +278,44 @@ class Store:
             return [_obs(r) for r in session.scalars(query)]
 
     def observation_totals(self, domain: str) -> dict[str, int]:
-        query = (select(Observation.series_key, func.sum(Observation.n_events))
-                 .where(Observation.domain == domain).group_by(Observation.series_key))  # fmt: skip
+        query = (
+            select(Observation.series_key, func.sum(Observation.n_events))
+            .where(Observation.domain == domain)
+            .group_by(Observation.series_key)
+        )
         with self._session() as session:
             return {k: int(v) for k, v in session.execute(query)}
 
     def count_events(self, domain: str) -> int:
         query = select(func.coalesce(func.sum(Observation.n_events), 0)).where(
-            Observation.domain == domain)  # fmt: skip
+            Observation.domain == domain
+        )
         with self._session() as session:
             return int(session.execute(query).scalar_one())
 
     def observation_stats(self) -> list[dict[str, Any]]:
         """Per domain: events folded in, distinct series, latest period."""
-        query = select(Observation.domain, func.sum(Observation.n_events),
-                       func.count(func.distinct(Observation.series_key)),
-                       func.max(Observation.period_start)).group_by(Observation.domain)  # fmt: skip
+        query = select(
+            Observation.domain,
+            func.sum(Observation.n_events),
+            func.count(func.distinct(Observation.series_key)),
+            func.max(Observation.period_start),
+        ).group_by(Observation.domain)
         with self._session() as session:
             out = []
             for domain, events, series, latest in session.execute(query):
                 if isinstance(latest, str):  # SQLite returns aggregates of datetimes as text
                     latest = datetime.fromisoformat(latest)
                 if latest is not None and latest.tzinfo is None:
-                    latest = latest.replace(tzinfo=timezone.utc)
-                out.append({"domain": domain, "events": int(events or 0),
-                            "series": int(series), "latest_period": latest})  # fmt: skip
+                    latest = latest.replace(tzinfo=UTC)
+                out.append(
+                    {
+                        "domain": domain,
+                        "events": int(events or 0),
+                        "series": int(series),
+                        "latest_period": latest,
+                    }
+                )
             return out
 
     # --- model versions and activations ----------------------------------------------------
@@ -233,20 +330,33 @@ class Store:
 
     def get_version(self, domain: str, scope: str, version: str) -> e.ModelVersionRow | None:
         with self._session() as session:
-            row = session.scalars(select(ModelVersion).where(
-                ModelVersion.domain == domain, ModelVersion.scope == scope,
-                ModelVersion.version == version)).one_or_none()  # fmt: skip
+            row = session.scalars(
+                select(ModelVersion).where(
+                    ModelVersion.domain == domain,
+                    ModelVersion.scope == scope,
+                    ModelVersion.version == version,
+                )
+            ).one_or_none()
             return _version(row) if row else None
 
     def get_artifact(self, domain: str, scope: str, version: str) -> bytes | None:
         with self._session() as session:
-            return session.scalars(select(ModelVersion.artifact).where(
-                ModelVersion.domain == domain, ModelVersion.scope == scope,
-                ModelVersion.version == version)).one_or_none()  # fmt: skip
+            return session.scalars(
+                select(ModelVersion.artifact).where(
+                    ModelVersion.domain == domain,
+                    ModelVersion.scope == scope,
+                    ModelVersion.version == version,
+                )
+            ).one_or_none()
 
-    def list_versions(self, domain: str | None = None, scope: str | None = None,
-                      status: str | None = None, limit: int = 50,
-                      offset: int = 0) -> list[e.ModelVersionRow]:  # fmt: skip
+    def list_versions(
+        self,
+        domain: str | None = None,
+        scope: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[e.ModelVersionRow]:
         query = select(ModelVersion)
         if domain is not None:
             query = query.where(ModelVersion.domain == domain)
@@ -258,76 +368,124 @@ class Store:
         with self._session() as session:
             return [_version(r) for r in session.scalars(query.limit(limit).offset(offset))]
 
-    def set_version_status(self, domain: str, scope: str, version: str, status: str,
-                           reason: str | None = None) -> None:  # fmt: skip
+    def set_version_status(
+        self, domain: str, scope: str, version: str, status: str, reason: str | None = None
+    ) -> None:
         with self._session.begin() as session:
-            row = session.scalars(select(ModelVersion).where(
-                ModelVersion.domain == domain, ModelVersion.scope == scope,
-                ModelVersion.version == version)).one()  # fmt: skip
+            row = session.scalars(
+                select(ModelVersion).where(
+                    ModelVersion.domain == domain,
+                    ModelVersion.scope == scope,
+                    ModelVersion.version == version,
+                )
+            ).one()
             row.status = status
             if reason is not None:
                 row.reason = reason
 
-    def active_version(self, domain: str, scope: str = "global") -> str | None:
-        query = (select(Activation.version)
-                 .where(Activation.domain == domain, Activation.scope == scope)
-                 .order_by(Activation.activated_at.desc(), Activation.id.desc()).limit(1))  # fmt: skip
-        with self._session() as session:
-            return session.scalars(query).first()
+    @staticmethod
+    def _live_query(domain: str, scope: str, at: datetime | None = None) -> Select[Any]:
+        """The version of the latest activation of a scope (at or before ``at``)."""
+        query = select(Activation.version).where(
+            Activation.domain == domain, Activation.scope == scope
+        )
+        if at is not None:
+            query = query.where(Activation.activated_at <= at)
+        return query.order_by(Activation.activated_at.desc(), Activation.id.desc()).limit(1)
 
-    def record_activation(self, domain: str, scope: str, version: str, reason: str,
-                          actor: str = "system", command_id: str | None = None,
-                          at: datetime | None = None) -> e.ActivationRow:  # fmt: skip
+    def active_version(self, domain: str, scope: str = "global") -> str | None:
+        with self._session() as session:
+            return session.scalars(self._live_query(domain, scope)).first()
+
+    def record_activation(
+        self,
+        domain: str,
+        scope: str,
+        version: str,
+        reason: str,
+        actor: str = "system",
+        command_id: str | None = None,
+        at: datetime | None = None,
+    ) -> e.ActivationRow:
         """Make ``version`` the live one; the previous one is retired; all in one transaction."""
         at = at or utcnow()
         with self._session.begin() as session:
-            target = session.scalars(select(ModelVersion).where(
-                ModelVersion.domain == domain, ModelVersion.scope == scope,
-                ModelVersion.version == version).with_for_update()).one_or_none()  # fmt: skip
+            target = session.scalars(
+                select(ModelVersion)
+                .where(
+                    ModelVersion.domain == domain,
+                    ModelVersion.scope == scope,
+                    ModelVersion.version == version,
+                )
+                .with_for_update()
+            ).one_or_none()
             if target is None:
                 raise KeyError(f"unknown version {version!r} for {domain}/{scope}")
-            previous = session.scalars(
-                select(Activation.version)
-                .where(Activation.domain == domain, Activation.scope == scope)
-                .order_by(Activation.activated_at.desc(), Activation.id.desc()).limit(1)
-            ).first()
-            for row in session.scalars(select(ModelVersion).where(
-                    ModelVersion.domain == domain, ModelVersion.scope == scope,
-                    ModelVersion.status == "active")):  # fmt: skip
+            previous = session.scalars(self._live_query(domain, scope)).first()
+            for row in session.scalars(
+                select(ModelVersion).where(
+                    ModelVersion.domain == domain,
+                    ModelVersion.scope == scope,
+                    ModelVersion.status == "active",
+                )
+            ):
                 row.status = "retired"
             target.status = "active"
-            activation = Activation(domain=domain, scope=scope, version=version,
-                                    previous_version=previous, activated_at=at, reason=reason,
-                                    actor=actor, command_id=command_id)  # fmt: skip
+            activation = Activation(
+                domain=domain,
+                scope=scope,
+                version=version,
+                previous_version=previous,
+                activated_at=at,
+                reason=reason,
+                actor=actor,
+                command_id=command_id,
+            )
             session.add(activation)
             session.flush()
             return _activation(activation)
 
     def activations(self, domain: str, scope: str = "global") -> list[e.ActivationRow]:
-        query = (select(Activation).where(Activation.domain == domain, Activation.scope == scope)
-                 .order_by(Activation.activated_at, Activation.id))  # fmt: skip
+        query = (
+            select(Activation)
+            .where(Activation.domain == domain, Activation.scope == scope)
+            .order_by(Activation.activated_at, Activation.id)
+        )
         with self._session() as session:
             return [_activation(r) for r in session.scalars(query)]
 
     def live_at(self, domain: str, scope: str, at: datetime) -> str | None:
         """The version that was live at instant ``at`` (None before the first activation)."""
-        query = (select(Activation.version)
-                 .where(Activation.domain == domain, Activation.scope == scope,
-                        Activation.activated_at <= at)
-                 .order_by(Activation.activated_at.desc(), Activation.id.desc()).limit(1))  # fmt: skip
         with self._session() as session:
-            return session.scalars(query).first()
+            return session.scalars(self._live_query(domain, scope, at)).first()
 
     # --- training jobs -----------------------------------------------------------------------
-    def create_job(self, domain: str, scope: str, trigger: str, *, job_id: str | None = None,
-                   request_ids: list[str] | None = None, start_date: date | None = None,
-                   end_date: date | None = None, params: dict[str, Any] | None = None,
-                   status: str = "queued") -> e.TrainingJobRow:  # fmt: skip
+    def create_job(
+        self,
+        domain: str,
+        scope: str,
+        trigger: str,
+        *,
+        job_id: str | None = None,
+        request_ids: list[str] | None = None,
+        start_date: date | None = None,
+        end_date: date | None = None,
+        params: dict[str, Any] | None = None,
+        status: str = "queued",
+    ) -> e.TrainingJobRow:
         with self._session.begin() as session:
-            row = TrainingJob(id=job_id or str(uuid.uuid4()), domain=domain, scope=scope,
-                              status=status, trigger=trigger, request_ids=request_ids or [],
-                              start_date=start_date, end_date=end_date, params=params or {},
-                              created_at=utcnow())  # fmt: skip
+            row = TrainingJob(
+                id=job_id or str(uuid.uuid4()),
+                domain=domain,
+                scope=scope,
+                status=status,
+                trigger=trigger,
+                request_ids=request_ids or [],
+                start_date=start_date,
+                end_date=end_date,
+                params=params or {},
+                created_at=utcnow(),
+            )
             session.add(row)
             session.flush()
             return _job(row)
@@ -347,8 +505,13 @@ class Store:
             session.flush()
             return _job(row)
 
-    def list_jobs(self, domain: str | None = None, scope: str | None = None,
-                  status: str | None = None, limit: int = 50) -> list[e.TrainingJobRow]:  # fmt: skip
+    def list_jobs(
+        self,
+        domain: str | None = None,
+        scope: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[e.TrainingJobRow]:
         query = select(TrainingJob)
         if domain is not None:
             query = query.where(TrainingJob.domain == domain)
@@ -362,58 +525,103 @@ class Store:
 
     def open_job(self, domain: str, scope: str) -> e.TrainingJobRow | None:
         """The queued or running job of a scope, if any."""
-        query = (select(TrainingJob)
-                 .where(TrainingJob.domain == domain, TrainingJob.scope == scope,
-                        TrainingJob.status.in_(OPEN_JOB_STATES))
-                 .order_by(TrainingJob.created_at).limit(1))  # fmt: skip
+        query = (
+            select(TrainingJob)
+            .where(
+                TrainingJob.domain == domain,
+                TrainingJob.scope == scope,
+                TrainingJob.status.in_(OPEN_JOB_STATES),
+            )
+            .order_by(TrainingJob.created_at)
+            .limit(1)
+        )
         with self._session() as session:
             row = session.scalars(query).first()
             return _job(row) if row else None
 
     # --- drift, scores, forecasts --------------------------------------------------------------
-    def add_drift_event(self, *, event_id: str, domain: str, scope: str, detector: str,
-                        statistic: str, value: float, occurred_at: datetime,
-                        threshold: float | None = None, model_version: str | None = None,
-                        evidence: dict[str, Any] | None = None) -> bool:  # fmt: skip
+    def add_drift_event(
+        self,
+        *,
+        event_id: str,
+        domain: str,
+        scope: str,
+        detector: str,
+        statistic: str,
+        value: float,
+        occurred_at: datetime,
+        threshold: float | None = None,
+        model_version: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> bool:
         """Store a drift event; False if one with this ``event_id`` exists already."""
         try:
             with self._session.begin() as session:
-                session.add(DriftEventRecord(
-                    event_id=event_id, domain=domain, scope=scope, detector=detector,
-                    statistic=statistic, value=value, threshold=threshold,
-                    model_version=model_version, evidence=evidence or {},
-                    occurred_at=occurred_at))  # fmt: skip
+                session.add(
+                    DriftEventRecord(
+                        event_id=event_id,
+                        domain=domain,
+                        scope=scope,
+                        detector=detector,
+                        statistic=statistic,
+                        value=value,
+                        threshold=threshold,
+                        model_version=model_version,
+                        evidence=evidence or {},
+                        occurred_at=occurred_at,
+                    )
+                )
             return True
         except IntegrityError:
             return False
 
-    def drift_events(self, domain: str | None = None, scope: str | None = None,
-                     limit: int = 100) -> list[e.DriftEventRow]:  # fmt: skip
+    def drift_events(
+        self, domain: str | None = None, scope: str | None = None, limit: int = 100
+    ) -> list[e.DriftEventRow]:
         query = select(DriftEventRecord)
         if domain is not None:
             query = query.where(DriftEventRecord.domain == domain)
         if scope is not None:
             query = query.where(DriftEventRecord.scope == scope)
-        query = query.order_by(DriftEventRecord.occurred_at.desc(),
-                               DriftEventRecord.id.desc()).limit(limit)  # fmt: skip
+        query = query.order_by(
+            DriftEventRecord.occurred_at.desc(), DriftEventRecord.id.desc()
+        ).limit(limit)
         with self._session() as session:
             return [_drift(r) for r in session.scalars(query)]
 
-    def add_score(self, *, domain: str, scope: str, model_id: str, metric: str, score: float,
-                  trigger: str, baseline: float | None = None,
-                  recorded_at: datetime | None = None) -> e.ScoreRow:  # fmt: skip
+    def add_score(
+        self,
+        *,
+        domain: str,
+        scope: str,
+        model_id: str,
+        metric: str,
+        score: float,
+        trigger: str,
+        baseline: float | None = None,
+        recorded_at: datetime | None = None,
+    ) -> e.ScoreRow:
         with self._session.begin() as session:
-            row = ScoreHistory(domain=domain, scope=scope, model_id=model_id, metric=metric,
-                               score=score, baseline=baseline, trigger=trigger,
-                               recorded_at=recorded_at or utcnow())  # fmt: skip
+            row = ScoreHistory(
+                domain=domain,
+                scope=scope,
+                model_id=model_id,
+                metric=metric,
+                score=score,
+                baseline=baseline,
+                trigger=trigger,
+                recorded_at=recorded_at or utcnow(),
+            )
             session.add(row)
             session.flush()
             return _score(row)
 
-    def score_history(self, domain: str, scope: str,
-                      model_id: str | None = None) -> list[e.ScoreRow]:  # fmt: skip
-        query = select(ScoreHistory).where(ScoreHistory.domain == domain,
-                                           ScoreHistory.scope == scope)  # fmt: skip
+    def score_history(
+        self, domain: str, scope: str, model_id: str | None = None
+    ) -> list[e.ScoreRow]:
+        query = select(ScoreHistory).where(
+            ScoreHistory.domain == domain, ScoreHistory.scope == scope
+        )
         if model_id is not None:
             query = query.where(ScoreHistory.model_id == model_id)
         query = query.order_by(ScoreHistory.recorded_at, ScoreHistory.id)
@@ -426,23 +634,31 @@ class Store:
         now = utcnow()
         with self._session.begin() as session:
             for f in rows:
-                row = session.scalars(select(Forecast).where(
-                    Forecast.domain == f.domain, Forecast.series_key == f.series_key,
-                    Forecast.model_version == f.model_version,
-                    Forecast.period_start == f.period_start)).one_or_none()  # fmt: skip
+                row = session.scalars(
+                    select(Forecast).where(
+                        Forecast.domain == f.domain,
+                        Forecast.series_key == f.series_key,
+                        Forecast.model_version == f.model_version,
+                        Forecast.period_start == f.period_start,
+                    )
+                ).one_or_none()
                 if row is None:
-                    row = Forecast(domain=f.domain, series_key=f.series_key,
-                                   model_version=f.model_version, period_start=f.period_start)
+                    row = Forecast(
+                        domain=f.domain,
+                        series_key=f.series_key,
+                        model_version=f.model_version,
+                        period_start=f.period_start,
+                    )
                     session.add(row)
                 row.value, row.lower, row.upper = f.value, f.lower, f.upper
                 row.fallback_level, row.created_at = f.fallback_level, now
                 n += 1
         return n
 
-    def forecasts(self, domain: str, series_key: str,
-                  model_version: str | None = None) -> list[e.ForecastRow]:  # fmt: skip
-        query = select(Forecast).where(Forecast.domain == domain,
-                                       Forecast.series_key == series_key)  # fmt: skip
+    def forecasts(
+        self, domain: str, series_key: str, model_version: str | None = None
+    ) -> list[e.ForecastRow]:
+        query = select(Forecast).where(Forecast.domain == domain, Forecast.series_key == series_key)
         if model_version is not None:
             query = query.where(Forecast.model_version == model_version)
         with self._session() as session:
