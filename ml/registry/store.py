@@ -203,15 +203,9 @@ class Store:
             for key in sorted(set(checkpoints) | set(states)):
                 self._put_checkpoint(session, key, checkpoints.get(key), states, now)
             session.flush()
+            existing = self._existing_observations(session, [key for key, _ in combined])
             for (domain, series, start), delta in combined:
-                query = select(Observation).where(
-                    Observation.domain == domain,
-                    Observation.series_key == series,
-                    Observation.period_start == start,
-                )
-                if self._locking:
-                    query = query.with_for_update()
-                row = session.scalars(query).one_or_none()
+                row = existing.get((domain, series, start))
                 if row is None:
                     row = Observation(
                         domain=domain,
@@ -228,6 +222,23 @@ class Store:
                 row.fields = {k: v.to_dict() for k, v in fields.items()}
                 row.n_events = (row.n_events or 0) + delta.n_events
                 row.updated_at = now
+
+    def _existing_observations(
+        self, session: Session, keys: list[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str, datetime], Observation]:
+        """The stored rows among ``keys``, read (and locked on PostgreSQL) in one query."""
+        if not keys:
+            return {}
+        query = select(Observation).where(
+            Observation.domain.in_({k[0] for k in keys}),
+            Observation.series_key.in_({k[1] for k in keys}),
+            Observation.period_start.in_({k[2] for k in keys}),
+        )
+        if self._locking:
+            query = query.with_for_update()
+        wanted = set(keys)
+        rows = session.scalars(query)
+        return {key: r for r in rows if (key := (r.domain, r.series_key, r.period_start)) in wanted}
 
     def _put_checkpoint(
         self,
