@@ -1,0 +1,106 @@
+"""Monthly sales books per segment, closed by an event-time watermark with allowed lateness.
+
+A month M closes when the watermark (the latest ``occurred_at`` seen) passes the start of M+1
+plus ``allowed_lateness``. Months close in order, empty ones included, so every known segment
+gets a value (0 when it sold nothing) for every closed month. An event for an already closed
+month is *late*: the caller applies it to the stored observations as a correction and counts
+it; it does not reopen the month nor re-train the online model on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ml.domains.demand import month_start
+from schemas.events import ContractType, SaleContractEvent
+
+__all__ = ["MonthCounts", "ClosedMonth", "MonthlyBook", "next_month"]
+
+Segment = tuple[str, str, str, str]
+
+
+def next_month(month: datetime) -> datetime:
+    """First instant of the month after ``month`` (a month start)."""
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+
+
+@dataclass(slots=True)
+class MonthCounts:
+    """What one segment did in one month."""
+
+    sales: int = 0
+    purchases: int = 0
+    sale_price_sum: float = 0.0
+    sale_price_n: int = 0
+    purchase_price_sum: float = 0.0
+    purchase_price_n: int = 0
+
+    def add(self, event: SaleContractEvent) -> None:
+        if event.contract_type == ContractType.SALE:
+            self.sales += 1
+            if event.sale_price is not None:
+                self.sale_price_sum += event.sale_price
+                self.sale_price_n += 1
+        else:
+            self.purchases += 1
+            if event.purchase_price is not None:
+                self.purchase_price_sum += event.purchase_price
+                self.purchase_price_n += 1
+
+    @property
+    def avg_sale_price(self) -> float | None:
+        return self.sale_price_sum / self.sale_price_n if self.sale_price_n else None
+
+    @property
+    def avg_purchase_price(self) -> float | None:
+        return self.purchase_price_sum / self.purchase_price_n if self.purchase_price_n else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedMonth:
+    """A month that just closed, with every known segment's counts (zeros included)."""
+
+    month: datetime
+    counts: dict[Segment, MonthCounts]
+
+
+@dataclass
+class MonthlyBook:
+    """Open months of one partition. Picklable: it is part of the checkpointed state."""
+
+    allowed_lateness: timedelta
+    watermark: datetime | None = None
+    closed_through: datetime | None = None
+    open: dict[datetime, dict[Segment, MonthCounts]] = field(default_factory=dict)
+    segments: set[Segment] = field(default_factory=set)
+    late_events: int = 0
+
+    def add(self, event: SaleContractEvent) -> bool:
+        """Count an event; return False if its month is already closed (a late event)."""
+        month = month_start(event.occurred_at)
+        if self.watermark is None or event.occurred_at > self.watermark:
+            self.watermark = event.occurred_at
+        if self.closed_through is not None and month <= self.closed_through:
+            self.late_events += 1
+            return False
+        self.segments.add(event.segment)
+        self.open.setdefault(month, {}).setdefault(event.segment, MonthCounts()).add(event)
+        return True
+
+    def close_ready(self) -> list[ClosedMonth]:
+        """Close every month the watermark has passed (plus lateness), oldest first."""
+        if self.watermark is None or not (self.open or self.closed_through):
+            return []
+        first = (
+            next_month(self.closed_through) if self.closed_through is not None else min(self.open)
+        )
+        closed: list[ClosedMonth] = []
+        month = first
+        while next_month(month) + self.allowed_lateness <= self.watermark:
+            books = self.open.pop(month, {})
+            counts = {seg: books.get(seg, MonthCounts()) for seg in sorted(self.segments)}
+            closed.append(ClosedMonth(month, counts))
+            self.closed_through = month
+            month = next_month(month)
+        return closed
