@@ -8,7 +8,7 @@ crash or a rebalance never counts an event twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -93,8 +93,24 @@ class IngestBatch:
     dead_letters: list[tuple[bytes | None, DeadLetterRecord]] = field(default_factory=list)
     #: (topic, partition) -> highest offset covered by this batch
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    #: ids of the accepted events (recorded so a re-published duplicate is refused)
+    event_ids: list[str] = field(default_factory=list)
     accepted: int = 0
     skipped: int = 0
+
+
+def _dead_letter(msg: Message, why: Rejection, consumer: str, max_bytes: int) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        event_id=deterministic_id("dead-letter", msg.topic, msg.partition, msg.offset),
+        source_topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key.decode("utf-8", "replace") if msg.key else None,
+        reason=why.reason,
+        error_type=why.error_type,  # type: ignore[arg-type]
+        consumer=consumer,
+        payload=(msg.value or b"")[:max_bytes].decode("utf-8", "replace"),
+    )
 
 
 def fold_batch(
@@ -105,11 +121,17 @@ def fold_batch(
     consumer: str,
     max_bytes: int,
     max_future: timedelta,
+    known_ids: Callable[[list[str]], set[str]] = lambda ids: set(),
     now: datetime | None = None,
 ) -> IngestBatch:
-    """Validate every message not yet covered by ``checkpoints`` and fold it into a batch."""
+    """Validate every message not yet covered by ``checkpoints`` and fold it into a batch.
+
+    ``known_ids`` answers which event ids were processed before (the store); those, and
+    repeats inside the batch, are refused as ``duplicate``.
+    """
     batch = IngestBatch()
     now = now or datetime.now(UTC)
+    fresh: list[tuple[Message, BaseEvent | Rejection]] = []
     for msg in messages:
         tp = (msg.topic, msg.partition)
         if msg.offset <= checkpoints.get(tp, -1):
@@ -119,20 +141,19 @@ def fold_batch(
         result = validate_message(
             domain, msg.value, max_bytes=max_bytes, max_future=max_future, now=now
         )
+        fresh.append((msg, result))
+    candidates = [r.event_id for _, r in fresh if not isinstance(r, Rejection)]
+    seen = known_ids(candidates) if candidates else set()
+    for msg, result in fresh:
+        if not isinstance(result, Rejection):
+            if result.event_id in seen:
+                result = Rejection("duplicate", f"event_id {result.event_id} already processed")
+            else:
+                seen.add(result.event_id)
         if isinstance(result, Rejection):
-            record = DeadLetterRecord(
-                event_id=deterministic_id("dead-letter", msg.topic, msg.partition, msg.offset),
-                source_topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key.decode("utf-8", "replace") if msg.key else None,
-                reason=result.reason,
-                error_type=result.error_type,  # type: ignore[arg-type]
-                consumer=consumer,
-                payload=(msg.value or b"")[:max_bytes].decode("utf-8", "replace"),
-            )
-            batch.dead_letters.append((msg.key, record))
+            batch.dead_letters.append((msg.key, _dead_letter(msg, result, consumer, max_bytes)))
             continue
         batch.deltas.extend(domain.observe(result))
+        batch.event_ids.append(result.event_id)
         batch.accepted += 1
     return batch

@@ -86,13 +86,15 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                     )
                     for e in events
                 ]
-                batch = fold_batch(
+                batch = await asyncio.to_thread(
+                    fold_batch,
                     domain,
                     messages,
                     checkpoints,
                     consumer=consumer,
                     max_bytes=settings.max_event_bytes,
                     max_future=timedelta(seconds=settings.max_future_seconds),
+                    known_ids=lambda ids: store.known_event_ids(domain.name, ids),
                 )
                 for key, record in batch.dead_letters:
                     await dead_letter.send(key=key, value=encode_event(record))
@@ -101,7 +103,10 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                 if batch.dead_letters:
                     await app.producer.flush()
                 marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
-                await asyncio.to_thread(store.apply_observations, batch.deltas, marks)
+                ids = [(domain.name, event_id) for event_id in batch.event_ids]
+                await asyncio.to_thread(
+                    store.apply_observations, batch.deltas, marks, event_ids=ids
+                )
                 checkpoints.update(batch.offsets)
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)

@@ -53,3 +53,12 @@ def test_monthly_sales_counts() -> None:
     purchases = sum(d.fields["purchases"].count for d in batch.deltas if "purchases" in d.fields)
     assert (sales, purchases) == (20, 20)
     assert {d.period_start.day for d in batch.deltas} == {1}
+
+
+def test_duplicate_event_ids_are_refused() -> None:
+    msgs = [Message("s", 0, off, b"k", orjson.dumps(sale(off % 3))) for off in range(5)]
+    batch = fold_batch(DEMAND, msgs, {}, consumer="c", known_ids=lambda ids: {"evt-2"}, **LIMITS)
+    # evt-0, evt-1 accepted; evt-2 known before; offsets 3 and 4 repeat evt-0 and evt-1
+    assert batch.event_ids == ["evt-0", "evt-1"]
+    kinds = [(r.offset, r.error_type) for _, r in batch.dead_letters]
+    assert kinds == [(2, "duplicate"), (3, "duplicate"), (4, "duplicate")]

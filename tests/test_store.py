@@ -43,7 +43,7 @@ def delta(series: str, month: int, sales: int, price: float = 100.0) -> Observat
 def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
     upgrade(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0001"
+    assert current_revision(store_url) == "0002"
     store = Store.from_url(store_url, upgrade=False)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -173,3 +173,9 @@ def test_forecasts_upsert(store: Store) -> None:
     store.upsert_forecasts([ForecastRow("demand", "A", "v1", T0, 15.0, 9.0, 20.0, "brand")])
     rows = store.forecasts("demand", "A")
     assert [(r.value, r.fallback_level) for r in rows] == [(15.0, "brand"), (11.0, None)]
+
+
+def test_processed_event_ids_recorded_with_the_batch(store: Store) -> None:
+    store.apply_observations([delta("A", 1, 1)], {("c", "s", 0): 1}, event_ids=[("demand", "e1")])
+    assert store.known_event_ids("demand", ["e1", "e2"]) == {"e1"}
+    assert store.known_event_ids("network", ["e1"]) == set()

@@ -93,6 +93,17 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
         producer.publish(settings.topic_sales, "late", orjson.dumps(sale(i)))
     producer.flush()
     wait_until(lambda: store.count_events("demand") == 1010, 30)
+
+    # a publisher re-sends five processed events: refused as duplicates, not counted again
+    for i in range(5):
+        producer.publish(settings.topic_sales, "again", orjson.dumps(sale(i)))
+    producer.flush()
+    letters = read_topic(
+        settings.bootstrap_servers, settings.topic_dead_letter, settings.topic_partitions, 55
+    )
+    kinds = Counter(orjson.loads(m.value())["error_type"] for m in letters)
+    assert len(letters) == 55 and kinds["duplicate"] == 5
+    assert store.count_events("demand") == 1010
     assert worker.alive(), worker.output()[-3000:]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "UtcDateTime",
     "utcnow",
     "Observation",
+    "ProcessedEvent",
     "StreamCheckpoint",
     "ModelVersion",
     "Activation",
@@ -82,6 +83,15 @@ class Observation(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     corrections: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ProcessedEvent(Base):
+    """Ids of events already folded into observations (a re-published duplicate is refused)."""
+
+    __tablename__ = "processed_events"
+
+    domain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
 
 
 class StreamCheckpoint(Base):

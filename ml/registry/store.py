@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy import Engine, Select, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,7 @@ from ml.registry.models import (
     Forecast,
     ModelVersion,
     Observation,
+    ProcessedEvent,
     ScoreHistory,
     StreamCheckpoint,
     TrainingJob,
@@ -175,18 +176,21 @@ class Store:
         deltas: Iterable[ObservationDelta],
         checkpoints: Mapping[CheckpointKey, int] | None = None,
         states: Mapping[CheckpointKey, bytes | None] | None = None,
+        event_ids: Iterable[tuple[str, str]] = (),
         attempts: int = 3,
     ) -> None:
-        """Merge deltas into the observations and record checkpoints, all in one transaction.
+        """Merge deltas into the observations and record checkpoints (and the processed
+        ``(domain, event_id)`` pairs), all in one transaction.
 
         Checkpoints are written first so that, on SQLite, the write lock is held before the
         observation rows are read (no lost update between processes). A unique-key race on a new
         row (two workers during a rebalance hand-over) rolls back and retries the whole batch.
         """
         combined = sorted(combine(deltas).items(), key=lambda kv: kv[0])
+        ids = [{"domain": domain, "event_id": event_id} for domain, event_id in event_ids]
         for attempt in range(1, attempts + 1):
             try:
-                self._apply(combined, checkpoints or {}, states or {})
+                self._apply(combined, checkpoints or {}, states or {}, ids)
                 return
             except IntegrityError:
                 if attempt == attempts:
@@ -197,11 +201,14 @@ class Store:
         combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
         checkpoints: Mapping[CheckpointKey, int],
         states: Mapping[CheckpointKey, bytes | None],
+        event_ids: list[dict[str, str]],
     ) -> None:
         now = utcnow()
         with self._session.begin() as session:
             for key in sorted(set(checkpoints) | set(states)):
                 self._put_checkpoint(session, key, checkpoints.get(key), states, now)
+            if event_ids:
+                session.execute(insert(ProcessedEvent), event_ids)
             session.flush()
             existing = self._existing_observations(session, [key for key, _ in combined])
             for (domain, series, start), delta in combined:
@@ -262,6 +269,18 @@ class Store:
         if key in states:
             row.state = states[key]
         row.updated_at = now
+
+    def known_event_ids(self, domain: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` were already processed for ``domain``."""
+        ids = list(set(event_ids))
+        found: set[str] = set()
+        with self._session() as session:
+            for i in range(0, len(ids), 500):
+                query = select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.domain == domain, ProcessedEvent.event_id.in_(ids[i : i + 500])
+                )
+                found.update(session.scalars(query))
+        return found
 
     def checkpoints(self, consumer: str) -> dict[tuple[str, int], tuple[int, bytes | None]]:
         with self._session() as session:
