@@ -1,8 +1,9 @@
 """``millrace up``: the whole system on one machine for development and demos.
 
-Migrates the store, starts the Procfile's processes with honcho (the embedded ``broker`` only when
-no external Kafka is configured), waits until the API is healthy, feeds the seeded simulator and
-prints where to look. Ctrl-C or SIGTERM stops everything it started.
+Migrates the store, starts the embedded broker itself when no external Kafka is configured (so
+it can stop it last), runs the Procfile's other processes with honcho, waits until the API is
+healthy, feeds the seeded simulator and prints where to look. Ctrl-C or SIGTERM stops
+everything it started: the Procfile processes first, then the broker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from millrace.broker import BrokerError, EmbeddedBroker
+from millrace.kafka import ensure_topics
 from millrace.settings import Settings
 
 __all__ = ["DevStack"]
@@ -38,8 +41,7 @@ class DevStack:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def _processes(self) -> list[str]:
-        names = ["api", "streams"]
-        return (["broker"] if self.settings.embedded else []) + names
+        return ["api", "streams"]
 
     def _start_procfile(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
@@ -100,6 +102,7 @@ class DevStack:
         upgrade(self.settings.database_url)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stop.set())
+        broker = self._start_broker()
         honcho = self._start_procfile()
         try:
             if not self._wait_healthy(honcho):
@@ -126,3 +129,27 @@ class DevStack:
                 except subprocess.TimeoutExpired:
                     honcho.kill()
                     honcho.wait()
+            if broker is not None:
+                broker.stop()
+
+    def _start_broker(self) -> EmbeddedBroker | None:
+        if not self.settings.embedded:
+            return None
+        log_dir = self.root / "var"
+        log_dir.mkdir(exist_ok=True)
+        broker = EmbeddedBroker(
+            self.settings.embedded_broker_host,
+            self.settings.embedded_broker_port,
+            log_path=log_dir / "broker.log",
+        )
+        try:
+            broker.start()
+        except BrokerError as exc:
+            self.console.print(f"[red]{exc}[/red]")
+            raise SystemExit(1) from None
+        created = ensure_topics(self.settings)
+        self.console.print(
+            f"embedded broker ready on {broker.bootstrap_servers} "
+            f"(topics created: {', '.join(created) or 'none'})"
+        )
+        return broker
