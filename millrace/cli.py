@@ -132,6 +132,22 @@ def streams(loglevel: str = "info") -> None:
 
 
 @app.command()
+def trainer() -> None:
+    """Run the batch trainer: retrain requests -> jobs -> versions; model commands."""
+    import logging
+
+    from millrace.trainer import TrainerService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings()
+    _wait_for_broker(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    TrainerService(settings).run(stop)
+
+
+@app.command()
 def api(host: str | None = None, port: int | None = None) -> None:
     """Serve the read-only HTTP API with uvicorn."""
     import uvicorn

@@ -41,7 +41,7 @@ class DevStack:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def _processes(self) -> list[str]:
-        return ["api", "streams"]
+        return ["api", "streams", "trainer"]
 
     def _start_procfile(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         60, ge=1, description="Default window of per-cell network aggregates (seconds)."
     )
 
+    # --- Trainer -------------------------------------------------------------------------------
+    trainer_group_id: str = Field("millrace-trainer", description="Trainer consumer group.")
+
     # --- API ---------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")

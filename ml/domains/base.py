@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ml.observations import ObservationDelta
+
+if TYPE_CHECKING:  # the training stack (pandas, lightgbm) is imported only by the trainer
+    from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent
 
 __all__ = ["Domain"]
@@ -30,6 +33,10 @@ class Domain(ABC):
     @abstractmethod
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         """What this event adds to the stored observations."""
+
+    def trainer(self) -> DomainTrainer | None:
+        """The batch trainer of this domain (None: no batch training)."""
+        return None
 
     def parse(self, payload: bytes | str | dict) -> BaseEvent:
         """Validate a payload into the domain's event (raises pydantic ``ValidationError``)."""

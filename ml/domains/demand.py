@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
+
+if TYPE_CHECKING:
+    from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, ContractType, SaleContractEvent
 
 __all__ = ["DemandDomain", "month_start"]
@@ -30,6 +33,11 @@ class DemandDomain(Domain):
     def key(self, event: BaseEvent) -> str:
         assert isinstance(event, SaleContractEvent)
         return event.segment_key
+
+    def trainer(self) -> DomainTrainer:
+        from ml.training.demand import DemandTrainer
+
+        return DemandTrainer()
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, SaleContractEvent)

@@ -1,0 +1,214 @@
+"""The trainer process: consumes retrain requests and model commands (confluent-kafka).
+
+- A retrain request becomes a job, or joins the scope's job when one is queued or running, or
+  when the latest job finished after the request was made (that job already covers it). Job
+  ids are the first request's deterministic id, so a replayed request never runs work twice.
+- While a job trains (in a thread), the consumer keeps polling with its partitions paused, so
+  it never misses a heartbeat or the poll interval; the request's offset is committed only once
+  the job's outcome is stored.
+- At start, jobs left queued or running by a crashed trainer are run again (recovery).
+- An ``activate`` / ``rollback`` command records an activation (idempotent by command id).
+- Every new active version is announced on the model-updated topic.
+- Invalid messages go to the dead-letter topic with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaError, Message
+from pydantic import ValidationError
+
+from millrace.kafka import EventProducer, encode_event, ensure_topics
+from millrace.settings import Settings
+from ml.registry.entities import TrainingJobRow
+from ml.registry.store import Store
+from ml.training.runner import JobOutcome, TrainingRunner
+from schemas.events import (
+    DeadLetterRecord,
+    ModelCommand,
+    ModelCommandType,
+    ModelUpdatedEvent,
+    RetrainRequest,
+    deterministic_id,
+)
+
+__all__ = ["TrainerService"]
+
+log = logging.getLogger("millrace.trainer")
+
+
+class TrainerService:
+    """One trainer process; scale by partitions of the request topics."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store.from_url(settings.database_url, upgrade=True)
+        self.runner = TrainingRunner(
+            self.store, settings.model_dir, min_periods=settings.min_training_months
+        )
+        self.producer = EventProducer(settings)
+        session_ms = int(settings.broker_session_timeout_seconds * 1000)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.trainer_group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": max(100, session_ms // 3),
+                "max.poll.interval.ms": max(session_ms, 60_000),
+            }
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        ensure_topics(self.settings)
+        self.recover(stop)
+        topics = [self.settings.topic_retrain_requests, self.settings.topic_model_commands]
+        self.consumer.subscribe(topics)
+        log.info("trainer consuming %s", ", ".join(topics))
+        try:
+            while not stop.is_set():
+                msg = self.consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", msg.error())
+                    continue
+                job = self.handle(msg)
+                if job is not None:
+                    self._run_while_polling(job, stop)
+                self.consumer.commit(message=msg, asynchronous=False)
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+
+    def recover(self, stop: threading.Event) -> None:
+        """Run again the jobs a crashed trainer left queued or running."""
+        for status in ("running", "queued"):
+            for job in reversed(self.store.list_jobs(status=status, limit=1000)):
+                if stop.is_set():
+                    return
+                log.info("recovering job %s (%s)", job.id, status)
+                self.store.update_job(job.id, status="queued", error=f"recovered from {status}")
+                self._finish(self.runner.run(job), job)
+
+    # --- messages ----------------------------------------------------------------------------
+    def handle(self, msg: Message) -> TrainingJobRow | None:
+        """Store what a message asks for; return a job that must run now."""
+        try:
+            if msg.topic() == self.settings.topic_retrain_requests:
+                return self.intake(RetrainRequest.model_validate_json(msg.value() or b""))
+            self.command(ModelCommand.model_validate_json(msg.value() or b""))
+        except ValidationError as exc:
+            self._dead_letter(msg, f"schema_violation: {exc.errors(include_url=False)}")
+        except (KeyError, ValueError) as exc:
+            self._dead_letter(msg, str(exc))
+        return None
+
+    def intake(self, request: RetrainRequest) -> TrainingJobRow | None:
+        """Create the job for a request, or coalesce the request into the scope's job."""
+        if self.store.get_job(request.event_id) is not None:
+            return None  # replay of a request that created a job
+        for job in self.store.list_jobs(domain=request.domain, scope=request.scope, limit=1):
+            covered = job.finished_at is None or request.occurred_at <= job.finished_at
+            if covered:
+                if request.event_id not in job.request_ids:
+                    self.store.update_job(job.id, request_ids=[*job.request_ids, request.event_id])
+                return None
+        return self.store.create_job(
+            request.domain,
+            request.scope,
+            str(request.reason),
+            job_id=request.event_id,
+            request_ids=[request.event_id],
+            start_date=request.start_date,
+            end_date=request.end_date,
+            params={"requested_by": request.requested_by, "evidence": request.evidence},
+        )
+
+    def command(self, cmd: ModelCommand) -> None:
+        """Apply an activate / rollback command (idempotent by its event id)."""
+        if cmd.command not in (ModelCommandType.ACTIVATE, ModelCommandType.ROLLBACK):
+            raise ValueError(f"command {cmd.command} is not handled by the trainer")
+        history = self.store.activations(cmd.domain, cmd.scope)
+        if any(a.command_id == cmd.event_id for a in history):
+            return
+        version = cmd.version
+        if version is None:
+            if cmd.command != ModelCommandType.ROLLBACK or not history:
+                raise ValueError("activate needs a version; rollback needs a previous activation")
+            version = history[-1].previous_version
+            if version is None:
+                raise ValueError("nothing to roll back to")
+        if self.store.get_version(cmd.domain, cmd.scope, version) is None:
+            raise KeyError(f"unknown version {version!r} for {cmd.domain}/{cmd.scope}")
+        act = self.store.record_activation(
+            cmd.domain,
+            cmd.scope,
+            version,
+            reason=cmd.reason or str(cmd.command),
+            actor=cmd.requested_by,
+            command_id=cmd.event_id,
+        )
+        row = self.store.get_version(cmd.domain, cmd.scope, version)
+        self._announce(cmd.domain, cmd.scope, version, act.previous_version,
+                       row.algorithm if row else None, row.metrics if row else {},
+                       f"{cmd.command}: {act.reason}")  # fmt: skip
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _run_while_polling(self, job: TrainingJobRow, stop: threading.Event) -> None:
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        result: list[JobOutcome] = []
+        worker = threading.Thread(target=lambda: result.append(self.runner.run(job)), daemon=True)
+        worker.start()
+        while worker.is_alive():
+            self.consumer.poll(0.2)  # paused: keeps the membership alive, returns nothing
+        self.consumer.resume(assignment)
+        if result:  # otherwise the store failed mid-job: the job is recovered at the next start
+            self._finish(result[0], job)
+
+    def _finish(self, outcome: JobOutcome, job: TrainingJobRow) -> None:
+        log.info("job %s %s %s %s", job.id, outcome.status, outcome.version or "", outcome.reason)
+        if outcome.promoted and outcome.version:
+            row = self.store.get_version(job.domain, job.scope, outcome.version)
+            self._announce(job.domain, job.scope, outcome.version, outcome.previous_version,
+                           row.algorithm if row else None, outcome.metrics,
+                           f"{job.trigger}: {outcome.reason}")  # fmt: skip
+
+    def _announce(self, domain: str, scope: str, version: str, previous: str | None,
+                  algorithm: str | None, metrics: dict, reason: str) -> None:  # fmt: skip
+        event = ModelUpdatedEvent(
+            event_id=deterministic_id("model-updated", domain, scope, version, previous),
+            domain=domain,
+            scope=scope,
+            version=version,
+            previous_version=previous,
+            algorithm=algorithm,
+            metrics={k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None},
+            reason=reason[:500],
+        )
+        self.producer.publish(self.settings.topic_model_updated, f"{domain}/{scope}", event)
+        self.producer.flush(10)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        record = DeadLetterRecord(
+            event_id=deterministic_id("dead-letter", msg.topic(), msg.partition(), msg.offset()),
+            source_topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=(msg.key() or b"").decode("utf-8", "replace") or None,
+            reason=reason[:2000],
+            error_type="schema_violation" if reason.startswith("schema") else "other",
+            consumer=self.settings.trainer_group_id,
+            payload=(msg.value() or b"")[: self.settings.max_event_bytes].decode(
+                "utf-8", "replace"
+            ),
+            occurred_at=datetime.now(UTC),
+        )
+        self.producer.publish(self.settings.topic_dead_letter, record.key, encode_event(record))

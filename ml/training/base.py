@@ -1,0 +1,60 @@
+"""What a domain provides to the batch trainer: a training set and candidate models."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TrainingSet", "Candidate", "DomainTrainer"]
+
+
+class Candidate(Protocol):
+    """A model the trainer can fit, score and store as an artifact (must pickle)."""
+
+    algorithm: str
+    features: list[str]
+
+    def fit(self, train: pd.DataFrame) -> Any: ...
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray: ...
+
+
+@dataclass
+class TrainingSet:
+    """A time-ordered split: ``train`` before the test window, ``test`` rows inside it."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    target: str
+    #: in-sample seasonal-naive MAE of the training part (MASE denominator)
+    scale: float | None
+    train_periods: list[date]
+    test_periods: list[date]
+    segments: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.test[self.target].to_numpy(float)
+
+
+class DomainTrainer(ABC):
+    """The batch side of a domain."""
+
+    #: metric the promotion gate compares (lower is better)
+    metric: str = "mae"
+
+    @abstractmethod
+    def training_set(
+        self, store: Any, start: date | None, end: date | None, min_periods: int
+    ) -> TrainingSet:
+        """Build the split from stored observations, or raise TrainingDataError."""
+
+    @abstractmethod
+    def candidates(self) -> list[Candidate]:
+        """Fresh, unfitted candidates; the first one is the baseline."""

@@ -1,0 +1,159 @@
+"""Demand models for batch training: monthly panels, lag features, and the candidates.
+
+The panel has one row per (segment, month) from the segment's first month to the last month of
+the data, months without sales filled with 0. Features are computed from each segment's own
+past only (no leakage): month_of_year, year, season_sin/cos, trend, lag_1, lag_3, lag_12,
+rolling_mean_3, purchases_lag_1, margin_lag_1.
+
+Candidates all predict one month ahead from actual lags (so they are scored on the same test
+rows) and forecast several months recursively for the API.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FEATURES",
+    "add_features",
+    "DemandCandidate",
+    "SeasonalNaive",
+    "GlobalGBM",
+    "forecast_segment",
+]
+
+FEATURES = [
+    "month_of_year",
+    "year",
+    "season_sin",
+    "season_cos",
+    "trend",
+    "lag_1",
+    "lag_3",
+    "lag_12",
+    "rolling_mean_3",
+    "purchases_lag_1",
+    "margin_lag_1",
+]
+
+
+def add_features(panel: pd.DataFrame) -> pd.DataFrame:
+    """Panel (series_key, month, sales, purchases, sale_price, purchase_price) + features."""
+    df = panel.sort_values(["series_key", "month"]).reset_index(drop=True)
+    by = df.groupby("series_key", sort=False)
+    df["month_of_year"] = df["month"].dt.month
+    df["year"] = df["month"].dt.year
+    df["season_sin"] = np.sin(2 * np.pi * df["month_of_year"] / 12)
+    df["season_cos"] = np.cos(2 * np.pi * df["month_of_year"] / 12)
+    df["trend"] = by.cumcount()
+    df["lag_1"] = by["sales"].shift(1)
+    df["lag_3"] = by["sales"].shift(3)
+    df["lag_12"] = by["sales"].shift(12)
+    df["rolling_mean_3"] = (
+        df.groupby("series_key", sort=False)["lag_1"]
+        .rolling(3, min_periods=1)
+        .mean()
+        .reset_index(level=0, drop=True)
+    )
+    df["purchases_lag_1"] = by["purchases"].shift(1)
+    margin = df["sale_price"] - df["purchase_price"]
+    df["margin_lag_1"] = margin.groupby(df["series_key"], sort=False).shift(1)
+    return df
+
+
+def _x(df: pd.DataFrame) -> pd.DataFrame:
+    x = df[FEATURES].copy()
+    for col in ("lag_1", "lag_3", "lag_12", "rolling_mean_3", "purchases_lag_1"):
+        x[col] = np.log1p(x[col].clip(lower=0))
+    return x.astype(float)
+
+
+class DemandCandidate(ABC):
+    """A fitted model that predicts next month's sales of a segment from its featured rows."""
+
+    algorithm: str
+    features: list[str] = FEATURES
+
+    @abstractmethod
+    def fit(self, train: pd.DataFrame) -> DemandCandidate:
+        """Learn from featured training rows (rows without lag_1 are ignored)."""
+
+    @abstractmethod
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """Non-negative predictions for featured rows (lag_1 present)."""
+
+
+class SeasonalNaive(DemandCandidate):
+    """Same month last year; last month when a segment has less than a year of history."""
+
+    algorithm = "seasonal_naive"
+    features = ["lag_12", "lag_1"]
+
+    def fit(self, train: pd.DataFrame) -> SeasonalNaive:
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return rows["lag_12"].fillna(rows["lag_1"]).fillna(0).clip(lower=0).to_numpy(float)
+
+
+class GlobalGBM(DemandCandidate):
+    """One LightGBM model over all segments, on log1p of the target and of the lag features,
+    so that segments a thousand times apart in volume share one model."""
+
+    algorithm = "lightgbm"
+
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+        self.model: lgb.Booster | None = None
+
+    def fit(self, train: pd.DataFrame) -> GlobalGBM:
+        rows = train[train["lag_1"].notna()]
+        params = {
+            "objective": "regression",
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": 5,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "feature_fraction": 0.9,
+            "seed": self.seed,
+            "num_threads": 1,
+            "deterministic": True,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(_x(rows), np.log1p(rows["sales"].clip(lower=0)))
+        self.model = lgb.train(params, data, num_boost_round=300)
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("GlobalGBM.predict before fit")
+        return np.clip(np.expm1(self.model.predict(_x(rows))), 0, None)
+
+
+def forecast_segment(
+    model: DemandCandidate, history: pd.DataFrame, horizon: int
+) -> list[tuple[pd.Timestamp, float]]:
+    """Recursive forecast of the months after ``history`` (one segment's panel rows)."""
+    panel = history[["series_key", "month", "sales", "purchases", "sale_price", "purchase_price"]]
+    panel = panel.copy()
+    out: list[tuple[pd.Timestamp, float]] = []
+    for _ in range(horizon):
+        nxt = panel["month"].iloc[-1] + pd.DateOffset(months=1)
+        row = {
+            "series_key": panel["series_key"].iloc[-1],
+            "month": nxt,
+            "sales": np.nan,
+            "purchases": panel["purchases"].iloc[-1],
+            "sale_price": np.nan,
+            "purchase_price": np.nan,
+        }
+        panel = pd.concat([panel, pd.DataFrame([row])], ignore_index=True)
+        value = float(model.predict(add_features(panel).tail(1))[0])
+        panel.loc[panel.index[-1], "sales"] = value
+        out.append((nxt, value))
+    return out

@@ -1,0 +1,194 @@
+"""Run one training job: build the set, fit and score candidates, gate, version, activate.
+
+The job's outcome is stored before anything is announced. An artifact is written atomically
+before its version row exists, and a version becomes active only through an activation
+recorded after that, so a crash at any point never leaves a partial artifact active.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from ml.domains import get_domain
+from ml.registry.entities import TrainingJobRow
+from ml.registry.store import Store
+from ml.training.base import Candidate, TrainingSet
+from ml.training.errors import TrainingDataError
+from ml.training.scoring import score
+from ml.training.versioning import artifact_path, next_version, write_artifact
+
+__all__ = ["CandidateResult", "JobOutcome", "TrainingRunner"]
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    algorithm: str
+    metrics: dict[str, float | None]
+    fit_seconds: float
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    status: str  # completed | failed
+    version: str | None = None
+    promoted: bool = False
+    previous_version: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    reason: str = ""
+    candidates: list[CandidateResult] = field(default_factory=list)
+
+
+class TrainingRunner:
+    """Runs jobs against one store and artifact folder."""
+
+    def __init__(
+        self,
+        store: Store,
+        model_dir: Path,
+        *,
+        min_periods: int = 12,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.model_dir = Path(model_dir)
+        self.min_periods = min_periods
+        self.clock = clock
+
+    def run(self, job: TrainingJobRow) -> JobOutcome:
+        """Run ``job`` to completed or failed; never raises for a job's own failure."""
+        self.store.update_job(job.id, status="running", started_at=self.clock(), error=None)
+        try:
+            outcome = self._train(job)
+        except TrainingDataError as exc:
+            outcome = JobOutcome(job.id, "failed", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, the trainer goes on
+            outcome = JobOutcome(job.id, "failed", reason=f"{type(exc).__name__}: {exc}")
+        self.store.update_job(
+            job.id,
+            status=outcome.status,
+            finished_at=self.clock(),
+            version=outcome.version,
+            error=outcome.reason if outcome.status == "failed" else None,
+        )
+        return outcome
+
+    def _train(self, job: TrainingJobRow) -> JobOutcome:
+        domain = get_domain(job.domain)
+        trainer = domain.trainer()
+        if trainer is None:
+            raise TrainingDataError(f"domain {job.domain!r} has no batch trainer")
+        data = trainer.training_set(self.store, job.start_date, job.end_date, self.min_periods)
+        if data.test.empty:
+            raise TrainingDataError("No test rows in the last 20% of the period")
+        results: list[tuple[Candidate, CandidateResult]] = []
+        for candidate in trainer.candidates():
+            started = time.perf_counter()
+            candidate.fit(data.train)
+            metrics = score(data.y_test, candidate.predict(data.test), scale=data.scale)
+            elapsed = time.perf_counter() - started
+            results.append((candidate, CandidateResult(candidate.algorithm, metrics, elapsed)))
+        metric = trainer.metric
+        baseline = results[0][1]
+        best_model, best = min(results, key=lambda r: _value(r[1].metrics, metric))
+        promoted, why = self._gate(job, data, metric, best, baseline)
+        return self._store_version(job, domain.schema_major, data, best_model, best, promoted,
+                                   why, [r for _, r in results])  # fmt: skip
+
+    def _gate(
+        self,
+        job: TrainingJobRow,
+        data: TrainingSet,
+        metric: str,
+        best: CandidateResult,
+        baseline: CandidateResult,
+    ) -> tuple[bool, str]:
+        value = _value(best.metrics, metric)
+        active = self.store.active_version(job.domain, job.scope)
+        if active is None:
+            base = _value(baseline.metrics, metric)
+            if value < base:
+                return True, f"first version: {metric} {value:.4g} beats seasonal naive {base:.4g}"
+            return False, f"{metric} {value:.4g} does not beat the baseline {base:.4g}"
+        live = self._load(job.domain, job.scope, active)
+        live_value = _value(score(data.y_test, live.predict(data.test)), metric)
+        if value < live_value:
+            return True, f"{metric} {value:.4g} beats active {active} ({live_value:.4g})"
+        return False, f"{metric} {value:.4g} does not beat active {active} ({live_value:.4g})"
+
+    def _load(self, domain: str, scope: str, version: str) -> Candidate:
+        row = self.store.get_version(domain, scope, version)
+        if row is None or row.artifact_path is None:
+            raise TrainingDataError(f"active version {version} has no artifact")
+        return joblib.load(row.artifact_path)
+
+    def _store_version(
+        self,
+        job: TrainingJobRow,
+        major: int,
+        data: TrainingSet,
+        model: Candidate,
+        best: CandidateResult,
+        promoted: bool,
+        why: str,
+        results: list[CandidateResult],
+    ) -> JobOutcome:
+        latest = self.store.list_versions(domain=job.domain, scope=job.scope, limit=1)
+        previous = latest[0] if latest else None
+        same = previous is not None and (previous.algorithm, previous.features) == (
+            model.algorithm,
+            list(model.features),
+        )
+        version = next_version(
+            previous.version if previous else None,
+            major=major,
+            same_model=same,
+            today=self.clock().date(),
+        )
+        path = write_artifact(model, artifact_path(self.model_dir, job.domain, job.scope, version))
+        n_train, n_test = len(data.train), len(data.test)
+        metrics = dict(best.metrics)
+        self.store.add_version(
+            domain=job.domain,
+            scope=job.scope,
+            version=version,
+            status="candidate" if promoted else "rejected",
+            algorithm=model.algorithm,
+            features=list(model.features),
+            metrics={**metrics, "candidates": {r.algorithm: r.metrics for r in results}},
+            train_samples=n_train,
+            test_samples=n_test,
+            total_samples=n_train + n_test,
+            segments_covered=data.segments,
+            artifact_path=str(path),
+            job_id=job.id,
+            reason=why,
+            trained_at=self.clock(),
+        )
+        previous_active = self.store.active_version(job.domain, job.scope)
+        if promoted:
+            self.store.record_activation(
+                job.domain, job.scope, version, reason=f"{job.trigger}: {why}", actor="trainer"
+            )
+        return JobOutcome(
+            job.id,
+            "completed",
+            version=version,
+            promoted=promoted,
+            previous_version=previous_active,
+            metrics=metrics,
+            reason=why,
+            candidates=results,
+        )
+
+
+def _value(metrics: dict[str, Any], metric: str) -> float:
+    value = metrics.get(metric)
+    return float("inf") if value is None else float(value)

@@ -1,0 +1,123 @@
+"""The trainer process on the real broker: request -> job -> version -> activation ->
+model-updated event; coalescing; commands; dead letters."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from millrace.kafka import EventProducer, ensure_topics
+from ml.registry.store import Store
+from schemas.events import ModelCommand, RetrainRequest, deterministic_id
+from tests.fixtures.broker import settings_from, wait_until
+from tests.training_data import seed_demand
+
+pytestmark = pytest.mark.integration
+
+
+def updates(settings, expect: int, timeout: float = 30.0) -> list[dict]:
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "sub",
+                         "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition(settings.topic_model_updated, p, 0) for p in range(4)])
+    out: list[dict] = []
+    try:
+        wait_until(
+            lambda: (
+                out.extend(
+                    orjson.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()
+                )
+                or len(out) >= expect
+            ),
+            timeout,
+        )
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture
+def trained(make_env, spawn):
+    env = make_env()
+    settings = settings_from(env)
+    ensure_topics(settings)
+    store = Store.from_url(env["DATABASE_URL"])
+    seed_demand(store)
+    proc = spawn(["trainer"], env)
+    return env, settings, store, proc, EventProducer(settings)
+
+
+def test_request_yields_job_version_artifact_activation_and_event(trained) -> None:
+    env, settings, store, proc, producer = trained
+    request = RetrainRequest(domain="demand", requested_by="test")
+    producer.publish(settings.topic_retrain_requests, "demand/global", request)
+    producer.flush()
+    job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
+    assert job.status == "completed", job.error
+    version = store.get_version("demand", "global", job.version)
+    assert version.status == "active" and Path(version.artifact_path).is_file()
+    assert store.active_version("demand") == job.version
+    [event] = updates(settings, 1)
+    assert event["version"] == job.version and event["domain"] == "demand"
+    assert event["metrics"]["mae"] == version.metrics["mae"]
+    assert proc.alive()
+
+
+def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
+    env, settings, store, proc, producer = trained
+    now = datetime.now(UTC)
+    ids = []
+    for i in range(100):
+        req = RetrainRequest(domain="demand", occurred_at=now, evidence={"i": i})
+        ids.append(req.event_id)
+        producer.publish(settings.topic_retrain_requests, "demand/global", req)
+    producer.flush()
+    wait_until(lambda: sum(len(j.request_ids) for j in store.list_jobs(domain="demand")) == 100, 60)
+    jobs = store.list_jobs(domain="demand")
+    assert len(jobs) == 1
+    assert sorted(jobs[0].request_ids) == sorted(ids)
+    wait_until(lambda: store.get_job(jobs[0].id).status == "completed", 60)
+
+
+def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
+    env, settings, store, proc, producer = trained
+    bad = RetrainRequest(domain="demand", start_date=date(2023, 5, 1), end_date=date(2023, 1, 1))
+    producer.publish(settings.topic_retrain_requests, "demand/global", bad)
+    producer.publish(settings.topic_retrain_requests, "demand/global", b"{not json")
+    producer.flush()
+    job = wait_until(lambda: (j := store.get_job(bad.event_id)) and j.finished_at and j, 60)
+    assert (job.status, job.error) == ("failed", "end_date must be after start_date")
+
+    first = RetrainRequest(domain="demand")
+    producer.publish(settings.topic_retrain_requests, "demand/global", first)
+    producer.flush()
+    v1 = wait_until(lambda: (j := store.get_job(first.event_id)) and j.version, 60)
+    # a second version (kept even though not promoted) to roll forward to
+    second = RetrainRequest(domain="demand")
+    producer.publish(settings.topic_retrain_requests, "demand/global", second)
+    producer.flush()
+    v2 = wait_until(lambda: (j := store.get_job(second.event_id)) and j.version, 60)
+    assert store.active_version("demand") == v1
+
+    cmd = ModelCommand(command="activate", domain="demand", version=v2, requested_by="ops",
+                       event_id=deterministic_id("cmd", v2))  # fmt: skip
+    producer.publish(settings.topic_model_commands, "demand/global", cmd)
+    producer.publish(settings.topic_model_commands, "demand/global", cmd)  # replayed: no-op
+    producer.flush()
+    wait_until(lambda: store.active_version("demand") == v2, 30)
+    back = ModelCommand(command="rollback", domain="demand", requested_by="ops")
+    producer.publish(settings.topic_model_commands, "demand/global", back)
+    producer.flush()
+    wait_until(lambda: store.active_version("demand") == v1, 30)
+    history = store.activations("demand")
+    assert [a.version for a in history] == [v1, v2, v1]
+    assert [a.actor for a in history] == ["trainer", "ops", "ops"]
+    between = history[1].activated_at
+    assert store.live_at("demand", "global", between) == v2
+    assert store.live_at("demand", "global", history[0].activated_at) == v1
+    events = updates(settings, 3)
+    assert [e["version"] for e in events[-2:]] == [v2, v1]
+    assert proc.alive()
