@@ -8,18 +8,24 @@ import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from millrace.settings import Settings, SettingsError, get_settings
 
+if TYPE_CHECKING:
+    from ml.registry.entities import TrainingJobRow
+    from ml.registry.store import Store
+
 __all__ = ["app"]
 
 app = typer.Typer(help="Millrace: ML models kept alive on event streams.", no_args_is_help=True)
 db_app = typer.Typer(help="Registry store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+models_app = typer.Typer(help="Model versions: list, activate.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +151,119 @@ def trainer() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     TrainerService(settings).run(stop)
+
+
+def _wait_for_job(store: Store, request_id: str, timeout: float) -> TrainingJobRow | None:
+    """The job that took ``request_id`` once it has finished (None on timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job in store.list_jobs(limit=20):
+            if request_id in job.request_ids and job.finished_at is not None:
+                return job
+        time.sleep(0.5)
+    return None
+
+
+@app.command()
+def retrain(
+    domain: str = "demand",
+    scope: str = "global",
+    start_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    end_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the job and show its outcome")] = False,
+    timeout: float = 600.0,
+) -> None:
+    """Publish a manual retrain request (the trainer process runs it)."""
+    from millrace.kafka import EventProducer, ensure_topics
+    from ml.registry.store import Store
+    from schemas.events import RetrainRequest
+
+    settings = _settings()
+    try:
+        request = RetrainRequest(
+            domain=domain,
+            scope=scope,
+            requested_by="cli",
+            start_date=date.fromisoformat(start_date) if start_date else None,
+            end_date=date.fromisoformat(end_date) if end_date else None,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _wait_for_broker(settings)
+    ensure_topics(settings)
+    producer = EventProducer(settings)
+    producer.publish(settings.topic_retrain_requests, f"{domain}/{scope}", request)
+    producer.flush()
+    console.print(f"retrain request {request.event_id} published")
+    if not wait:
+        return
+    store = Store.from_url(settings.database_url)
+    with console.status("waiting for the trainer..."):
+        job = _wait_for_job(store, request.event_id, timeout)
+    if job is None:
+        console.print(f"[red]no outcome within {timeout:.0f} s (is the trainer running?)[/red]")
+        raise typer.Exit(1)
+    if job.status != "completed":
+        console.print(f"[red]job {job.id} {job.status}: {job.error}[/red]")
+        raise typer.Exit(1)
+    version = store.get_version(domain, scope, job.version)
+    state = "ACTIVE" if version and version.status == "active" else version and version.status
+    console.print(f"job {job.id} completed: {job.version} ({state}) {version and version.reason}")
+
+
+@models_app.command("list")
+def models_list(domain: str | None = None, status: str | None = None, limit: int = 20) -> None:
+    """Model versions, newest first."""
+    from rich.table import Table
+
+    from ml.registry.store import Store
+
+    store = Store.from_url(_settings().database_url)
+    table = Table("domain", "scope", "version", "status", "algorithm", "mae", "trained_at")
+    for v in store.list_versions(domain=domain, status=status, limit=limit):
+        mae = v.metrics.get("mae")
+        table.add_row(v.domain, v.scope, v.version, v.status, v.algorithm,
+                      f"{mae:.4g}" if isinstance(mae, float) else "-",
+                      v.trained_at.isoformat(timespec="seconds"))  # fmt: skip
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@models_app.command("activate")
+def models_activate(
+    version: str,
+    domain: str = "demand",
+    scope: str = "global",
+    reason: str = "manual activation",
+    timeout: float = 30.0,
+) -> None:
+    """Make VERSION the live one (rollback or roll forward) through ml.model-commands."""
+    from millrace.kafka import EventProducer, ensure_topics
+    from ml.registry.store import Store
+    from schemas.events import ModelCommand
+
+    settings = _settings()
+    store = Store.from_url(settings.database_url)
+    if store.get_version(domain, scope, version) is None:
+        console.print(f"[red]unknown version {version!r} for {domain}/{scope}[/red]")
+        raise typer.Exit(2)
+    _wait_for_broker(settings)
+    ensure_topics(settings)
+    command = ModelCommand(command="activate", domain=domain, scope=scope, version=version,
+                           reason=reason, requested_by="cli")  # fmt: skip
+    producer = EventProducer(settings)
+    producer.publish(settings.topic_model_commands, f"{domain}/{scope}", command)
+    producer.flush()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.active_version(domain, scope) == version:
+            console.print(f"{version} is active for {domain}/{scope}")
+            return
+        time.sleep(0.3)
+    console.print(
+        f"[red]{version} not active after {timeout:.0f} s (is the trainer running?)[/red]"
+    )
+    raise typer.Exit(1)
 
 
 @app.command()

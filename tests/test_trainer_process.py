@@ -121,3 +121,17 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     events = updates(settings, 3)
     assert [e["version"] for e in events[-2:]] == [v2, v1]
     assert proc.alive()
+
+
+def test_cli_retrain_wait_and_models_list(trained, spawn) -> None:
+    env, settings, store, proc, producer = trained
+    retrain = spawn(["retrain", "--wait", "--timeout", "60"], env)
+    assert retrain.handle.wait(90) == 0, retrain.output()
+    version = store.active_version("demand")
+    assert version and version in retrain.output() and "ACTIVE" in retrain.output()
+    listing = spawn(["models", "list"], env)
+    assert listing.handle.wait(30) == 0
+    assert version in listing.output() and "active" in listing.output()
+    unknown = spawn(["models", "activate", "v9.9.9-20990101"], env)
+    assert unknown.handle.wait(30) == 2
+    assert "unknown version" in unknown.output()
