@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import joblib
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -135,3 +136,22 @@ def test_cli_retrain_wait_and_models_list(trained, spawn) -> None:
     unknown = spawn(["models", "activate", "v9.9.9-20990101"], env)
     assert unknown.handle.wait(30) == 2
     assert "unknown version" in unknown.output()
+
+
+def test_sigkill_mid_job_then_restart_recovers(trained, spawn) -> None:
+    env, settings, store, proc, producer = trained
+    request = RetrainRequest(domain="demand")
+    producer.publish(settings.topic_retrain_requests, "demand/global", request)
+    producer.flush()
+    wait_until(lambda: (j := store.get_job(request.event_id)) and j.status == "running", 60, 0.01)
+    proc.kill()  # SIGKILL while the job trains
+    assert store.get_job(request.event_id).status == "running"
+    assert store.active_version("demand") is None  # nothing partial became active
+    restarted = spawn(["trainer"], env)
+    job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
+    assert job.status == "completed", job.error
+    active = store.list_versions(domain="demand", status="active")
+    assert len(active) == 1 and active[0].version == job.version
+    assert Path(active[0].artifact_path).is_file()
+    assert joblib.load(active[0].artifact_path).algorithm == active[0].algorithm
+    assert restarted.alive()
