@@ -51,9 +51,16 @@ class DomainTrainer(ABC):
 
     @abstractmethod
     def training_set(
-        self, store: Any, start: date | None, end: date | None, min_periods: int
+        self,
+        store: Any,
+        start: date | None,
+        end: date | None,
+        min_periods: int,
+        test_periods: int | None = None,
     ) -> TrainingSet:
-        """Build the split from stored observations, or raise TrainingDataError."""
+        """Build the split from stored observations, or raise TrainingDataError.
+
+        The test window is the last ``test_periods`` periods (default: the last 20%)."""
 
     @abstractmethod
     def candidates(self) -> list[Candidate]:

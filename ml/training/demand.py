@@ -67,7 +67,12 @@ class DemandTrainer(DomainTrainer):
     metric = "mae"
 
     def training_set(
-        self, store: Store, start: date | None, end: date | None, min_periods: int
+        self,
+        store: Store,
+        start: date | None,
+        end: date | None,
+        min_periods: int,
+        test_periods: int | None = None,
     ) -> TrainingSet:
         if start and end and end <= start:
             raise TrainingDataError("end_date must be after start_date")
@@ -80,7 +85,7 @@ class DemandTrainer(DomainTrainer):
                 f"Insufficient training data. Minimum {min_periods} months of transaction "
                 f"history required."
             )
-        n_test = max(1, round(len(months) * 0.2))
+        n_test = test_periods or max(1, round(len(months) * 0.2))
         cut = months[-n_test]
         featured = add_features(panel)
         train = _cap_outliers(featured[featured["month"] < cut])
