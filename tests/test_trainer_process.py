@@ -40,9 +40,11 @@ def updates(settings, expect: int, timeout: float = 30.0) -> list[dict]:
     return out
 
 
-@pytest.fixture
-def trained(make_env, spawn):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def trained(request, make_env, spawn):
     env = make_env()
+    if request.param == "postgresql":
+        env["DATABASE_URL"] = request.getfixturevalue("fresh_postgres_url")
     settings = settings_from(env)
     ensure_topics(settings)
     store = Store.from_url(env["DATABASE_URL"])
