@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. sqlite:///var/millrace.db or postgresql+psycopg://...",
     )
     model_dir: Path = Field(Path("var/models"), description="Directory of model artifacts.")
+    artifacts_in_database: bool = Field(
+        False, description="Keep model artifacts in the database instead of MODEL_DIR."
+    )
 
     # --- Streams worker ----------------------------------------------------------------------
     streams_app_id: str = Field("millrace-streams", description="Faust app id / consumer group.")

@@ -47,7 +47,10 @@ class TrainerService:
         self.settings = settings
         self.store = store or Store.from_url(settings.database_url, upgrade=True)
         self.runner = TrainingRunner(
-            self.store, settings.model_dir, min_periods=settings.min_training_months
+            self.store,
+            settings.model_dir,
+            min_periods=settings.min_training_months,
+            artifacts_in_db=settings.artifacts_in_database,
         )
         self.producer = EventProducer(settings)
         session_ms = int(settings.broker_session_timeout_seconds * 1000)

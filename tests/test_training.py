@@ -11,7 +11,7 @@ import pytest
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from ml.training.scoring import naive_scale, score
-from ml.training.versioning import next_version, write_artifact
+from ml.training.versioning import load_model, next_version, write_artifact
 from tests.training_data import seed_demand
 
 TODAY = date(2026, 11, 22)
@@ -92,3 +92,15 @@ def test_insufficient_data_and_bad_ranges_fail_with_the_documented_reason(
     assert run.run(bad).reason == "end_date must be after start_date"
     assert store.get_job(bad.id).status == "failed"
     assert store.get_job(bad.id).error == "end_date must be after start_date"
+
+
+def test_artifacts_can_live_in_the_database(store: Store, tmp_path) -> None:
+    seed_demand(store)
+    run = TrainingRunner(store, tmp_path / "unused", artifacts_in_db=True)
+    first = run.run(store.create_job("demand", "global", "manual"))
+    row = store.get_version("demand", "global", first.version)
+    assert first.promoted and row.artifact_path is None
+    assert not (tmp_path / "unused").exists()
+    assert load_model(store, "demand", "global", first.version).algorithm == row.algorithm
+    second = run.run(store.create_job("demand", "global", "manual"))  # gate loads from the DB
+    assert second.status == "completed" and "does not beat active" in second.reason

@@ -14,15 +14,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from ml.domains import get_domain
 from ml.registry.entities import TrainingJobRow
 from ml.registry.store import Store
 from ml.training.base import Candidate, TrainingSet
 from ml.training.errors import TrainingDataError
 from ml.training.scoring import score
-from ml.training.versioning import artifact_path, next_version, write_artifact
+from ml.training.versioning import (
+    artifact_path,
+    load_model,
+    next_version,
+    to_bytes,
+    write_artifact,
+)
 
 __all__ = ["CandidateResult", "JobOutcome", "TrainingRunner"]
 
@@ -55,11 +59,13 @@ class TrainingRunner:
         model_dir: Path,
         *,
         min_periods: int = 12,
+        artifacts_in_db: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.model_dir = Path(model_dir)
         self.min_periods = min_periods
+        self.artifacts_in_db = artifacts_in_db
         self.clock = clock
 
     def run(self, job: TrainingJobRow) -> JobOutcome:
@@ -117,17 +123,14 @@ class TrainingRunner:
             if value < base:
                 return True, f"first version: {metric} {value:.4g} beats seasonal naive {base:.4g}"
             return False, f"{metric} {value:.4g} does not beat the baseline {base:.4g}"
-        live = self._load(job.domain, job.scope, active)
+        try:
+            live = load_model(self.store, job.domain, job.scope, active)
+        except (KeyError, FileNotFoundError) as exc:
+            raise TrainingDataError(f"active version {active} cannot be loaded: {exc}") from exc
         live_value = _value(score(data.y_test, live.predict(data.test)), metric)
         if value < live_value:
             return True, f"{metric} {value:.4g} beats active {active} ({live_value:.4g})"
         return False, f"{metric} {value:.4g} does not beat active {active} ({live_value:.4g})"
-
-    def _load(self, domain: str, scope: str, version: str) -> Candidate:
-        row = self.store.get_version(domain, scope, version)
-        if row is None or row.artifact_path is None:
-            raise TrainingDataError(f"active version {version} has no artifact")
-        return joblib.load(row.artifact_path)
 
     def _store_version(
         self,
@@ -152,7 +155,12 @@ class TrainingRunner:
             same_model=same,
             today=self.clock().date(),
         )
-        path = write_artifact(model, artifact_path(self.model_dir, job.domain, job.scope, version))
+        path, blob = None, None
+        if self.artifacts_in_db:
+            blob = to_bytes(model)
+        else:
+            target = artifact_path(self.model_dir, job.domain, job.scope, version)
+            path = write_artifact(model, target)
         n_train, n_test = len(data.train), len(data.test)
         metrics = dict(best.metrics)
         self.store.add_version(
@@ -167,7 +175,8 @@ class TrainingRunner:
             test_samples=n_test,
             total_samples=n_train + n_test,
             segments_covered=data.segments,
-            artifact_path=str(path),
+            artifact_path=str(path) if path else None,
+            artifact=blob,
             job_id=job.id,
             reason=why,
             trained_at=self.clock(),

@@ -7,6 +7,7 @@ algorithm and features.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -16,7 +17,14 @@ from typing import Any
 
 import joblib
 
-__all__ = ["parse_version", "next_version", "artifact_path", "write_artifact"]
+__all__ = [
+    "parse_version",
+    "next_version",
+    "artifact_path",
+    "write_artifact",
+    "to_bytes",
+    "load_model",
+]
 
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-(\d{8})$")
 
@@ -60,3 +68,23 @@ def write_artifact(obj: Any, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def to_bytes(obj: Any) -> bytes:
+    """The joblib serialisation of ``obj`` (for artifacts kept in the database)."""
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    return buffer.getvalue()
+
+
+def load_model(store: Any, domain: str, scope: str, version: str) -> Any:
+    """Load a version's model from its file, or from the database when it was stored there."""
+    row = store.get_version(domain, scope, version)
+    if row is None:
+        raise KeyError(f"unknown version {version!r} for {domain}/{scope}")
+    if row.artifact_path:
+        return joblib.load(row.artifact_path)
+    blob = store.get_artifact(domain, scope, version)
+    if blob is None:
+        raise FileNotFoundError(f"version {version} has no artifact")
+    return joblib.load(io.BytesIO(blob))
