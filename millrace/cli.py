@@ -223,9 +223,15 @@ def models_list(domain: str | None = None, status: str | None = None, limit: int
     table = Table("domain", "scope", "version", "status", "algorithm", "mae", "trained_at")
     for v in store.list_versions(domain=domain, status=status, limit=limit):
         mae = v.metrics.get("mae")
-        table.add_row(v.domain, v.scope, v.version, v.status, v.algorithm,
-                      f"{mae:.4g}" if isinstance(mae, float) else "-",
-                      v.trained_at.isoformat(timespec="seconds"))  # fmt: skip
+        table.add_row(
+            v.domain,
+            v.scope,
+            v.version,
+            v.status,
+            v.algorithm,
+            f"{mae:.4g}" if isinstance(mae, float) else "-",
+            v.trained_at.isoformat(timespec="seconds"),
+        )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
@@ -249,8 +255,14 @@ def models_activate(
         raise typer.Exit(2)
     _wait_for_broker(settings)
     ensure_topics(settings)
-    command = ModelCommand(command="activate", domain=domain, scope=scope, version=version,
-                           reason=reason, requested_by="cli")  # fmt: skip
+    command = ModelCommand(
+        command="activate",
+        domain=domain,
+        scope=scope,
+        version=version,
+        reason=reason,
+        requested_by="cli",
+    )
     producer = EventProducer(settings)
     producer.publish(settings.topic_model_commands, f"{domain}/{scope}", command)
     producer.flush()

@@ -159,9 +159,15 @@ class TrainerService:
             command_id=cmd.event_id,
         )
         row = self.store.get_version(cmd.domain, cmd.scope, version)
-        self._announce(cmd.domain, cmd.scope, version, act.previous_version,
-                       row.algorithm if row else None, row.metrics if row else {},
-                       f"{cmd.command}: {act.reason}")  # fmt: skip
+        self._announce(
+            cmd.domain,
+            cmd.scope,
+            version,
+            act.previous_version,
+            row.algorithm if row else None,
+            row.metrics if row else {},
+            f"{cmd.command}: {act.reason}",
+        )
 
     # --- helpers -----------------------------------------------------------------------------
     def _run_while_polling(self, job: TrainingJobRow, stop: threading.Event) -> None:
@@ -180,12 +186,26 @@ class TrainerService:
         log.info("job %s %s %s %s", job.id, outcome.status, outcome.version or "", outcome.reason)
         if outcome.promoted and outcome.version:
             row = self.store.get_version(job.domain, job.scope, outcome.version)
-            self._announce(job.domain, job.scope, outcome.version, outcome.previous_version,
-                           row.algorithm if row else None, outcome.metrics,
-                           f"{job.trigger}: {outcome.reason}")  # fmt: skip
+            self._announce(
+                job.domain,
+                job.scope,
+                outcome.version,
+                outcome.previous_version,
+                row.algorithm if row else None,
+                outcome.metrics,
+                f"{job.trigger}: {outcome.reason}",
+            )
 
-    def _announce(self, domain: str, scope: str, version: str, previous: str | None,
-                  algorithm: str | None, metrics: dict, reason: str) -> None:  # fmt: skip
+    def _announce(
+        self,
+        domain: str,
+        scope: str,
+        version: str,
+        previous: str | None,
+        algorithm: str | None,
+        metrics: dict,
+        reason: str,
+    ) -> None:
         event = ModelUpdatedEvent(
             event_id=deterministic_id("model-updated", domain, scope, version, previous),
             domain=domain,

@@ -95,6 +95,8 @@ class IngestBatch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     #: ids of the accepted events (recorded so a re-published duplicate is refused)
     event_ids: list[str] = field(default_factory=list)
+    #: accepted events per partition, in offset order
+    events: dict[TopicPartition, list[BaseEvent]] = field(default_factory=dict)
     accepted: int = 0
     skipped: int = 0
 
@@ -155,5 +157,6 @@ def fold_batch(
             continue
         batch.deltas.extend(domain.observe(result))
         batch.event_ids.append(result.event_id)
+        batch.events.setdefault((msg.topic, msg.partition), []).append(result)
         batch.accepted += 1
     return batch

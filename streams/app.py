@@ -20,10 +20,12 @@ from millrace.kafka import encode_event
 from millrace.settings import Settings
 from ml.domains import Domain, all_domains
 from ml.domains.network import NetworkDomain
-from ml.ingest import Message, fold_batch
+from ml.ingest import IngestBatch, Message, fold_batch
 from ml.registry.store import Store
+from ml.streaming import PartitionProcessor, ProcessorOutput
+from schemas.events import DriftEvent
 
-__all__ = ["create_app", "run_worker"]
+__all__ = ["create_app", "run_worker", "drift_row"]
 
 log = logging.getLogger("millrace.streams")
 
@@ -35,6 +37,24 @@ def _domains(settings: Settings) -> list[Domain]:
             domain = NetworkDomain(window_seconds=settings.network_window_seconds)
         domains.append(domain)
     return domains
+
+
+def drift_row(event: DriftEvent) -> dict[str, Any]:
+    """The store fields of a drift event."""
+    return event.model_dump(
+        include={
+            "event_id",
+            "domain",
+            "scope",
+            "detector",
+            "statistic",
+            "value",
+            "threshold",
+            "model_version",
+            "evidence",
+            "occurred_at",
+        }
+    )
 
 
 def create_app(settings: Settings, store: Store | None = None) -> faust.App:
@@ -57,16 +77,63 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     store = store or Store.from_url(settings.database_url, upgrade=True)
     consumer = settings.streams_app_id
     checkpoints: dict[tuple[str, int], int] = {}
+    processors: dict[tuple[str, int], PartitionProcessor] = {}
     dead_letter = app.topic(
         settings.topic_dead_letter, value_serializer="raw", key_serializer="raw"
     )
+    drift_topic = app.topic(
+        settings.topic_drift_events, value_serializer="raw", key_serializer="raw"
+    )
+    retrain_topic = app.topic(
+        settings.topic_retrain_requests, value_serializer="raw", key_serializer="raw"
+    )
 
     async def reload_checkpoints(*_: Any, **__: Any) -> None:
+        """On every assignment: offsets and processor state as the store has them now."""
         stored = await asyncio.to_thread(store.checkpoints, consumer)
         checkpoints.clear()
-        checkpoints.update({tp: offset for tp, (offset, _state) in stored.items()})
+        processors.clear()
+        for tp, (offset, state) in stored.items():
+            checkpoints[tp] = offset
+            if state is not None:
+                processors[tp] = PartitionProcessor.loads(state)
 
     app.on_partitions_assigned.connect(reload_checkpoints)
+
+    def process(domain: Domain, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:
+        """Run the domain's partition processors; return their output and pickled states."""
+        output, states = ProcessorOutput(), {}
+        for tp, events in batch.events.items():
+            processor = processors.get(tp) or domain.partition_processor(settings)
+            if processor is None:
+                continue
+            processors[tp] = processor
+            output.extend(processor.process(events))
+            states[(consumer, *tp)] = processor.dumps()
+        return output, states
+
+    async def publish(output: ProcessorOutput) -> None:
+        for event in output.drift_events:
+            await drift_topic.send(
+                key=f"{event.domain}/{event.scope}".encode(), value=encode_event(event)
+            )
+        for request in output.retrain_requests:
+            await retrain_topic.send(
+                key=f"{request.domain}/{request.scope}".encode(), value=encode_event(request)
+            )
+
+    def commit(domain: Domain, batch: IngestBatch, output: ProcessorOutput, states: dict) -> None:
+        marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
+        ids = [(domain.name, event_id) for event_id in batch.event_ids]
+        store.apply_observations(
+            batch.deltas,
+            marks,
+            states,
+            event_ids=ids,
+            corrections=output.corrections,
+            drift_events=[drift_row(event) for event in output.drift_events],
+            forecasts=output.forecasts,
+        )
 
     def make_agent(domain: Domain) -> None:
         topic_name = getattr(settings, domain.topic_setting)
@@ -77,14 +144,8 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                 settings.streams_batch_size, within=settings.streams_batch_timeout_seconds
             ):
                 messages = [
-                    Message(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                    )
-                    for e in events
+                    Message(m.topic, m.partition, m.offset, m.key, m.value)
+                    for m in (e.message for e in events)
                 ]
                 batch = await asyncio.to_thread(
                     fold_batch,
@@ -96,17 +157,16 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                     max_future=timedelta(seconds=settings.max_future_seconds),
                     known_ids=lambda ids: store.known_event_ids(domain.name, ids),
                 )
-                for key, record in batch.dead_letters:
-                    await dead_letter.send(key=key, value=encode_event(record))
                 if not batch.offsets:
                     continue
-                if batch.dead_letters:
+                output, states = await asyncio.to_thread(process, domain, batch)
+                # side effects first (deterministic ids make a replay harmless), then the store
+                for key, record in batch.dead_letters:
+                    await dead_letter.send(key=key, value=encode_event(record))
+                await publish(output)
+                if batch.dead_letters or output.drift_events or output.retrain_requests:
                     await app.producer.flush()
-                marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
-                ids = [(domain.name, event_id) for event_id in batch.event_ids]
-                await asyncio.to_thread(
-                    store.apply_observations, batch.deltas, marks, event_ids=ids
-                )
+                await asyncio.to_thread(commit, domain, batch, output, states)
                 checkpoints.update(batch.offsets)
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)

@@ -179,3 +179,29 @@ def test_processed_event_ids_recorded_with_the_batch(store: Store) -> None:
     store.apply_observations([delta("A", 1, 1)], {("c", "s", 0): 1}, event_ids=[("demand", "e1")])
     assert store.known_event_ids("demand", ["e1", "e2"]) == {"e1"}
     assert store.known_event_ids("network", ["e1"]) == set()
+
+
+def test_batch_commit_carries_corrections_drift_events_and_forecasts(store: Store) -> None:
+    drift = dict(
+        event_id="d9",
+        domain="demand",
+        scope="A",
+        detector="adwin",
+        statistic="abs_error",
+        value=2.0,
+        occurred_at=T0,
+    )
+    forecast = ForecastRow("demand", "A", "online", T0.replace(month=3), 5.0, 3.0, 7.0)
+    key = ("demand", "A", T0)
+    store.apply_observations(
+        [delta("A", 1, 2)],
+        {("c", "s", 0): 3},
+        corrections=[key, key],
+        drift_events=[drift],
+        forecasts=[forecast],
+    )
+    store.apply_observations([delta("A", 1, 1)], {("c", "s", 0): 4}, drift_events=[drift])
+    [row] = store.observations("demand")
+    assert row.corrections == 2 and row.n_events == 3
+    assert [d.event_id for d in store.drift_events("demand")] == ["d9"]
+    assert store.forecasts("demand", "A")[0].value == 5.0

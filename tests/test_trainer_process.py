@@ -21,8 +21,13 @@ pytestmark = pytest.mark.integration
 
 
 def updates(settings, expect: int, timeout: float = 30.0) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "sub",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "sub",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(settings.topic_model_updated, p, 0) for p in range(4)])
     out: list[dict] = []
     try:
@@ -105,8 +110,13 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     v2 = wait_until(lambda: (j := store.get_job(second.event_id)) and j.version, 60)
     assert store.active_version("demand") == v1
 
-    cmd = ModelCommand(command="activate", domain="demand", version=v2, requested_by="ops",
-                       event_id=deterministic_id("cmd", v2))  # fmt: skip
+    cmd = ModelCommand(
+        command="activate",
+        domain="demand",
+        version=v2,
+        requested_by="ops",
+        event_id=deterministic_id("cmd", v2),
+    )
     producer.publish(settings.topic_model_commands, "demand/global", cmd)
     producer.publish(settings.topic_model_commands, "demand/global", cmd)  # replayed: no-op
     producer.flush()

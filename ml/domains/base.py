@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ml.observations import ObservationDelta
 
 if TYPE_CHECKING:  # the training stack (pandas, lightgbm) is imported only by the trainer
+    from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent
 
@@ -33,6 +34,12 @@ class Domain(ABC):
     @abstractmethod
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         """What this event adds to the stored observations."""
+
+    def partition_processor(self, settings: object) -> PartitionProcessor | None:
+        """A fresh processor for one partition (None: the domain only stores observations).
+
+        ``settings`` is the process configuration (read by attribute, e.g. thresholds)."""
+        return None
 
     def trainer(self) -> DomainTrainer | None:
         """The batch trainer of this domain (None: no batch training)."""

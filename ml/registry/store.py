@@ -6,6 +6,7 @@ Every method is one short transaction and returns plain entities (``ml.registry.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -177,10 +178,15 @@ class Store:
         checkpoints: Mapping[CheckpointKey, int] | None = None,
         states: Mapping[CheckpointKey, bytes | None] | None = None,
         event_ids: Iterable[tuple[str, str]] = (),
+        corrections: Iterable[tuple[str, str, datetime]] = (),
+        drift_events: Iterable[dict[str, Any]] = (),
+        forecasts: Iterable[e.ForecastRow] = (),
         attempts: int = 3,
     ) -> None:
-        """Merge deltas into the observations and record checkpoints (and the processed
-        ``(domain, event_id)`` pairs), all in one transaction.
+        """Commit one stream batch in ONE transaction: merge ``deltas`` into the observations,
+        record the partitions' ``checkpoints`` (offsets) and processor ``states``, the processed
+        ``event_ids``, late-event ``corrections`` per observation, new ``drift_events`` (deduped
+        by event id) and ``forecasts`` (upserted).
 
         Checkpoints are written first so that, on SQLite, the write lock is held before the
         observation rows are read (no lost update between processes). A unique-key race on a new
@@ -188,9 +194,11 @@ class Store:
         """
         combined = sorted(combine(deltas).items(), key=lambda kv: kv[0])
         ids = [{"domain": domain, "event_id": event_id} for domain, event_id in event_ids]
+        late = Counter(corrections)
+        extras = (list(drift_events), list(forecasts))
         for attempt in range(1, attempts + 1):
             try:
-                self._apply(combined, checkpoints or {}, states or {}, ids)
+                self._apply(combined, checkpoints or {}, states or {}, ids, late, extras)
                 return
             except IntegrityError:
                 if attempt == attempts:
@@ -202,6 +210,8 @@ class Store:
         checkpoints: Mapping[CheckpointKey, int],
         states: Mapping[CheckpointKey, bytes | None],
         event_ids: list[dict[str, str]],
+        late: Counter[tuple[str, str, datetime]],
+        extras: tuple[list[dict[str, Any]], list[e.ForecastRow]],
     ) -> None:
         now = utcnow()
         with self._session.begin() as session:
@@ -228,7 +238,10 @@ class Store:
                     fields.setdefault(name, FieldStats()).merge(stats)
                 row.fields = {k: v.to_dict() for k, v in fields.items()}
                 row.n_events = (row.n_events or 0) + delta.n_events
+                row.corrections = (row.corrections or 0) + late[(domain, series, start)]
                 row.updated_at = now
+            self._add_drift_events(session, extras[0])
+            self._upsert_forecasts(session, extras[1])
 
     def _existing_observations(
         self, session: Session, keys: list[tuple[str, str, datetime]]
@@ -585,25 +598,38 @@ class Store:
         evidence: dict[str, Any] | None = None,
     ) -> bool:
         """Store a drift event; False if one with this ``event_id`` exists already."""
-        try:
-            with self._session.begin() as session:
-                session.add(
-                    DriftEventRecord(
-                        event_id=event_id,
-                        domain=domain,
-                        scope=scope,
-                        detector=detector,
-                        statistic=statistic,
-                        value=value,
-                        threshold=threshold,
-                        model_version=model_version,
-                        evidence=evidence or {},
-                        occurred_at=occurred_at,
-                    )
+        row = dict(
+            event_id=event_id,
+            domain=domain,
+            scope=scope,
+            detector=detector,
+            statistic=statistic,
+            value=value,
+            threshold=threshold,
+            model_version=model_version,
+            evidence=evidence or {},
+            occurred_at=occurred_at,
+        )
+        with self._session.begin() as session:
+            return self._add_drift_events(session, [row]) == 1
+
+    @staticmethod
+    def _add_drift_events(session: Session, rows: list[dict[str, Any]]) -> int:
+        """Insert the drift events whose ``event_id`` is new; return how many."""
+        if not rows:
+            return 0
+        known = set(
+            session.scalars(
+                select(DriftEventRecord.event_id).where(
+                    DriftEventRecord.event_id.in_([r["event_id"] for r in rows])
                 )
-            return True
-        except IntegrityError:
-            return False
+            )
+        )
+        fresh = {r["event_id"]: r for r in rows if r["event_id"] not in known}
+        session.add_all(
+            DriftEventRecord(**{**r, "evidence": r.get("evidence") or {}}) for r in fresh.values()
+        )
+        return len(fresh)
 
     def drift_events(
         self, domain: str | None = None, scope: str | None = None, limit: int = 100
@@ -660,29 +686,33 @@ class Store:
 
     def upsert_forecasts(self, rows: Iterable[e.ForecastRow]) -> int:
         """Insert or replace forecasts keyed by (domain, series, version, period)."""
+        with self._session.begin() as session:
+            return self._upsert_forecasts(session, rows)
+
+    @staticmethod
+    def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow]) -> int:
         n = 0
         now = utcnow()
-        with self._session.begin() as session:
-            for f in rows:
-                row = session.scalars(
-                    select(Forecast).where(
-                        Forecast.domain == f.domain,
-                        Forecast.series_key == f.series_key,
-                        Forecast.model_version == f.model_version,
-                        Forecast.period_start == f.period_start,
-                    )
-                ).one_or_none()
-                if row is None:
-                    row = Forecast(
-                        domain=f.domain,
-                        series_key=f.series_key,
-                        model_version=f.model_version,
-                        period_start=f.period_start,
-                    )
-                    session.add(row)
-                row.value, row.lower, row.upper = f.value, f.lower, f.upper
-                row.fallback_level, row.created_at = f.fallback_level, now
-                n += 1
+        for f in rows:
+            row = session.scalars(
+                select(Forecast).where(
+                    Forecast.domain == f.domain,
+                    Forecast.series_key == f.series_key,
+                    Forecast.model_version == f.model_version,
+                    Forecast.period_start == f.period_start,
+                )
+            ).one_or_none()
+            if row is None:
+                row = Forecast(
+                    domain=f.domain,
+                    series_key=f.series_key,
+                    model_version=f.model_version,
+                    period_start=f.period_start,
+                )
+                session.add(row)
+            row.value, row.lower, row.upper = f.value, f.lower, f.upper
+            row.fallback_level, row.created_at = f.fallback_level, now
+            n += 1
         return n
 
     def forecasts(
