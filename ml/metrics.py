@@ -15,9 +15,9 @@ Both are pure Python (no numpy) so ``RunningMetrics`` pickles to a handful of fl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["RunningMetrics", "score", "seasonal_naive_mae"]
+__all__ = ["RunningMetrics", "pooled_naive_mae", "score", "seasonal_naive_mae"]
 
 Number = float | int
 
@@ -111,12 +111,26 @@ def seasonal_naive_mae(y_train: Sequence[Number], season: int = 12) -> float | N
     return sum(diffs) / len(diffs)
 
 
+def pooled_naive_mae(series: Iterable[Sequence[Number]], season: int = 12) -> float | None:
+    """In-sample seasonal-naive MAE over the differences of many series pooled together (each
+    series with lag ``season``, or 1 when it is not longer than a season)."""
+    total, count = 0.0, 0
+    for y in series:
+        values = [float(v) for v in y]
+        lag = season if len(values) > season else 1
+        for i in range(lag, len(values)):
+            total += abs(values[i] - values[i - lag])
+            count += 1
+    return total / count if count and total > 0 else None
+
+
 def score(
     y_true: Sequence[Number],
     y_pred: Sequence[Number],
     *,
     y_train: Sequence[Number] | None = None,
     season: int = 12,
+    scale: float | None = None,
 ) -> dict[str, float | int | None]:
     """Batch metrics of ``y_pred`` against ``y_true`` (same length).
 
@@ -124,8 +138,9 @@ def score(
     ``mape_excluded``), ``r2`` (None below 2 points or with constant actuals), ``wape``
     (``sum|e| / sum|y|``, None when ``sum|y|`` is 0) and ``mase``: MAE divided by
     :func:`seasonal_naive_mae` of ``y_train`` with lag ``season`` (lag 1 when ``y_train`` is
-    not longer than ``season``). ``mase`` is None without ``y_train``, when it is shorter than
-    2 points, or when its naive MAE is 0.
+    not longer than ``season``), or by ``scale`` when given (e.g. :func:`pooled_naive_mae` of
+    many series). ``mase`` is None without either, when ``y_train`` is shorter than 2 points,
+    or when the naive MAE is 0.
     """
     if len(y_true) != len(y_pred):
         raise ValueError(f"length mismatch: {len(y_true)} actuals, {len(y_pred)} predictions")
@@ -137,8 +152,9 @@ def score(
     result = running.get()
     result["wape"] = running._sum_abs / sum_abs_y if sum_abs_y > 0 else None
     mase = None
-    if y_train is not None and running.n:
+    if scale is None and y_train is not None:
         scale = seasonal_naive_mae(y_train, season)
+    if running.n:
         if scale:
             mase = running._sum_abs / running.n / scale
     result["mase"] = mase

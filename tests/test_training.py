@@ -8,9 +8,9 @@ from pathlib import Path
 import joblib
 import pytest
 
+from ml.metrics import pooled_naive_mae, score
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
-from ml.training.scoring import naive_scale, score
 from ml.training.versioning import load_model, next_version, write_artifact
 from tests.training_data import seed_demand
 
@@ -35,7 +35,7 @@ def test_scores_handle_zero_actuals_and_mase() -> None:
     assert s["wape"] == pytest.approx(3 / 6)
     assert s["mase"] == pytest.approx(0.5)
     assert score([0, 0], [1, 1])["mape"] is None
-    assert naive_scale([[1, 2, 3]], season=12) == pytest.approx(1.0)
+    assert pooled_naive_mae([[1, 2, 3]], season=12) == pytest.approx(1.0)
 
 
 def test_versions() -> None:

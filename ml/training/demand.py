@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
+from ml.metrics import pooled_naive_mae
 from ml.registry.store import Store
 from ml.training.base import DomainTrainer, TrainingSet
 from ml.training.demand_model import GlobalGBM, SeasonalNaive, add_features
 from ml.training.errors import TrainingDataError
-from ml.training.scoring import naive_scale
 
 __all__ = ["DemandTrainer", "demand_panel", "OUTLIER_IQR"]
 
@@ -90,7 +90,7 @@ class DemandTrainer(DomainTrainer):
         featured = add_features(panel)
         train = _cap_outliers(featured[featured["month"] < cut])
         test = featured[(featured["month"] >= cut) & featured["lag_1"].notna()]
-        scale = naive_scale(train.groupby("series_key")["sales"].apply(list).tolist())
+        scale = pooled_naive_mae(train.groupby("series_key")["sales"].apply(list).tolist())
         return TrainingSet(
             train=train,
             test=test,

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ml.domains import get_domain
+from ml.metrics import score
 from ml.registry.entities import TrainingJobRow
 from ml.registry.store import Store
 from ml.training.base import Candidate, TrainingSet
 from ml.training.errors import TrainingDataError
-from ml.training.scoring import score
 from ml.training.versioning import (
     artifact_path,
     load_model,
