@@ -10,7 +10,7 @@ import pandas as pd
 from ml.metrics import pooled_naive_mae
 from ml.registry.store import Store
 from ml.training.base import DomainTrainer, TrainingSet
-from ml.training.demand_model import GlobalGBM, SeasonalNaive, add_features
+from ml.training.demand_model import GlobalGBM, OnlineReplay, SeasonalNaive, add_features
 from ml.training.errors import TrainingDataError
 
 __all__ = ["DemandTrainer", "demand_panel", "OUTLIER_IQR"]
@@ -103,4 +103,4 @@ class DemandTrainer(DomainTrainer):
         )
 
     def candidates(self) -> list:
-        return [SeasonalNaive(), GlobalGBM()]
+        return [SeasonalNaive(), OnlineReplay(), GlobalGBM()]

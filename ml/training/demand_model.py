@@ -11,11 +11,15 @@ rows) and forecast several months recursively for the API.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from ml.features import FEATURE_NAMES
+from ml.online import OnlineDemandForecaster
 
 __all__ = [
     "FEATURES",
@@ -23,6 +27,7 @@ __all__ = [
     "DemandCandidate",
     "SeasonalNaive",
     "GlobalGBM",
+    "OnlineReplay",
     "forecast_segment",
 ]
 
@@ -156,4 +161,48 @@ def forecast_segment(
         value = float(model.predict(add_features(panel).tail(1))[0])
         panel.loc[panel.index[-1], "sales"] = value
         out.append((nxt, value))
+    return out
+
+
+class OnlineReplay(DemandCandidate):
+    """The streams' online River forecaster, replayed month by month over the training part;
+    on the test window it keeps predicting then learning (progressive validation), so it is
+    scored one month ahead on the same rows as the batch candidates."""
+
+    algorithm = "river_online"
+    features = list(FEATURE_NAMES)
+
+    def __init__(self) -> None:
+        self.model = OnlineDemandForecaster()
+
+    def fit(self, train: pd.DataFrame) -> OnlineReplay:
+        self.model = OnlineDemandForecaster()
+        _replay(self.model, train)
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        model = copy.deepcopy(self.model)
+        predicted = _replay(model, rows)
+        keys = zip(rows["series_key"], rows["month"], strict=True)
+        return np.array([predicted[key] for key in keys], dtype=float)
+
+
+def _replay(model: OnlineDemandForecaster, rows: pd.DataFrame) -> dict:
+    """Feed rows month by month (predict, then learn); return the predictions by row key."""
+    out = {}
+    for month, part in rows.sort_values(["month", "series_key"]).groupby("month", sort=True):
+        day = month.date()
+        for row in part.itertuples(index=False):
+            segment = tuple(row.series_key.split("|"))
+            if model.last_month(segment) is not None:
+                model.fill_gaps(segment, day)
+            result = model.observe_month(
+                segment,
+                day,
+                float(row.sales),
+                purchases=float(row.purchases),
+                sale_price=None if pd.isna(row.sale_price) else float(row.sale_price),
+                purchase_price=None if pd.isna(row.purchase_price) else float(row.purchase_price),
+            )
+            out[(row.series_key, month)] = result.predicted
     return out
