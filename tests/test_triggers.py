@@ -1,0 +1,181 @@
+"""Tests for ml.triggers: degradation boundaries, coalescing, deterministic ids, staleness."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ml.drift import Detection
+from ml.triggers import MAX_COALESCED_REASONS, TriggerPolicy, is_degraded, reason_for
+from schemas.events import RetrainReason, deterministic_id
+
+T0 = datetime(2024, 5, 31, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "mape", "wape", "mase", "RMSE"])
+@pytest.mark.parametrize("baseline", [2.0, 0.1, 7.3, 123.456])
+def test_error_metric_boundaries(metric: str, baseline: float) -> None:
+    assert not is_degraded(baseline * 1.5, baseline, metric, 1.5)  # equality is never degraded
+    assert is_degraded(baseline * 1.51, baseline, metric, 1.5)
+    assert not is_degraded(baseline * 1.49, baseline, metric, 1.5)
+    assert not is_degraded(baseline * 0.5, baseline, metric, 1.5)
+
+
+def test_error_metric_perfect_baseline() -> None:
+    assert not is_degraded(0.0, 0.0, "mae", 1.5)
+    assert is_degraded(0.01, 0.0, "mae", 1.5)
+    assert is_degraded(float("inf"), 1.0, "rmse", 1.5)
+
+
+@pytest.mark.parametrize("baseline", [0.8, 0.5, 0.0, -0.4, 0.95])
+def test_r2_boundaries(baseline: float) -> None:
+    # r2 compared as the error 1 - r2: the limit is 1 - (1 - baseline) * factor.
+    limit = 1 - (1 - baseline) * 1.5
+    assert not is_degraded(limit, baseline, "r2", 1.5)
+    assert is_degraded(1 - (1 - baseline) * 1.51, baseline, "r2", 1.5)
+    assert not is_degraded(1 - (1 - baseline) * 1.49, baseline, "r2", 1.5)
+    assert not is_degraded(baseline, baseline, "r2", 1.5)
+    assert not is_degraded(min(1.0, baseline + 0.1), baseline, "r2", 1.5)
+
+
+def test_r2_examples() -> None:
+    assert not is_degraded(0.7, 0.8, "r2", 1.5)  # 0.3 == 0.2 x 1.5
+    assert is_degraded(0.69, 0.8, "r2", 1.5)
+    assert not is_degraded(-0.5, 0.0, "r2", 1.5)  # 1.5 == 1.0 x 1.5
+    assert is_degraded(-0.51, 0.0, "r2", 1.5)
+    assert is_degraded(0.99, 1.0, "r2", 1.5)  # perfect baseline: any loss is degraded
+
+
+def test_is_degraded_validation() -> None:
+    with pytest.raises(ValueError):
+        is_degraded(1.0, 1.0, "accuracy", 1.5)
+    with pytest.raises(ValueError):
+        is_degraded(float("nan"), 1.0, "mae", 1.5)
+    with pytest.raises(ValueError):
+        is_degraded(1.0, 1.0, "mae", 0.9)
+
+
+def _policy() -> TriggerPolicy:
+    return TriggerPolicy(cooldown=timedelta(hours=1), max_model_age=timedelta(days=90))
+
+
+def test_coalescing_one_request_until_finished_and_cooldown() -> None:
+    policy = _policy()
+    reasons = [RetrainReason.DRIFT, RetrainReason.DEGRADATION, RetrainReason.LATENCY]
+    issued = []
+    for i in range(100):
+        req = policy.consider(
+            domain="demand",
+            scope="CAR|A|B|",
+            reason=reasons[i % 3],
+            evidence={"i": i},
+            at=T0 + timedelta(minutes=i),
+            key=f"2024-05/{i}",
+        )
+        if req is not None:
+            issued.append(req)
+    assert len(issued) == 1
+    first = issued[0]
+    assert policy.pending("demand", "CAR|A|B|") == first
+    assert first.reason == "drift" and first.evidence["i"] == 0
+    assert first.occurred_at == T0
+    merged = policy.coalesced[("demand", "CAR|A|B|")]
+    assert merged.count == 99 and len(merged.reasons) == MAX_COALESCED_REASONS
+    # Another scope is independent.
+    other = policy.consider(
+        domain="demand", scope="other", reason="drift", evidence={}, at=T0, key="k"
+    )
+    assert other is not None
+
+    done = T0 + timedelta(hours=3)
+    policy.job_finished("demand", "CAR|A|B|", done)
+    assert policy.pending("demand", "CAR|A|B|") is None
+    kwargs = {"domain": "demand", "scope": "CAR|A|B|", "reason": "drift", "evidence": {}}
+    assert policy.consider(**kwargs, at=done + timedelta(minutes=59), key="x") is None
+    again = policy.consider(**kwargs, at=done + timedelta(hours=1), key="y")
+    assert again is not None  # cooldown boundary: at == finish + cooldown is allowed
+    assert policy.coalesced[("demand", "CAR|A|B|")].count == 0
+
+
+def test_cooldown_after_request_even_if_finished_quickly() -> None:
+    policy = _policy()
+    kwargs = {"domain": "d", "scope": "s", "reason": "manual", "evidence": {}}
+    assert policy.consider(**kwargs, at=T0, key="a") is not None
+    policy.job_finished("d", "s", T0 - timedelta(minutes=5))  # out-of-order finish time
+    assert policy.consider(**kwargs, at=T0 + timedelta(minutes=30), key="b") is None
+    assert policy.consider(**kwargs, at=T0 + timedelta(hours=1), key="c") is not None
+
+
+def _feed(policy: TriggerPolicy) -> list[str]:
+    ids = []
+    for i in range(50):
+        month = f"2024-{i % 12 + 1:02d}"
+        req = policy.consider(
+            domain="network",
+            scope=f"cell-{i % 4}",
+            reason="drift",
+            evidence={"i": i},
+            at=T0 + timedelta(hours=i),
+            key=f"{month}/adwin",
+        )
+        if i % 7 == 6:
+            policy.job_finished("network", f"cell-{i % 4}", T0 + timedelta(hours=i))
+        if req is not None:
+            ids.append(req.event_id)
+    return ids
+
+
+def test_deterministic_ids_across_fresh_policies() -> None:
+    a, b = _feed(_policy()), _feed(_policy())
+    assert a == b and len(a) >= 4
+    first = _policy().consider(
+        domain="network", scope="cell-0", reason="drift", evidence={}, at=T0, key="2024-01/adwin"
+    )
+    assert first is not None
+    assert first.event_id == deterministic_id("network", "cell-0", "drift", "2024-01/adwin")
+
+
+def test_pickle_round_trip() -> None:
+    policy = _policy()
+    _feed(policy)
+    clone = pickle.loads(pickle.dumps(policy))
+    assert _feed(clone) == _feed(policy)
+    assert clone.coalesced == policy.coalesced
+
+
+def test_staleness() -> None:
+    policy = _policy()
+    trained = datetime(2024, 1, 1, tzinfo=UTC)
+    assert policy.check_staleness("d", "s", trained, trained + timedelta(days=90)) is None
+    at = trained + timedelta(days=91)
+    req = policy.check_staleness("d", "s", trained, at)
+    assert req is not None and req.reason == "staleness"
+    assert req.evidence["age_days"] == pytest.approx(91.0)
+    assert policy.check_staleness("d", "s", trained, at + timedelta(days=1)) is None  # pending
+    assert _policy().check_staleness("d", "s", trained, at).event_id == req.event_id
+
+
+def test_naive_datetimes_rejected() -> None:
+    with pytest.raises(ValueError):
+        _policy().consider(
+            domain="d", scope="s", reason="drift", evidence={}, at=datetime(2024, 1, 1), key="k"
+        )
+
+
+def test_reason_for_and_helpers() -> None:
+    assert reason_for(Detection("latency", "avg_latency_s", 1.2, 1.0)) == RetrainReason.LATENCY
+    assert reason_for(Detection("adwin", "abs_error", 3.0, None)) == RetrainReason.DRIFT
+    policy = TriggerPolicy(max_latency_seconds=1.0)
+    assert not policy.latency_exceeded(1.0) and policy.latency_exceeded(1.0001)
+    assert policy.degraded(1.51, 1.0, "mae") and not policy.degraded(1.5, 1.0, "mae")
+
+
+def test_from_settings() -> None:
+    from millrace.settings import Settings
+
+    policy = TriggerPolicy.from_settings(Settings())
+    assert policy.degradation_factor == 1.5
+    assert policy.cooldown == timedelta(hours=1)
+    assert policy.max_model_age == timedelta(days=90)
