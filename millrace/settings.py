@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(
         86400.0, ge=0, description="Events with occurred_at further in the future are rejected."
     )
+    demand_allowed_lateness_days: float = Field(
+        3.0, ge=0, description="A month closes this long after its end (event time)."
+    )
+    forecast_horizon_months: int = Field(
+        6, ge=1, le=24, description="Months ahead the online model forecasts per segment."
+    )
+    drift_window: int = Field(
+        12, ge=5, description="Observations in the rolling drift window (months for demand)."
+    )
     network_window_seconds: int = Field(
         60, ge=1, description="Default window of per-cell network aggregates (seconds)."
     )

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from millrace.settings import Settings
+from ml.domains import get_domain
 from ml.registry.entities import TrainingJobRow
 from ml.registry.store import Store
 from ml.training.runner import JobOutcome, TrainingRunner
@@ -117,7 +118,8 @@ class TrainerService:
         """Create the job for a request, or coalesce the request into the scope's job."""
         if self.store.get_job(request.event_id) is not None:
             return None  # replay of a request that created a job
-        for job in self.store.list_jobs(domain=request.domain, scope=request.scope, limit=1):
+        scope = get_domain(request.domain).model_scope(request.scope)
+        for job in self.store.list_jobs(domain=request.domain, scope=scope, limit=1):
             covered = job.finished_at is None or request.occurred_at <= job.finished_at
             if covered:
                 if request.event_id not in job.request_ids:
@@ -125,7 +127,7 @@ class TrainerService:
                 return None
         return self.store.create_job(
             request.domain,
-            request.scope,
+            scope,
             str(request.reason),
             job_id=request.event_id,
             request_ids=[request.event_id],

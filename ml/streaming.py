@@ -12,6 +12,7 @@ import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ml.observations import ObservationKey
 from ml.registry.entities import ForecastRow
@@ -29,12 +30,15 @@ class ProcessorOutput:
     retrain_requests: list[RetrainRequest] = field(default_factory=list)
     #: observations that received late events (counted as corrections)
     corrections: list[ObservationKey] = field(default_factory=list)
+    #: score-history rows (running metrics of the online model)
+    scores: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: ProcessorOutput) -> None:
         self.forecasts.extend(other.forecasts)
         self.drift_events.extend(other.drift_events)
         self.retrain_requests.extend(other.retrain_requests)
         self.corrections.extend(other.corrections)
+        self.scores.extend(other.scores)
 
 
 class PartitionProcessor(ABC):

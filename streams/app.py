@@ -133,6 +133,7 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
             corrections=output.corrections,
             drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
+            scores=output.scores,
         )
 
     def make_agent(domain: Domain) -> None:

@@ -41,6 +41,10 @@ class Domain(ABC):
         ``settings`` is the process configuration (read by attribute, e.g. thresholds)."""
         return None
 
+    def model_scope(self, scope: str) -> str:
+        """The model scope a retrain request for ``scope`` trains (identity by default)."""
+        return scope
+
     def trainer(self) -> DomainTrainer | None:
         """The batch trainer of this domain (None: no batch training)."""
         return None

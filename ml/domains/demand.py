@@ -10,6 +10,7 @@ from ml.domains.base import Domain
 from ml.observations import ObservationDelta
 
 if TYPE_CHECKING:
+    from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, ContractType, SaleContractEvent
 
@@ -33,6 +34,15 @@ class DemandDomain(Domain):
     def key(self, event: BaseEvent) -> str:
         assert isinstance(event, SaleContractEvent)
         return event.segment_key
+
+    def partition_processor(self, settings: object) -> PartitionProcessor:
+        from ml.demand.processor import DemandProcessor
+
+        return DemandProcessor.from_settings(settings)
+
+    def model_scope(self, scope: str) -> str:
+        """One model serves every segment: segment scopes map to ``global``."""
+        return "global"
 
     def trainer(self) -> DomainTrainer:
         from ml.training.demand import DemandTrainer

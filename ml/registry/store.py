@@ -181,12 +181,13 @@ class Store:
         corrections: Iterable[tuple[str, str, datetime]] = (),
         drift_events: Iterable[dict[str, Any]] = (),
         forecasts: Iterable[e.ForecastRow] = (),
+        scores: Iterable[dict[str, Any]] = (),
         attempts: int = 3,
     ) -> None:
         """Commit one stream batch in ONE transaction: merge ``deltas`` into the observations,
         record the partitions' ``checkpoints`` (offsets) and processor ``states``, the processed
         ``event_ids``, late-event ``corrections`` per observation, new ``drift_events`` (deduped
-        by event id) and ``forecasts`` (upserted).
+        by event id), ``forecasts`` (upserted) and score-history rows.
 
         Checkpoints are written first so that, on SQLite, the write lock is held before the
         observation rows are read (no lost update between processes). A unique-key race on a new
@@ -195,7 +196,7 @@ class Store:
         combined = sorted(combine(deltas).items(), key=lambda kv: kv[0])
         ids = [{"domain": domain, "event_id": event_id} for domain, event_id in event_ids]
         late = Counter(corrections)
-        extras = (list(drift_events), list(forecasts))
+        extras = (list(drift_events), list(forecasts), list(scores))
         for attempt in range(1, attempts + 1):
             try:
                 self._apply(combined, checkpoints or {}, states or {}, ids, late, extras)
@@ -211,7 +212,7 @@ class Store:
         states: Mapping[CheckpointKey, bytes | None],
         event_ids: list[dict[str, str]],
         late: Counter[tuple[str, str, datetime]],
-        extras: tuple[list[dict[str, Any]], list[e.ForecastRow]],
+        extras: tuple[list[dict[str, Any]], list[e.ForecastRow], list[dict[str, Any]]],
     ) -> None:
         now = utcnow()
         with self._session.begin() as session:
@@ -242,6 +243,7 @@ class Store:
                 row.updated_at = now
             self._add_drift_events(session, extras[0])
             self._upsert_forecasts(session, extras[1])
+            session.add_all(ScoreHistory(**row) for row in extras[2])
 
     def _existing_observations(
         self, session: Session, keys: list[tuple[str, str, datetime]]

@@ -1,0 +1,223 @@
+"""The demand domain's per-partition stream processor.
+
+For each accepted sale/purchase event: count it in the partition's monthly book (late events
+are flagged as corrections). For each month the event-time watermark closes, for every known
+segment: the online forecaster predicts the month, then learns it (progressive validation);
+the segment's drift monitor sees its monthly inputs, the absolute error and the prediction
+latency; detections become drift events and, through the trigger policy, retrain requests.
+Input drift is tested on each segment's year-over-year log ratio of monthly sales (seasonality
+cancels out; a level shift of x2 moves it by log 2). The error degradation trigger compares
+the partition's mean absolute error over the last ``window`` months with its baseline (the
+same statistic when the window first filled, or after a new model was announced), degraded
+when worse than baseline x DEGRADATION_FACTOR (scope ``global``).
+
+Scopes: drift events and retrain requests are per segment (``vehicle_type|brand|model|line``);
+the trainer maps a segment scope to the domain's model scope (``global``), so many drifting
+segments make one job. Every id is deterministic in the events, so a replay yields the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ml.demand.months import ClosedMonth, MonthlyBook, next_month
+from ml.domains.demand import month_start
+from ml.drift import DriftMonitor
+from ml.online import OnlineDemandForecaster
+from ml.registry.entities import ForecastRow
+from ml.streaming import PartitionProcessor, ProcessorOutput
+from ml.triggers import TriggerPolicy, reason_for
+from schemas.events import BaseEvent, DriftEvent, RetrainReason, SaleContractEvent, deterministic_id
+
+__all__ = ["DemandProcessor", "ONLINE_MODEL"]
+
+#: ``model_version`` of the forecasts the online model writes.
+ONLINE_MODEL = "online"
+DOMAIN = "demand"
+
+
+class DemandProcessor(PartitionProcessor):
+    """State of one partition of ``sales.transactions``."""
+
+    def __init__(
+        self,
+        *,
+        allowed_lateness: timedelta,
+        policy: TriggerPolicy,
+        sigma: float = 3.0,
+        window: int = 12,
+        horizon: int = 6,
+    ) -> None:
+        self.book = MonthlyBook(allowed_lateness=allowed_lateness)
+        self.forecaster = OnlineDemandForecaster()
+        self.policy = policy
+        self.sigma = sigma
+        self.window = window
+        self.horizon = horizon
+        self.monitors: dict[str, DriftMonitor] = {}
+        self.errors: deque[float] = deque(maxlen=window)
+        self.baseline: float | None = None
+        self.history: dict[str, deque[float]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DemandProcessor:
+        return cls(
+            allowed_lateness=timedelta(days=settings.demand_allowed_lateness_days),
+            policy=TriggerPolicy.from_settings(settings),
+            sigma=settings.drift_threshold_sigma,
+            window=settings.drift_window,
+            horizon=settings.forecast_horizon_months,
+        )
+
+    # --- stream ------------------------------------------------------------------------------
+    def process(self, events: Sequence[BaseEvent]) -> ProcessorOutput:
+        out = ProcessorOutput()
+        for event in events:
+            assert isinstance(event, SaleContractEvent)
+            if not self.book.add(event):
+                out.corrections.append((DOMAIN, event.segment_key, month_start(event.occurred_at)))
+        closed = self.book.close_ready()
+        for month in closed:
+            self._close(month, out)
+        if closed:
+            self._forecast(closed[-1], out)
+        return out
+
+    def model_announced(self, scope: str, at: datetime) -> None:
+        """A new version is live: new reference windows and baselines; pending requests end."""
+        for key, monitor in self.monitors.items():
+            monitor.set_reference(None)
+            self.policy.job_finished(DOMAIN, key, at)
+        self.errors.clear()
+        self.baseline = None
+        self.policy.job_finished(DOMAIN, "global", at)
+
+    # --- month close -------------------------------------------------------------------------
+    def _close(self, closed: ClosedMonth, out: ProcessorOutput) -> None:
+        day = closed.month.date()
+        at = next_month(closed.month)  # event time of the close
+        month_errors: list[float] = []
+        for segment, counts in closed.counts.items():
+            if self.forecaster.last_month(segment) is not None:
+                self.forecaster.fill_gaps(segment, day)
+            result = self.forecaster.observe_month(
+                segment,
+                day,
+                counts.sales,
+                purchases=counts.purchases,
+                sale_price=counts.avg_sale_price,
+                purchase_price=counts.avg_purchase_price,
+            )
+            key = "|".join(segment)
+            error = abs(result.actual - result.predicted)
+            monitor = self.monitors.setdefault(
+                key, DriftMonitor(sigma=self.sigma, window=self.window)
+            )
+            history = self.history.setdefault(key, deque(maxlen=13))
+            history.append(float(counts.sales))
+            detections = monitor.update(
+                _inputs(history), abs_error=error, latency_seconds=result.latency_seconds
+            )
+            for d in detections:
+                drift = DriftEvent(
+                    event_id=deterministic_id("drift", key, day, d.detector, d.statistic),
+                    occurred_at=at,
+                    domain=DOMAIN,
+                    scope=key,
+                    detector=d.detector,
+                    statistic=d.statistic,
+                    value=d.value,
+                    threshold=d.threshold,
+                    model_version=ONLINE_MODEL,
+                    evidence={**d.evidence, "month": day.isoformat()},
+                )
+                out.drift_events.append(drift)
+                self._trigger(key, reason_for(d), drift.evidence, at, f"{day}/{d.detector}", out)
+            month_errors.append(error)
+        self._check_degradation(sum(month_errors) / len(month_errors), day, at, out)
+        metrics = self.forecaster.metrics()
+        out.scores.extend(
+            {
+                "domain": DOMAIN,
+                "scope": "global",
+                "model_id": ONLINE_MODEL,
+                "metric": name,
+                "score": value,
+                "trigger": "online",
+                "recorded_at": at,
+            }  # fmt: skip
+            for name in ("mae", "rmse", "mape", "r2")
+            if (value := metrics.get(name)) is not None
+        )
+
+    def _check_degradation(
+        self, month_mae: float, day: Any, at: datetime, out: ProcessorOutput
+    ) -> None:
+        """Error degradation of the partition's segments together (scope ``global``): the mean
+        of the last ``window`` monthly MAEs against its value when the window first filled."""
+        self.errors.append(month_mae)
+        if len(self.errors) < self.window:
+            return
+        recent = sum(self.errors) / len(self.errors)
+        if self.baseline is None:
+            self.baseline = recent
+        if self.policy.degraded(recent, self.baseline, "mae"):
+            evidence = {"mae": recent, "baseline_mae": self.baseline, "month": day.isoformat(),
+                        "factor": self.policy.degradation_factor}  # fmt: skip
+            self._trigger("global", RetrainReason.DEGRADATION, evidence, at, f"{day}/mae", out)
+
+    def _trigger(
+        self, key: str, reason: RetrainReason, evidence: dict, at: datetime, tag: str,
+        out: ProcessorOutput,
+    ) -> None:  # fmt: skip
+        request = self.policy.consider(
+            domain=DOMAIN, scope=key, reason=reason, evidence=evidence, at=at, key=tag
+        )
+        if request is not None:
+            out.retrain_requests.append(request)
+
+    def _forecast(self, closed: ClosedMonth, out: ProcessorOutput) -> None:
+        for segment in closed.counts:
+            forecast = self.forecaster.forecast(segment, horizon=self.horizon)
+            key = "|".join(segment)
+            out.forecasts.extend(
+                ForecastRow(
+                    DOMAIN,
+                    key,
+                    ONLINE_MODEL,
+                    month_start(_at(p.month)),
+                    p.value,
+                    p.lower,
+                    p.upper,
+                    forecast.fallback_level,
+                )  # fmt: skip
+                for p in forecast.points
+            )
+            metrics = self.forecaster.metrics(segment)
+            if metrics.get("mae") is not None:
+                out.scores.append(
+                    {
+                        "domain": DOMAIN,
+                        "scope": key,
+                        "model_id": ONLINE_MODEL,
+                        "metric": "mae",
+                        "score": metrics["mae"],
+                        "trigger": "online",
+                        "recorded_at": next_month(closed.month),
+                    }  # fmt: skip
+                )
+
+
+def _inputs(history: deque[float]) -> dict[str, float]:
+    """Year-over-year log ratio of the month's sales (seasonality cancels out)."""
+    if len(history) <= 12:
+        return {}
+    return {"yoy_log_ratio": math.log1p(history[-1]) - math.log1p(history[-13])}
+
+
+def _at(day: Any) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
