@@ -1,7 +1,7 @@
 """The trainer process: consumes retrain requests and model commands (confluent-kafka).
 
 - A retrain request becomes a job, or joins the scope's job when one is queued or running, or
-  when the latest job finished after the request was made (that job already covers it). Job
+  when the latest job finished after the request was published (that job already covers it). Job
   ids are the first request's deterministic id, so a replayed request never runs work twice.
 - While a job trains (in a thread), the consumer keeps polling with its partitions paused, so
   it never misses a heartbeat or the poll interval; the request's offset is committed only once
@@ -18,7 +18,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message
 from pydantic import ValidationError
 
 from millrace.kafka import EventProducer, encode_event, ensure_topics
@@ -106,7 +106,8 @@ class TrainerService:
         """Store what a message asks for; return a job that must run now."""
         try:
             if msg.topic() == self.settings.topic_retrain_requests:
-                return self.intake(RetrainRequest.model_validate_json(msg.value() or b""))
+                request = RetrainRequest.model_validate_json(msg.value() or b"")
+                return self.intake(request, published_at=_published_at(msg))
             self.command(ModelCommand.model_validate_json(msg.value() or b""))
         except ValidationError as exc:
             self._dead_letter(msg, f"schema_violation: {exc.errors(include_url=False)}")
@@ -114,13 +115,18 @@ class TrainerService:
             self._dead_letter(msg, str(exc))
         return None
 
-    def intake(self, request: RetrainRequest) -> TrainingJobRow | None:
-        """Create the job for a request, or coalesce the request into the scope's job."""
+    def intake(
+        self, request: RetrainRequest, published_at: datetime | None = None
+    ) -> TrainingJobRow | None:
+        """Create the job for a request, or coalesce it into the scope's job: the one queued or
+        running, or the latest one if it finished after the request was published (wall
+        clock: a request's ``occurred_at`` is event time, which may be long past)."""
+        published_at = published_at or datetime.now(UTC)
         if self.store.get_job(request.event_id) is not None:
             return None  # replay of a request that created a job
         scope = get_domain(request.domain).model_scope(request.scope)
         for job in self.store.list_jobs(domain=request.domain, scope=scope, limit=1):
-            covered = job.finished_at is None or request.occurred_at <= job.finished_at
+            covered = job.finished_at is None or published_at <= job.finished_at
             if covered:
                 if request.event_id not in job.request_ids:
                     self.store.update_job(job.id, request_ids=[*job.request_ids, request.event_id])
@@ -237,3 +243,11 @@ class TrainerService:
             occurred_at=datetime.now(UTC),
         )
         self.producer.publish(self.settings.topic_dead_letter, record.key, encode_event(record))
+
+
+def _published_at(msg: Message) -> datetime | None:
+    """When the message was produced (Kafka timestamp), if the broker says."""
+    kind, millis = msg.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or millis <= 0:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)

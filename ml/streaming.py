@@ -12,6 +12,7 @@ import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ml.observations import ObservationKey
@@ -44,9 +45,16 @@ class ProcessorOutput:
 class PartitionProcessor(ABC):
     """State and logic of one partition of a domain's input topic."""
 
+    #: the domain model version this processor's references and baselines belong to
+    model_version: str | None = None
+
     @abstractmethod
     def process(self, events: Sequence[BaseEvent]) -> ProcessorOutput:
         """Apply accepted events, in offset order."""
+
+    def use_model(self, version: str | None, at: datetime) -> None:
+        """A new version went live at ``at``: start new reference windows and baselines."""
+        self.model_version = version
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

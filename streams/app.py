@@ -101,13 +101,21 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     app.on_partitions_assigned.connect(reload_checkpoints)
 
     def process(domain: Domain, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:
-        """Run the domain's partition processors; return their output and pickled states."""
+        """Run the domain's partition processors; return their output and pickled states.
+
+        A processor whose model version is not the live one first switches to it (new drift
+        references and baselines): the store is the source of truth, checked every batch."""
         output, states = ProcessorOutput(), {}
+        live = None
         for tp, events in batch.events.items():
             processor = processors.get(tp) or domain.partition_processor(settings)
             if processor is None:
                 continue
             processors[tp] = processor
+            if live is None:
+                live = store.live_activation(domain.name, domain.model_scope("global"))
+            if live and processor.model_version != live.version:
+                processor.use_model(live.version, live.activated_at)
             output.extend(processor.process(events))
             states[(consumer, *tp)] = processor.dumps()
         return output, states

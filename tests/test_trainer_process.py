@@ -79,7 +79,7 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
     now = datetime.now(UTC)
     ids = []
     for i in range(100):
-        req = RetrainRequest(domain="demand", occurred_at=now, evidence={"i": i})
+        req = RetrainRequest(domain="demand", occurred_at=now, evidence={"i": i})  # same instant
         ids.append(req.event_id)
         producer.publish(settings.topic_retrain_requests, "demand/global", req)
     producer.flush()

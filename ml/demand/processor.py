@@ -87,8 +87,9 @@ class DemandProcessor(PartitionProcessor):
             self._forecast(closed[-1], out)
         return out
 
-    def model_announced(self, scope: str, at: datetime) -> None:
+    def use_model(self, version: str | None, at: datetime) -> None:
         """A new version is live: new reference windows and baselines; pending requests end."""
+        super().use_model(version, at)
         for key, monitor in self.monitors.items():
             monitor.set_reference(None)
             self.policy.job_finished(DOMAIN, key, at)

@@ -438,6 +438,18 @@ class Store:
             query = query.where(Activation.activated_at <= at)
         return query.order_by(Activation.activated_at.desc(), Activation.id.desc()).limit(1)
 
+    def live_activation(self, domain: str, scope: str = "global") -> e.ActivationRow | None:
+        """The latest activation of a scope (which version is live, since when)."""
+        query = (
+            select(Activation)
+            .where(Activation.domain == domain, Activation.scope == scope)
+            .order_by(Activation.activated_at.desc(), Activation.id.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            row = session.scalars(query).first()
+            return _activation(row) if row else None
+
     def active_version(self, domain: str, scope: str = "global") -> str | None:
         with self._session() as session:
             return session.scalars(self._live_query(domain, scope)).first()
