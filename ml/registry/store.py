@@ -705,17 +705,25 @@ class Store:
 
     @staticmethod
     def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow]) -> int:
-        n = 0
-        now = utcnow()
-        for f in rows:
-            row = session.scalars(
+        """Insert or replace forecasts; the existing ones are read in one query."""
+        latest = {(f.domain, f.series_key, f.model_version, f.period_start): f for f in rows}
+        if not latest:
+            return 0
+        keys = list(latest)
+        existing = {
+            (r.domain, r.series_key, r.model_version, r.period_start): r
+            for r in session.scalars(
                 select(Forecast).where(
-                    Forecast.domain == f.domain,
-                    Forecast.series_key == f.series_key,
-                    Forecast.model_version == f.model_version,
-                    Forecast.period_start == f.period_start,
+                    Forecast.domain.in_({k[0] for k in keys}),
+                    Forecast.series_key.in_({k[1] for k in keys}),
+                    Forecast.model_version.in_({k[2] for k in keys}),
+                    Forecast.period_start.in_({k[3] for k in keys}),
                 )
-            ).one_or_none()
+            )
+        }
+        now = utcnow()
+        for key, f in latest.items():
+            row = existing.get(key)
             if row is None:
                 row = Forecast(
                     domain=f.domain,
@@ -726,8 +734,7 @@ class Store:
                 session.add(row)
             row.value, row.lower, row.upper = f.value, f.lower, f.upper
             row.fallback_level, row.created_at = f.fallback_level, now
-            n += 1
-        return n
+        return len(latest)
 
     def forecasts(
         self, domain: str, series_key: str, model_version: str | None = None
