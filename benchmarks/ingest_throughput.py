@@ -116,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=500, help="STREAMS_BATCH_SIZE")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/ingest_throughput.json"))
     args = parser.parse_args()
 
@@ -127,6 +128,7 @@ def main() -> None:
             "TOPIC_PARTITIONS": str(args.partitions),
             "STREAMS_APP_ID": "bench-worker",
             "BROKER_SESSION_TIMEOUT_SECONDS": "4",
+            "STREAMS_BATCH_SIZE": str(args.batch_size),
             "BROKER_REBALANCE_TIMEOUT_SECONDS": "4",
         }
         settings = load_settings(**{k.lower(): v for k, v in env.items()})
@@ -144,6 +146,7 @@ def main() -> None:
         "benchmark": "ingest_throughput",
         "events": args.events,
         "partitions": args.partitions,
+        "batch_size": args.batch_size,
         "raw_aiokafka_events_per_s": round(raw),
         "bare_faust_events_per_s": round(bare),
         "millrace_worker_events_per_s": round(worker),
