@@ -5,8 +5,8 @@ the data, months without sales filled with 0. Features are computed from each se
 past only (no leakage): month_of_year, year, season_sin/cos, trend, lag_1, lag_3, lag_12,
 rolling_mean_3, purchases_lag_1, margin_lag_1.
 
-Candidates all predict one month ahead from actual lags (so they are scored on the same test
-rows) and forecast several months recursively for the API.
+Candidates all predict one month ahead from actual lags, so they are scored on the same test
+rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "SeasonalNaive",
     "GlobalGBM",
     "OnlineReplay",
-    "forecast_segment",
 ]
 
 FEATURES = [
@@ -138,30 +137,6 @@ class GlobalGBM(DemandCandidate):
         if self.model is None:
             raise RuntimeError("GlobalGBM.predict before fit")
         return np.clip(np.expm1(self.model.predict(_x(rows))), 0, None)
-
-
-def forecast_segment(
-    model: DemandCandidate, history: pd.DataFrame, horizon: int
-) -> list[tuple[pd.Timestamp, float]]:
-    """Recursive forecast of the months after ``history`` (one segment's panel rows)."""
-    panel = history[["series_key", "month", "sales", "purchases", "sale_price", "purchase_price"]]
-    panel = panel.copy()
-    out: list[tuple[pd.Timestamp, float]] = []
-    for _ in range(horizon):
-        nxt = panel["month"].iloc[-1] + pd.DateOffset(months=1)
-        row = {
-            "series_key": panel["series_key"].iloc[-1],
-            "month": nxt,
-            "sales": np.nan,
-            "purchases": panel["purchases"].iloc[-1],
-            "sale_price": np.nan,
-            "purchase_price": np.nan,
-        }
-        panel = pd.concat([panel, pd.DataFrame([row])], ignore_index=True)
-        value = float(model.predict(add_features(panel).tail(1))[0])
-        panel.loc[panel.index[-1], "sales"] = value
-        out.append((nxt, value))
-    return out
 
 
 class OnlineReplay(DemandCandidate):
