@@ -69,6 +69,45 @@ def add_features(panel: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+_ROW_COLUMNS = ["series_key", "month", *FEATURES]
+
+
+class _SegmentState:
+    """What ``add_features`` needs of a segment's past to build its next month's row."""
+
+    __slots__ = ("key", "sales", "purchases", "margin")
+
+    def __init__(self, key: str, sales: list[float], purchases: float, margin: float) -> None:
+        self.key, self.sales, self.purchases, self.margin = key, sales, purchases, margin
+
+    @classmethod
+    def of(cls, part: pd.DataFrame) -> _SegmentState:
+        part = part.sort_values("month")
+        last = part.iloc[-1]
+        margin = float(last["sale_price"]) - float(last["purchase_price"])
+        sales = [float(v) for v in part["sales"]]
+        return cls(str(last["series_key"]), sales, float(last["purchases"]), margin)
+
+    def next_row(self, month: pd.Timestamp) -> list:
+        s = self.sales
+        n = len(s)
+        return [
+            self.key,
+            month,
+            month.month,
+            month.year,
+            np.sin(2 * np.pi * month.month / 12),
+            np.cos(2 * np.pi * month.month / 12),
+            n,
+            s[-1],
+            s[-3] if n >= 3 else np.nan,
+            s[-12] if n >= 12 else np.nan,
+            float(np.mean(s[-3:])),
+            self.purchases,
+            self.margin,
+        ]
+
+
 def _x(df: pd.DataFrame) -> pd.DataFrame:
     x = df[FEATURES].copy()
     for col in ("lag_1", "lag_3", "lag_12", "rolling_mean_3", "purchases_lag_1"):
@@ -89,6 +128,23 @@ class DemandCandidate(ABC):
     @abstractmethod
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Non-negative predictions for featured rows (lag_1 present)."""
+
+    def forecast(self, panel: pd.DataFrame, horizon: int) -> dict[str, np.ndarray]:
+        """Recursive ``horizon``-month forecasts after the panel's last month, per segment:
+        each step's prediction becomes the next step's ``lag_1``; purchases and prices are
+        held at their last known values. The panel's segments must end on the same month
+        (``demand_panel`` fills them to the last month)."""
+        segments = [_SegmentState.of(part) for _, part in panel.groupby("series_key", sort=True)]
+        month = panel["month"].max()
+        out = np.zeros((len(segments), horizon))
+        for step in range(horizon):
+            month = month + pd.DateOffset(months=1)
+            rows = pd.DataFrame([s.next_row(month) for s in segments], columns=_ROW_COLUMNS)
+            predicted = np.clip(self.predict(rows), 0.0, None)
+            for state, value in zip(segments, predicted, strict=True):
+                state.sales.append(float(value))
+            out[:, step] = predicted
+        return {s.key: out[i] for i, s in enumerate(segments)}
 
 
 class SeasonalNaive(DemandCandidate):
@@ -149,17 +205,37 @@ class OnlineReplay(DemandCandidate):
 
     def __init__(self) -> None:
         self.model = OnlineDemandForecaster()
+        #: one-step predictions made while fitting, by (series_key, month)
+        self.fitted: dict = {}
 
     def fit(self, train: pd.DataFrame) -> OnlineReplay:
         self.model = OnlineDemandForecaster()
-        _replay(self.model, train)
+        self.fitted = _replay(self.model, train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """Rows after what the model has seen are replayed on a copy; rows it learned from
+        during ``fit`` get the prediction it made then (before learning them)."""
         model = copy.deepcopy(self.model)
-        predicted = _replay(model, rows)
-        keys = zip(rows["series_key"], rows["month"], strict=True)
-        return np.array([predicted[key] for key in keys], dtype=float)
+        fitted = getattr(self, "fitted", {})
+        keys = list(zip(rows["series_key"], rows["month"], strict=True))
+        predicted = _replay(model, rows[[key not in fitted for key in keys]])
+        return np.array([fitted.get(key, predicted.get(key)) for key in keys], dtype=float)
+
+    def forecast(self, panel: pd.DataFrame, horizon: int) -> dict[str, np.ndarray]:
+        """Catch a copy of the model up on the panel's months it has not seen (predict, then
+        learn), then use the online forecaster's own recursive forecast per segment."""
+        model = copy.deepcopy(self.model)
+        seen = {k: model.last_month(tuple(k.split("|"))) for k in panel["series_key"].unique()}
+        unseen = [
+            seen[k] is None or m.date() > seen[k]
+            for k, m in zip(panel["series_key"], panel["month"], strict=True)
+        ]
+        _replay(model, panel[unseen])
+        return {
+            key: np.array([p.value for p in model.forecast(tuple(key.split("|")), horizon).points])
+            for key in sorted(seen)
+        }
 
 
 def _replay(model: OnlineDemandForecaster, rows: pd.DataFrame) -> dict:

@@ -1,0 +1,178 @@
+"""Multi-month demand forecasts of one trained version for every segment, with intervals.
+
+A :class:`ForecastBook` is built once per (version, data) snapshot: every segment's recursive
+forecast up to ``horizon`` months after the last *complete* month of the panel, and the spread
+of the version's one-step errors on the last 12 months (in log1p space, shrunk toward the pooled
+spread for short series). A prediction is then a lookup, so the API answers in microseconds and
+one response never mixes two versions.
+
+Intervals: ``expm1(log1p(value) -/+ z * sigma * sqrt(step))``, the lower end clipped at 0, so
+``0 <= lower <= value <= upper`` always holds. Cold or unknown segments fall back to the mean
+per segment of their nearest parent level (brand+model, brand, vehicle_type) and say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.training.demand_model import add_features
+
+__all__ = [
+    "FALLBACK_LEVELS",
+    "ForecastBook",
+    "ForecastPoint",
+    "Prediction",
+    "SegmentForecast",
+    "UnknownSegmentError",
+    "build_book",
+    "complete_months",
+]
+
+#: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
+FALLBACK_LEVELS: tuple[tuple[str, int], ...] = (
+    ("brand+model", 3),
+    ("brand", 2),
+    ("vehicle_type", 1),
+)
+#: Months of one-step errors behind a segment's interval width.
+RESIDUAL_MONTHS = 12
+#: Pseudo-count pulling a short segment's error spread toward the pooled one.
+SHRINK = 6.0
+
+
+class UnknownSegmentError(KeyError):
+    """Neither the segment nor any of its parents is covered by the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPoint:
+    month: date
+    demand: float
+    lower_ci: float
+    upper_ci: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    segment: str
+    points: list[ForecastPoint]
+    fallback_level: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentForecast:
+    """One segment: point forecasts by step (1-based), log1p error spread and its history."""
+
+    key: str
+    values: np.ndarray
+    sigma: float
+    history: tuple[tuple[date, int], ...]
+
+
+@dataclass(frozen=True)
+class ForecastBook:
+    """Every covered segment's forecast from one model version."""
+
+    version: str
+    first_month: date | None
+    horizon: int
+    segments: dict[str, SegmentForecast]
+    built_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def months(self, horizon: int) -> list[date]:
+        if self.first_month is None:
+            return []
+        start = pd.Timestamp(self.first_month)
+        return [(start + pd.DateOffset(months=i)).date() for i in range(horizon)]
+
+    def resolve(self, parts: tuple[str, ...]) -> tuple[list[SegmentForecast], str | None, str]:
+        """The segments that answer for ``parts`` (one, or a parent's children) and the level."""
+        key = "|".join(parts)
+        if key in self.segments:
+            return [self.segments[key]], None, key
+        for level, keep in FALLBACK_LEVELS:
+            prefix = "|".join(parts[:keep]) + "|"
+            children = [s for k, s in self.segments.items() if k.startswith(prefix)]
+            if children:
+                return children, level, "|".join(parts[:keep])
+        raise UnknownSegmentError(key)
+
+    def predict(self, parts: tuple[str, ...], horizon: int, confidence: float) -> Prediction:
+        """``horizon`` monthly points for a segment at ``confidence`` (0 < c < 1)."""
+        if not 1 <= horizon <= self.horizon:
+            raise ValueError(f"horizon must be between 1 and {self.horizon}")
+        if not 0.0 < confidence < 1.0:
+            raise ValueError("confidence must be in (0, 1)")
+        sources, level, name = self.resolve(parts)
+        z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+        steps = np.sqrt(np.arange(1, horizon + 1))
+        values = np.zeros(horizon)
+        lower = np.zeros(horizon)
+        upper = np.zeros(horizon)
+        for source in sources:
+            v = source.values[:horizon]
+            log_v = np.log1p(v)
+            half = z * source.sigma * steps
+            values += v
+            lower += np.clip(np.expm1(log_v - half), 0.0, v)
+            upper += np.maximum(np.expm1(log_v + half), v)
+        n = len(sources)
+        points = [
+            ForecastPoint(month, float(values[i] / n), float(lower[i] / n), float(upper[i] / n))
+            for i, month in enumerate(self.months(horizon))
+        ]
+        return Prediction(name, points, level)
+
+    def history(self, key: str) -> tuple[tuple[date, int], ...]:
+        source = self.segments.get(key)
+        return source.history if source else ()
+
+
+def complete_months(panel: pd.DataFrame, today: date | None = None) -> pd.DataFrame:
+    """The panel without the current calendar month (still counting) or any later one."""
+    today = today or datetime.now(UTC).date()
+    current = pd.Timestamp(today.year, today.month, 1)
+    return panel[panel["month"] < current]
+
+
+def build_book(model: Any, panel: pd.DataFrame, version: str, horizon: int = 24,
+               today: date | None = None) -> ForecastBook:  # fmt: skip
+    """Forecast every segment of ``panel`` with ``model`` (a fitted ``DemandCandidate``)."""
+    panel = complete_months(panel, today)
+    if panel.empty:
+        return ForecastBook(version, None, horizon, {})
+    last = panel["month"].max()
+    paths = model.forecast(panel, horizon)
+    sigmas = _error_spread(model, panel)
+    pooled = float(np.sqrt(np.mean([s**2 for s, _ in sigmas.values()]))) if sigmas else 0.5
+    segments = {}
+    for key, part in panel.groupby("series_key", sort=True):
+        s, n = sigmas.get(key, (pooled, 0))
+        sigma = float(np.sqrt((n * s**2 + SHRINK * pooled**2) / (n + SHRINK)))
+        history = tuple(
+            (m.date(), int(v)) for m, v in zip(part["month"], part["sales"], strict=True)
+        )
+        values = np.clip(np.asarray(paths[key], dtype=float), 0.0, None)
+        segments[key] = SegmentForecast(key, values, sigma, history)
+    first = (last + pd.DateOffset(months=1)).date()
+    return ForecastBook(version, first, horizon, segments)
+
+
+def _error_spread(model: Any, panel: pd.DataFrame) -> dict[str, tuple[float, int]]:
+    """Per segment: RMS of log1p one-step errors over the last months, and their count."""
+    featured = add_features(panel)
+    cut = panel["month"].max() - pd.DateOffset(months=RESIDUAL_MONTHS)
+    rows = featured[(featured["month"] > cut) & featured["lag_1"].notna()]
+    if rows.empty:
+        return {}
+    predicted = np.clip(model.predict(rows), 0.0, None)
+    errors = np.log1p(rows["sales"].to_numpy(float)) - np.log1p(predicted)
+    frame = pd.DataFrame({"key": rows["series_key"].to_numpy(), "e2": errors**2})
+    grouped = frame.groupby("key")["e2"].agg(["mean", "count"])
+    return {k: (float(np.sqrt(r["mean"])), int(r["count"])) for k, r in grouped.iterrows()}
