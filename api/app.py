@@ -1,27 +1,102 @@
-"""FastAPI application factory: read-only over the registry; commands become events."""
+"""FastAPI application factory: read-only over the registry; commands become events.
+
+Routers: health (public), models, predictions, monitoring, training, observations; ``/metrics``
+(public, Prometheus). At start the served versions are loaded, then kept fresh by the
+model-updated subscriber and a periodic store check (``api.updates``).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 import millrace
-from api import health, observations
+from api import commands, health, models, monitoring, observations, predict
+from api.auth import Authenticator
+from api.live import LiveModel, LiveModels
+from api.monitoring import _StateCache
+from api.publisher import CommandPublisher
+from api.telemetry import Telemetry
+from api.updates import follow_model_updates, refresh_periodically
 from millrace.settings import Settings, get_settings
 from ml.registry.store import Store
 
 __all__ = ["create_app"]
 
+_TAGS = [
+    {"name": "health", "description": "Liveness and dependencies (public)."},
+    {"name": "models", "description": "Model versions and activations (`ml:models`)."},
+    {"name": "predictions", "description": "Demand forecasts (`ml:predict`)."},
+    {"name": "monitoring", "description": "Drift, latency (`ml:models`), Prometheus metrics."},
+    {"name": "training", "description": "Retrain requests and jobs (`ml:retrain`, `ml:models`)."},
+    {"name": "observations", "description": "What the streams have stored."},
+]
+
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """Build the app; the store is opened (and migrated) here unless one is given."""
     settings = settings or get_settings()
+    telemetry = Telemetry(settings.api_latency_window)
+    store = store or Store.from_url(settings.database_url, upgrade=True)
+
+    def on_change(domain: str, current: LiveModel | None) -> None:
+        row = current.version if current else None
+        telemetry.serving(domain, row.version if row else None, row.algorithm if row else None)
+
+    live = LiveModels(store, on_change=on_change)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.publisher = CommandPublisher(settings)
+        await run_in_threadpool(live.refresh_all)
+        tasks = [
+            asyncio.create_task(follow_model_updates(settings, live)),
+            asyncio.create_task(refresh_periodically(settings, live)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            app.state.publisher.close()
+
     app = FastAPI(
         title="Millrace ML API",
         version=millrace.__version__,
-        description="Model metadata, predictions and monitoring for the gateway (read-only).",
+        description=(
+            "Model metadata, predictions and monitoring for the gateway. Read-only: retrain and "
+            "activate are published as events and answered with the job they created. "
+            "Auth: `Authorization: Bearer <JWT>` or `X-Internal-Service-Key`."
+        ),
+        openapi_tags=_TAGS,
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.store = store or Store.from_url(settings.database_url, upgrade=True)
-    app.include_router(health.router)
-    app.include_router(observations.router)
+    app.state.store = store
+    app.state.live = live
+    app.state.auth = Authenticator(settings)
+    app.state.telemetry = telemetry
+    app.state.drift_cache = _StateCache()
+
+    @app.middleware("http")
+    async def record(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        telemetry.requests.labels(request.method, path, str(response.status_code)).inc()
+        telemetry.request_seconds.labels(request.method, path).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    for module in (health, models, predict, monitoring, commands, observations):
+        app.include_router(module.router)
+    app.include_router(monitoring.metrics_router)
     return app

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+
+from api.auth import ML_MODELS, Principal, require
+from api.common import AUTH_ERRORS
 
 __all__ = ["router"]
 
@@ -23,7 +26,11 @@ class DomainStats(BaseModel):
     "/observations/stats",
     response_model=list[DomainStats],
     summary="Stored observation counts per domain",
+    responses=AUTH_ERRORS,
 )
-def observation_stats(request: Request) -> list[DomainStats]:
+def observation_stats(
+    request: Request,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> list[DomainStats]:
     store = request.app.state.store
     return [DomainStats(**row) for row in store.observation_stats()]

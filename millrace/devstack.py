@@ -9,6 +9,7 @@ everything it started: the Procfile processes first, then the broker.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ class DevStack:
         self.root = root
         self.console = console
         self._stop = threading.Event()
+        #: the API key the printed curl lines use; a random one when none is configured
+        self.service_key = settings.internal_service_key or secrets.token_urlsafe(24)
 
     @property
     def api_url(self) -> str:
@@ -47,6 +50,7 @@ class DevStack:
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["INTERNAL_SERVICE_KEY"] = self.service_key
         cmd = [
             sys.executable,
             "-m",
@@ -112,7 +116,8 @@ class DevStack:
                 f"\n[bold green]Millrace is up.[/bold green]\n"
                 f"  API:          {self.api_url}  (docs: {self.api_url}/docs)\n"
                 f"  Health:       curl -s {self.api_url}/health\n"
-                f"  Data arrives: curl -s {self.api_url}/v1/ml/observations/stats\n"
+                f"  Data arrives: curl -s -H 'X-Internal-Service-Key: {self.service_key}' "
+                f"{self.api_url}/v1/ml/observations/stats\n"
                 f"  Kafka:        {self.settings.bootstrap_servers}   Store: "
                 f"{self.settings.database_url}\n"
                 "  Ctrl-C stops everything.\n"

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field("", description="Required `iss` claim (empty: not checked).")
     jwt_audience: str = Field("", description="Required `aud` claim (empty: not checked).")
     internal_service_key: str = Field("", description="X-Internal-Service-Key (empty: disabled).")
+    auth_permission_claims: str = Field(
+        "rolesAndPermissions,permissions,scope",
+        description="JWT claims read for permissions, first present wins (list or spaced string).",
+    )
+    api_retrain_wait_seconds: float = Field(
+        120.0, ge=0, description="How long POST /retrain waits for its job before answering 202."
+    )
+    api_model_refresh_seconds: float = Field(
+        5.0, gt=0, description="Fallback check of the store for a new active version / new data."
+    )
+    api_latency_window: int = Field(
+        1000, ge=10, description="Predictions kept for GET /v1/ml/monitoring latency figures."
+    )
 
     # --- Triggers and training thresholds ----------------------------------------------------
     drift_threshold_sigma: float = Field(

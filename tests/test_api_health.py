@@ -53,7 +53,7 @@ def test_observation_stats_over_http(make_env, spawn) -> None:
     from ml.observations import ObservationDelta
     from ml.registry.store import Store
 
-    env = make_env()
+    env = make_env(INTERNAL_SERVICE_KEY="health-test-key")
     store = Store.from_url(env["DATABASE_URL"])
     month = datetime(2024, 3, 1, tzinfo=UTC)
     store.apply_observations(
@@ -65,7 +65,9 @@ def test_observation_stats_over_http(make_env, spawn) -> None:
     )
     spawn(["api"], env)
     url = f"http://127.0.0.1:{env['API_PORT']}/v1/ml/observations/stats"
-    resp = wait_until(lambda: _get(url), 30)
+    wait_until(lambda: _get(url), 30)
+    assert httpx.get(url).status_code == 401
+    resp = httpx.get(url, headers={"X-Internal-Service-Key": "health-test-key"})
     assert resp.status_code == 200
     assert resp.json() == [
         {"domain": "demand", "events": 3, "series": 1, "latest_period": "2024-03-01T00:00:00Z"}

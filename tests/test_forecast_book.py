@@ -78,7 +78,9 @@ def test_parent_fallback_and_unknown_segment(panel: pd.DataFrame) -> None:
     brand_only = book.predict((vehicle_type, brand, "NO SUCH MODEL", ""), 3, 0.95)
     assert brand_only.fallback_level == "brand"
     with pytest.raises(UnknownSegmentError):
-        book.predict(("BOAT", "X", "Y", ""), 3, 0.95)
+        book.predict((vehicle_type, "NO SUCH BRAND", model, ""), 3, 0.95)
+    with pytest.raises(UnknownSegmentError):
+        book.predict(("BOAT", brand, model, ""), 3, 0.95)
     with pytest.raises(ValueError):
         book.predict(tuple(key.split("|")), 7, 0.95)
 

@@ -16,14 +16,14 @@ pytestmark = pytest.mark.integration
 
 def _json(url: str) -> object | None:
     try:
-        resp = httpx.get(url, timeout=2.0)
+        resp = httpx.get(url, timeout=2.0, headers={"X-Internal-Service-Key": "run-test-key"})
         return resp.json() if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
 
 
 def test_up_runs_the_whole_system_on_the_embedded_default(make_env, spawn) -> None:
-    env = make_env(EMBEDDED_BROKER_PORT=str(free_port()))
+    env = make_env(EMBEDDED_BROKER_PORT=str(free_port()), INTERNAL_SERVICE_KEY="run-test-key")
     env.pop("KAFKA_BOOTSTRAP_SERVERS")  # the embedded default
     api = f"http://127.0.0.1:{env['API_PORT']}"
     started = time.monotonic()

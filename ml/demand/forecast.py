@@ -8,7 +8,8 @@ one response never mixes two versions.
 
 Intervals: ``expm1(log1p(value) -/+ z * sigma * sqrt(step))``, the lower end clipped at 0, so
 ``0 <= lower <= value <= upper`` always holds. Cold or unknown segments fall back to the mean
-per segment of their nearest parent level (brand+model, brand, vehicle_type) and say so.
+per segment of their nearest parent level (brand+model, then brand) and say so; a brand the
+data has never seen is unknown.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ __all__ = [
 ]
 
 #: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
+#: A brand never seen is an unknown segment, not a vehicle-type average: a typo in a brand
+#: must not get a confident-looking forecast.
 FALLBACK_LEVELS: tuple[tuple[str, int], ...] = (
     ("brand+model", 3),
     ("brand", 2),
-    ("vehicle_type", 1),
 )
 #: Months of one-step errors behind a segment's interval width.
 RESIDUAL_MONTHS = 12

@@ -97,6 +97,20 @@ class DemandProcessor(PartitionProcessor):
         self.baseline = None
         self.policy.job_finished(DOMAIN, "global", at)
 
+    def drift_statistics(self) -> dict[str, Any]:
+        """Per segment: the drift monitor's statistics; ``global``: the degradation window."""
+        out: dict[str, Any] = {key: m.stats() for key, m in sorted(self.monitors.items())}
+        recent = sum(self.errors) / len(self.errors) if self.errors else None
+        out["global"] = {
+            "recent_mae": recent,
+            "baseline_mae": self.baseline,
+            "window": self.window,
+            "n": len(self.errors),
+            "degradation_factor": self.policy.degradation_factor,
+            "model_version": self.model_version,
+        }
+        return out
+
     # --- month close -------------------------------------------------------------------------
     def _close(self, closed: ClosedMonth, out: ProcessorOutput) -> None:
         day = closed.month.date()

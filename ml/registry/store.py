@@ -40,6 +40,15 @@ CheckpointKey = tuple[str, str, int]
 OPEN_JOB_STATES = ("queued", "running")
 
 
+def _utc(value: datetime | str | None) -> datetime | None:
+    """Aggregates of datetimes come back as text on SQLite and naive on some drivers."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 def _obs(row: Observation) -> e.ObservationRow:
     fields = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
     return e.ObservationRow(
@@ -413,6 +422,19 @@ class Store:
         with self._session() as session:
             return [_version(r) for r in session.scalars(query.limit(limit).offset(offset))]
 
+    def count_versions(
+        self, domain: str | None = None, scope: str | None = None, status: str | None = None
+    ) -> int:
+        query = select(func.count(ModelVersion.id))
+        if domain is not None:
+            query = query.where(ModelVersion.domain == domain)
+        if scope is not None:
+            query = query.where(ModelVersion.scope == scope)
+        if status is not None:
+            query = query.where(ModelVersion.status == status)
+        with self._session() as session:
+            return int(session.execute(query).scalar_one())
+
     def set_version_status(
         self, domain: str, scope: str, version: str, status: str, reason: str | None = None
     ) -> None:
@@ -568,17 +590,41 @@ class Store:
         scope: str | None = None,
         status: str | None = None,
         limit: int = 50,
+        offset: int = 0,
     ) -> list[e.TrainingJobRow]:
-        query = select(TrainingJob)
+        query = self._jobs_query(select(TrainingJob), domain, scope, status)
+        query = query.order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+        with self._session() as session:
+            return [_job(r) for r in session.scalars(query.limit(limit).offset(offset))]
+
+    def count_jobs(
+        self, domain: str | None = None, scope: str | None = None, status: str | None = None
+    ) -> int:
+        query = self._jobs_query(select(func.count(TrainingJob.id)), domain, scope, status)
+        with self._session() as session:
+            return int(session.execute(query).scalar_one())
+
+    @staticmethod
+    def _jobs_query(
+        query: Select[Any], domain: str | None, scope: str | None, status: str | None
+    ) -> Select[Any]:
         if domain is not None:
             query = query.where(TrainingJob.domain == domain)
         if scope is not None:
             query = query.where(TrainingJob.scope == scope)
         if status is not None:
             query = query.where(TrainingJob.status == status)
-        query = query.order_by(TrainingJob.created_at.desc()).limit(limit)
-        with self._session() as session:
-            return [_job(r) for r in session.scalars(query)]
+        return query
+
+    def job_for_request(self, request_id: str, recent: int = 200) -> e.TrainingJobRow | None:
+        """The job created by, or coalescing, the retrain request ``request_id``."""
+        job = self.get_job(request_id)
+        if job is not None:
+            return job
+        for job in self.list_jobs(limit=recent):
+            if request_id in job.request_ids:
+                return job
+        return None
 
     def open_job(self, domain: str, scope: str) -> e.TrainingJobRow | None:
         """The queued or running job of a scope, if any."""
@@ -595,6 +641,50 @@ class Store:
         with self._session() as session:
             row = session.scalars(query).first()
             return _job(row) if row else None
+
+    def series_summary(self, domain: str) -> list[dict[str, Any]]:
+        """Per series: first and last period observed, periods and events."""
+        query = (
+            select(
+                Observation.series_key,
+                func.min(Observation.period_start),
+                func.max(Observation.period_start),
+                func.count(Observation.id),
+                func.sum(Observation.n_events),
+            )
+            .where(Observation.domain == domain)
+            .group_by(Observation.series_key)
+            .order_by(Observation.series_key)
+        )
+        with self._session() as session:
+            return [
+                {
+                    "series_key": key,
+                    "first_period": _utc(first),
+                    "last_period": _utc(last),
+                    "periods": int(periods),
+                    "events": int(events or 0),
+                }
+                for key, first, last, periods, events in session.execute(query)
+            ]
+
+    def latest_scores(self, domain: str, model_id: str, metric: str) -> dict[str, float]:
+        """The most recent score of ``model_id`` on ``metric`` per scope."""
+        newest = (
+            select(ScoreHistory.scope, func.max(ScoreHistory.id).label("id"))
+            .where(
+                ScoreHistory.domain == domain,
+                ScoreHistory.model_id == model_id,
+                ScoreHistory.metric == metric,
+            )
+            .group_by(ScoreHistory.scope)
+            .subquery()
+        )
+        query = select(ScoreHistory.scope, ScoreHistory.score).join(
+            newest, ScoreHistory.id == newest.c.id
+        )
+        with self._session() as session:
+            return {scope: float(score) for scope, score in session.execute(query)}
 
     # --- drift, scores, forecasts --------------------------------------------------------------
     def add_drift_event(

@@ -1,0 +1,142 @@
+"""Authentication and permissions for the gateway: Bearer JWT or ``X-Internal-Service-Key``.
+
+- JWT: HS256 with ``JWT_SECRET`` and/or RS256 with ``JWT_PUBLIC_KEY``; ``exp`` is required,
+  ``nbf`` checked when present, ``iss`` / ``aud`` when configured (5 s leeway). Permissions
+  come from the first claim of ``AUTH_PERMISSION_CLAIMS`` present in the token: a list, or a
+  space/comma separated string.
+- Service key: compared in constant time; a valid key holds every permission (it is the
+  gateway's own identity).
+- Nothing configured: every protected route answers 401 (never open by accident).
+
+Errors: 401 ``{"detail": "Not authenticated"}`` (with ``WWW-Authenticate: Bearer``) and 403
+``{"detail": "User does not have required permission: ml:models"}``. Tokens and keys are never
+logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from millrace.settings import Settings
+
+__all__ = [
+    "ML_MODELS",
+    "ML_PREDICT",
+    "ML_RETRAIN",
+    "Authenticator",
+    "Principal",
+    "require",
+]
+
+log = logging.getLogger(__name__)
+
+ML_MODELS, ML_PREDICT, ML_RETRAIN = "ml:models", "ml:predict", "ml:retrain"
+ALL_PERMISSIONS = frozenset({ML_MODELS, ML_PREDICT, ML_RETRAIN})
+
+_bearer = HTTPBearer(auto_error=False, description="JWT signed with HS256 or RS256")
+_service_key = APIKeyHeader(
+    name="X-Internal-Service-Key", auto_error=False, description="Internal service key"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling and what they may do."""
+
+    subject: str
+    permissions: frozenset[str]
+    via: str  # "jwt" | "service-key"
+
+
+class Authenticator:
+    """Validates credentials against the settings; built once per app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys: list[tuple[str, str]] = []
+        if settings.jwt_secret:
+            self.keys.append(("HS256", settings.jwt_secret))
+        if settings.jwt_public_key:
+            self.keys.append(("RS256", settings.jwt_public_key.replace("\\n", "\n")))
+        self.claims = [c.strip() for c in settings.auth_permission_claims.split(",") if c.strip()]
+
+    def from_token(self, token: str) -> Principal | None:
+        """The principal of a valid token; None for any invalid one (reason logged, not token)."""
+        options = {"require": ["exp"], "verify_aud": bool(self.settings.jwt_audience)}
+        for algorithm, key in self.keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[algorithm],
+                    audience=self.settings.jwt_audience or None,
+                    issuer=self.settings.jwt_issuer or None,
+                    options=options,
+                    leeway=5,
+                )
+            except jwt.InvalidTokenError as exc:
+                log.info("bearer token refused (%s): %s", algorithm, type(exc).__name__)
+                continue
+            return Principal(str(claims.get("sub", "")), self._permissions(claims), "jwt")
+        return None
+
+    def from_service_key(self, key: str) -> Principal | None:
+        expected = self.settings.internal_service_key
+        if expected and hmac.compare_digest(key.encode(), expected.encode()):
+            return Principal("internal-service", ALL_PERMISSIONS, "service-key")
+        log.info("service key refused")
+        return None
+
+    def _permissions(self, claims: dict) -> frozenset[str]:
+        for name in self.claims:
+            value = claims.get(name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = value.replace(",", " ").split()
+            if isinstance(value, list | tuple):
+                return frozenset(str(v) for v in value)
+            return frozenset()
+        return frozenset()
+
+
+def _principal(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    service_key: str | None = Depends(_service_key),  # noqa: B008
+) -> Principal:
+    auth: Authenticator = request.app.state.auth
+    principal = None
+    if service_key:
+        principal = auth.from_service_key(service_key)
+    if principal is None and bearer is not None and bearer.credentials:
+        principal = auth.from_token(bearer.credentials)
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="Not authenticated",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def require(permission: str) -> Callable[..., Principal]:
+    """Dependency: a principal holding ``permission`` (401 / 403 otherwise)."""
+
+    def check(principal: Principal = Depends(_principal)) -> Principal:  # noqa: B008
+        if permission not in principal.permissions:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"User does not have required permission: {permission}",
+            )
+        return principal
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check

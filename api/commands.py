@@ -1,0 +1,243 @@
+"""Retraining: ``POST /v1/ml/retrain`` publishes a retrain request and (by default) waits for
+its job; ``GET /v1/ml/training/jobs`` and ``/{job_id}`` read the jobs.
+
+The trainer coalesces a request into the scope's queued or running job, so a retrain asked for
+while a job runs joins that job; the answer is that job's outcome. Jobs can be looked up by
+their id or by the id of any request they hold (the ``job_id`` a 202 answer gives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
+from api.common import AUTH_ERRORS, NOT_FOUND, Detail, Metrics, metrics_of, store
+from api.publisher import BrokerUnavailable
+from ml.domains import all_domains
+from ml.registry.entities import JOB_STATUSES, TrainingJobRow
+from schemas.events import RetrainReason, RetrainRequest
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/ml", tags=["training"])
+
+#: Failure reasons answered 400 (the caller's request cannot be trained), not 500.
+_CALLER_ERRORS = ("Insufficient training data", "No sales observations", "end_date must be after",
+                  "No test rows")  # fmt: skip
+
+
+class RetrainBody(BaseModel):
+    model_config = {
+        "json_schema_extra": {"examples": [{"start_date": "2024-01-01", "end_date": "2026-10-31"}]}
+    }
+
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+class Samples(BaseModel):
+    train: int = Field(examples=[4620])
+    test: int = Field(examples=[1180])
+    total: int = Field(examples=[5800])
+
+
+class RetrainResult(BaseModel):
+    """The dealership clients' retrain answer, plus the job and whether it went live."""
+
+    version: str = Field(examples=["v1.0.1-20261122"])
+    metrics: Metrics
+    trained_at: str = Field(examples=["2026-11-22T10:15:00Z"])
+    samples: Samples
+    job_id: str
+    promoted: bool = Field(description="False when the new version did not beat the live one")
+    reason: str = Field(examples=["mae 35.3 beats active v1.0.0-20261122 (36.4)"])
+
+
+class JobAccepted(BaseModel):
+    job_id: str = Field(description="Look it up at /v1/ml/training/jobs/{job_id}")
+    status: str = Field(examples=["queued"])
+
+
+class JobOut(BaseModel):
+    id: str
+    domain: str = Field(examples=["demand"])
+    scope: str = Field(examples=["global"])
+    status: str = Field(examples=["completed"])
+    trigger: str = Field(examples=["manual"])
+    request_ids: list[str]
+    start_date: date | None
+    end_date: date | None
+    version: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+def _job_out(job: TrainingJobRow) -> JobOut:
+    return JobOut(
+        id=job.id,
+        domain=job.domain,
+        scope=job.scope,
+        status=job.status,
+        trigger=job.trigger,
+        request_ids=list(job.request_ids),
+        start_date=job.start_date,
+        end_date=job.end_date,
+        version=job.version,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+@router.post(
+    "/retrain",
+    response_model=RetrainResult,
+    summary="Retrain (published as a request; waits for the job unless `Prefer: respond-async`)",
+    responses={
+        202: {"model": JobAccepted, "description": "Published; the job is not finished yet"},
+        400: {
+            "model": Detail,
+            "description": "Bad dates, or the job failed for lack of data",
+            "content": {
+                "application/json": {"example": {"detail": "end_date must be after start_date"}}
+            },
+        },
+        **AUTH_ERRORS,
+        503: {"model": Detail, "description": "The broker did not acknowledge the request"},
+    },
+)
+async def retrain(
+    request: Request,
+    body: RetrainBody | None = None,
+    domain: Annotated[str, Query(max_length=60, examples=["demand"])] = "demand",
+    prefer: Annotated[str | None, Header(examples=["respond-async"])] = None,
+    principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
+) -> Any:
+    body = body or RetrainBody()
+    if body.start_date and body.end_date and body.end_date <= body.start_date:
+        raise HTTPException(400, detail="end_date must be after start_date")
+    if domain not in {d.name for d in all_domains()}:
+        raise HTTPException(404, detail=f"Unknown domain: {domain}")
+    settings = request.app.state.settings
+    retrain_request = RetrainRequest(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        domain=domain,
+        reason=RetrainReason.MANUAL,
+        start_date=body.start_date,
+        end_date=body.end_date,
+        requested_by=principal.subject or principal.via,
+    )
+    try:
+        await run_in_threadpool(
+            request.app.state.publisher.send,
+            settings.topic_retrain_requests,
+            f"{domain}/global",
+            retrain_request,
+        )
+    except BrokerUnavailable as exc:
+        raise HTTPException(503, detail=str(exc)) from exc
+    request_id = retrain_request.event_id
+    if prefer and "respond-async" in prefer.lower():
+        return JSONResponse({"job_id": request_id, "status": "queued"}, status_code=202)
+    job = await _wait(request, request_id, settings.api_retrain_wait_seconds)
+    if job is None or job.status not in ("completed", "failed"):
+        status = job.status if job else "queued"
+        return JSONResponse({"job_id": job.id if job else request_id, "status": status}, 202)
+    if job.status == "failed":
+        error = job.error or "training failed"
+        code = 400 if error.startswith(_CALLER_ERRORS) else 500
+        raise HTTPException(code, detail=error)
+    return _result(request, job)
+
+
+async def _wait(request: Request, request_id: str, seconds: float) -> TrainingJobRow | None:
+    s = store(request)
+    deadline = time.monotonic() + seconds
+    job = None
+    while True:
+        job = await run_in_threadpool(s.job_for_request, request_id)
+        if job is not None and job.status in ("completed", "failed"):
+            return job
+        if time.monotonic() >= deadline:
+            return job
+        await asyncio.sleep(0.2)
+
+
+def _result(request: Request, job: TrainingJobRow) -> RetrainResult:
+    row = store(request).get_version(job.domain, job.scope, job.version) if job.version else None
+    if row is None:
+        raise HTTPException(500, detail=f"Job {job.id} completed without a stored version")
+    return RetrainResult(
+        version=row.version,
+        metrics=metrics_of(row.metrics),
+        trained_at=row.trained_at.astimezone(UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z"),
+        samples=Samples(train=row.train_samples, test=row.test_samples, total=row.total_samples),
+        job_id=job.id,
+        promoted=row.status != "rejected",
+        reason=row.reason,
+    )
+
+
+@router.get(
+    "/training/jobs",
+    response_model=JobPage,
+    summary="Training jobs, newest first",
+    responses=AUTH_ERRORS,
+)
+def jobs(
+    request: Request,
+    domain: Annotated[str | None, Query(max_length=60)] = None,
+    status: Annotated[
+        str | None, Query(pattern="^(" + "|".join(sorted(JOB_STATUSES)) + ")$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> JobPage:
+    s = store(request)
+    rows = s.list_jobs(domain=domain, status=status, limit=limit, offset=offset)
+    return JobPage(
+        items=[_job_out(j) for j in rows],
+        total=s.count_jobs(domain=domain, status=status),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/training/jobs/{job_id}",
+    response_model=JobOut,
+    summary="One training job, by its id or the id of a request it holds",
+    responses={**AUTH_ERRORS, **NOT_FOUND("Training job 5d0c... not found")},
+)
+def job(
+    request: Request,
+    job_id: str,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> JobOut:
+    found = store(request).job_for_request(job_id)
+    if found is None:
+        raise HTTPException(404, detail=f"Training job {job_id} not found")
+    return _job_out(found)

@@ -1,0 +1,91 @@
+"""Shared response pieces: the ``{"detail": ...}`` error body, documented error responses, the
+metrics shape of the dealership clients and small accessors of the app's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+
+from api.live import LiveModels
+from millrace.settings import Settings
+from ml.registry.store import Store
+
+__all__ = [
+    "AUTH_ERRORS",
+    "Detail",
+    "Metrics",
+    "NOT_FOUND",
+    "NO_MODELS",
+    "live",
+    "metrics_of",
+    "settings",
+    "store",
+]
+
+#: What the dealership clients expect when no model exists (200 on models/latest).
+NO_MODELS = "No hay modelos disponibles"
+
+
+class Detail(BaseModel):
+    """Every error body."""
+
+    detail: str = Field(examples=["Not authenticated"])
+
+
+class Metrics(BaseModel):
+    """Test-window scores of a version (time-ordered 80/20 split)."""
+
+    mae: float | None = Field(examples=[35.29])
+    rmse: float | None = Field(examples=[61.8])
+    mape: float | None = Field(None, description="Fraction (0.12 = 12%)", examples=[0.21])
+    r2: float | None = Field(examples=[0.93])
+
+
+def metrics_of(values: dict[str, Any]) -> Metrics:
+    def num(name: str) -> float | None:
+        value = values.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+    return Metrics(mae=num("mae"), rmse=num("rmse"), mape=num("mape"), r2=num("r2"))
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Detail,
+        "description": "No or invalid credentials",
+        "content": {"application/json": {"example": {"detail": "Not authenticated"}}},
+    },
+    403: {
+        "model": Detail,
+        "description": "The caller lacks the permission",
+        "content": {
+            "application/json": {
+                "example": {"detail": "User does not have required permission: ml:models"}
+            }
+        },
+    },
+}
+
+
+def NOT_FOUND(example: str) -> dict[int | str, dict[str, Any]]:  # noqa: N802 - reads as a constant
+    return {
+        404: {
+            "model": Detail,
+            "description": "Not found",
+            "content": {"application/json": {"example": {"detail": example}}},
+        }
+    }
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def live(request: Request) -> LiveModels:
+    return request.app.state.live

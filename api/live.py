@@ -1,0 +1,117 @@
+"""The versions the API serves: one immutable snapshot per domain, swapped whole.
+
+A snapshot holds the live version's row and, for the demand domain, its :class:`ForecastBook`.
+It is rebuilt when a model-updated event arrives (``api.updates``) and when the periodic check
+finds a new live version or new stored months. A request takes the snapshot once and answers
+from it alone, so one response never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ml.demand.forecast import ForecastBook, build_book
+from ml.registry.entities import ModelVersionRow
+from ml.registry.store import Store
+from ml.training.demand import demand_panel
+from ml.training.versioning import load_model
+
+__all__ = ["LiveModel", "LiveModels", "demand_book"]
+
+log = logging.getLogger(__name__)
+
+#: Longest horizon a prediction may ask for (months).
+MAX_HORIZON = 24
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    """What a domain serves now."""
+
+    domain: str
+    version: ModelVersionRow
+    book: ForecastBook | None
+    fingerprint: tuple[Any, ...]
+    loaded_at: datetime
+
+
+def demand_book(store: Store, model: Any, version: str) -> ForecastBook:
+    """Forecast every demand segment with the version's model from the stored months."""
+    return build_book(model, demand_panel(store), version, horizon=MAX_HORIZON)
+
+
+class LiveModels:
+    """Current snapshots by domain; ``refresh`` is thread-safe and cheap when nothing changed."""
+
+    def __init__(
+        self,
+        store: Store,
+        domains: tuple[str, ...] = ("demand",),
+        books: dict[str, Callable[[Store, Any, str], ForecastBook]] | None = None,
+        on_change: Callable[[str, LiveModel | None], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.domains = domains
+        self.books = books if books is not None else {"demand": demand_book}
+        self.on_change = on_change
+        self._current: dict[str, LiveModel | None] = {}
+        self._lock = threading.Lock()
+        self.errors: dict[str, str] = {}
+
+    def get(self, domain: str) -> LiveModel | None:
+        return self._current.get(domain)
+
+    def refresh_all(self) -> None:
+        for domain in self.domains:
+            self.refresh(domain)
+
+    def refresh(self, domain: str, force: bool = False) -> LiveModel | None:
+        """Load the live version of ``domain`` if it (or its data) changed; never raises."""
+        with self._lock:
+            try:
+                return self._refresh(domain, force)
+            except Exception as exc:  # noqa: BLE001 - keep serving the previous snapshot
+                log.exception("refreshing %s failed; the previous snapshot stays", domain)
+                self.errors[domain] = f"{type(exc).__name__}: {exc}"
+                return self._current.get(domain)
+
+    def _refresh(self, domain: str, force: bool) -> LiveModel | None:
+        activation = self.store.live_activation(domain)
+        if activation is None:
+            self._set(domain, None)
+            return None
+        stats = {s["domain"]: s for s in self.store.observation_stats()}.get(domain, {})
+        fingerprint = (
+            activation.version,
+            activation.activated_at,
+            stats.get("latest_period"),
+            stats.get("events"),
+        )
+        current = self._current.get(domain)
+        if current is not None and current.fingerprint == fingerprint and not force:
+            return current
+        row = self.store.get_version(domain, activation.scope, activation.version)
+        if row is None:
+            raise KeyError(f"live version {activation.version} of {domain} has no row")
+        book = None
+        builder = self.books.get(domain)
+        if builder is not None:
+            model = load_model(self.store, domain, activation.scope, activation.version)
+            book = builder(self.store, model, activation.version)
+        live = LiveModel(domain, row, book, fingerprint, datetime.now(UTC))
+        self._set(domain, live)
+        self.errors.pop(domain, None)
+        log.info("serving %s %s (%s)", domain, row.version, row.algorithm)
+        return live
+
+    def _set(self, domain: str, live: LiveModel | None) -> None:
+        old = self._current.get(domain)
+        self._current[domain] = live
+        changed = (old.version.version if old else None) != (live.version.version if live else None)
+        if changed and self.on_change is not None:
+            self.on_change(domain, live)

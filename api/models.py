@@ -1,0 +1,304 @@
+"""Model metadata: ``/v1/ml/models/latest`` (dealership shape), the version list, one version,
+the activation history, and ``POST /v1/ml/models/{version}/activate`` (published command)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
+from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Detail, Metrics, live, metrics_of, store
+from api.publisher import BrokerUnavailable
+from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
+from schemas.events import ModelCommand, ModelCommandType
+
+__all__ = ["router", "LatestModel", "ModelVersionOut"]
+
+router = APIRouter(prefix="/v1/ml", tags=["models"])
+
+Domain = Annotated[
+    str, Query(min_length=1, max_length=60, description="Domain", examples=["demand"])
+]
+Scope = Annotated[str, Query(min_length=1, max_length=120, description="Model scope")]
+
+
+def _z(value: datetime) -> str:
+    """ISO 8601 UTC with ``Z`` (the dealership clients' format)."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class LatestModel(BaseModel):
+    """Exactly the fields of the dealership clients' ``models/latest``."""
+
+    version: str = Field(examples=["v1.0.0-20261122"])
+    trained_at: str = Field(description="ISO 8601 UTC", examples=["2026-11-22T10:15:00Z"])
+    metrics: Metrics
+    train_samples: int = Field(examples=[4620])
+    test_samples: int = Field(examples=[1180])
+    total_samples: int = Field(examples=[5800])
+    algorithm: str = Field(examples=["lightgbm"])
+    features: list[str] = Field(examples=[["month_of_year", "lag_1", "lag_12"]])
+    segments_covered: int = Field(examples=[39])
+
+
+class ModelVersionOut(BaseModel):
+    domain: str = Field(examples=["demand"])
+    scope: str = Field(examples=["global"])
+    version: str = Field(examples=["v1.0.0-20261122"])
+    status: str = Field(examples=["active"])
+    algorithm: str = Field(examples=["lightgbm"])
+    features: list[str]
+    metrics: Metrics
+    candidates: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Test scores of every candidate of the job"
+    )
+    train_samples: int
+    test_samples: int
+    total_samples: int
+    segments_covered: int
+    job_id: str | None
+    reason: str = Field(examples=["first version: mae 35.3 beats seasonal naive 44.7"])
+    trained_at: datetime
+
+
+class ModelPage(BaseModel):
+    items: list[ModelVersionOut]
+    total: int = Field(examples=[3])
+    limit: int = Field(examples=[50])
+    offset: int = Field(examples=[0])
+
+
+class ActivationOut(BaseModel):
+    version: str = Field(examples=["v1.0.1-20261122"])
+    previous_version: str | None = Field(examples=["v1.0.0-20261122"])
+    activated_at: datetime
+    reason: str
+    actor: str = Field(examples=["trainer"])
+    command_id: str | None
+
+
+class ActivationHistory(BaseModel):
+    domain: str = Field(examples=["demand"])
+    scope: str = Field(examples=["global"])
+    at: datetime | None = Field(description="The instant asked about (now when omitted)")
+    live_version: str | None = Field(description="The version live at `at`")
+    items: list[ActivationOut] = Field(description="Oldest first")
+
+
+class CommandAccepted(BaseModel):
+    command_id: str = Field(examples=["0b6f2f0e-3c1e-4f8e-9a51-2f7d1c1f9a10"])
+    command: str = Field(examples=["activate"])
+    domain: str = Field(examples=["demand"])
+    version: str = Field(examples=["v1.0.0-20261122"])
+    status: str = Field("published", examples=["published"])
+
+
+def version_out(row: ModelVersionRow) -> ModelVersionOut:
+    candidates = row.metrics.get("candidates")
+    return ModelVersionOut(
+        domain=row.domain,
+        scope=row.scope,
+        version=row.version,
+        status=row.status,
+        algorithm=row.algorithm,
+        features=list(row.features),
+        metrics=metrics_of(row.metrics),
+        candidates=candidates if isinstance(candidates, dict) else {},
+        train_samples=row.train_samples,
+        test_samples=row.test_samples,
+        total_samples=row.total_samples,
+        segments_covered=row.segments_covered,
+        job_id=row.job_id,
+        reason=row.reason,
+        trained_at=row.trained_at,
+    )
+
+
+@router.get(
+    "/models/latest",
+    response_model=LatestModel | Detail,
+    summary="The live model version (dealership shape)",
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "model": {
+                            "value": {
+                                "version": "v1.0.0-20261122",
+                                "trained_at": "2026-11-22T10:15:00Z",
+                                "metrics": {"mae": 35.3, "rmse": 61.8, "mape": 0.21, "r2": 0.93},
+                                "train_samples": 4620,
+                                "test_samples": 1180,
+                                "total_samples": 5800,
+                                "algorithm": "lightgbm",
+                                "features": ["month_of_year", "lag_1", "lag_12"],
+                                "segments_covered": 39,
+                            }
+                        },
+                        "none": {"value": {"detail": NO_MODELS}},
+                    }
+                }
+            }
+        },
+        **AUTH_ERRORS,
+    },
+)
+def latest(
+    request: Request,
+    domain: Domain = "demand",
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> LatestModel | Detail:
+    current = live(request).get(domain)
+    if current is None:
+        return Detail(detail=NO_MODELS)
+    row = current.version
+    return LatestModel(
+        version=row.version,
+        trained_at=_z(row.trained_at),
+        metrics=metrics_of(row.metrics),
+        train_samples=row.train_samples,
+        test_samples=row.test_samples,
+        total_samples=row.total_samples,
+        algorithm=row.algorithm,
+        features=list(row.features),
+        segments_covered=row.segments_covered,
+    )
+
+
+@router.get(
+    "/models",
+    response_model=ModelPage,
+    summary="Model versions, newest first",
+    responses=AUTH_ERRORS,
+)
+def list_models(
+    request: Request,
+    domain: Annotated[str | None, Query(max_length=60, examples=["demand"])] = None,
+    status_: Annotated[
+        str | None,
+        Query(alias="status", pattern="^(" + "|".join(sorted(VERSION_STATUSES)) + ")$"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> ModelPage:
+    s = store(request)
+    rows = s.list_versions(domain=domain, status=status_, limit=limit, offset=offset)
+    return ModelPage(
+        items=[version_out(r) for r in rows],
+        total=s.count_versions(domain=domain, status=status_),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/models/{version}",
+    response_model=ModelVersionOut,
+    summary="One model version",
+    responses={**AUTH_ERRORS, **NOT_FOUND("Model version v9.9.9-20260101 not found for demand")},
+)
+def get_model(
+    request: Request,
+    version: str,
+    domain: Domain = "demand",
+    scope: Scope = "global",
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> ModelVersionOut:
+    row = store(request).get_version(domain, scope, version)
+    if row is None:
+        raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
+    return version_out(row)
+
+
+@router.get(
+    "/activations",
+    response_model=ActivationHistory,
+    summary="Activation history; `at` answers which version was live then",
+    responses=AUTH_ERRORS,
+)
+def activations(
+    request: Request,
+    domain: Domain = "demand",
+    scope: Scope = "global",
+    at: Annotated[datetime | None, Query(examples=["2026-11-22T10:00:00Z"])] = None,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> ActivationHistory:
+    s = store(request)
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    history = s.activations(domain, scope)
+    live_version = s.live_at(domain, scope, at) if at else s.active_version(domain, scope)
+    return ActivationHistory(
+        domain=domain,
+        scope=scope,
+        at=at,
+        live_version=live_version,
+        items=[
+            ActivationOut(
+                version=a.version,
+                previous_version=a.previous_version,
+                activated_at=a.activated_at,
+                reason=a.reason,
+                actor=a.actor,
+                command_id=a.command_id,
+            )
+            for a in history
+        ],
+    )
+
+
+class ActivateBody(BaseModel):
+    reason: str = Field("", max_length=500, examples=["roll back: v1.0.1 over-forecasts"])
+
+
+@router.post(
+    "/models/{version}/activate",
+    response_model=CommandAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Publish an activate command for a version (the trainer applies it)",
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND("Model version v9.9.9-20260101 not found for demand"),
+        503: {"model": Detail, "description": "The broker did not acknowledge the command"},
+    },
+)
+async def activate(
+    request: Request,
+    response: Response,
+    version: str,
+    body: ActivateBody | None = None,
+    domain: Domain = "demand",
+    scope: Scope = "global",
+    principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
+) -> Any:
+    s = store(request)
+    row = await run_in_threadpool(s.get_version, domain, scope, version)
+    if row is None:
+        raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
+    command = ModelCommand(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        command=ModelCommandType.ACTIVATE,
+        domain=domain,
+        scope=scope,
+        version=version,
+        reason=(body.reason if body else "") or "activated through the API",
+        requested_by=principal.subject or principal.via,
+    )
+    settings = request.app.state.settings
+    try:
+        await run_in_threadpool(
+            request.app.state.publisher.send, settings.topic_model_commands, domain, command
+        )
+    except BrokerUnavailable as exc:
+        raise HTTPException(503, detail=str(exc)) from exc
+    return CommandAccepted(
+        command_id=command.event_id, command="activate", domain=domain, version=version
+    )

@@ -1,0 +1,188 @@
+"""Monitoring: ``GET /v1/ml/drift`` (current drift statistics and recent drift events),
+``GET /v1/ml/monitoring`` (prediction latency) and ``GET /metrics`` (Prometheus).
+
+Current drift statistics are read from the streams' partition checkpoints (the same state the
+workers restore), so they are exactly as fresh as the last committed batch.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from api.auth import ML_MODELS, Principal, require
+from api.common import AUTH_ERRORS, NOT_FOUND, store
+from api.telemetry import LatencySummary
+from ml.domains import all_domains, get_domain
+from ml.streaming import PartitionProcessor
+
+__all__ = ["router", "metrics_router"]
+
+router = APIRouter(prefix="/v1/ml", tags=["monitoring"])
+metrics_router = APIRouter(tags=["monitoring"])
+
+
+class DriftEventOut(BaseModel):
+    event_id: str
+    scope: str = Field(examples=["CAR|TOYOTA|COROLLA|XEI"])
+    detector: str = Field(examples=["adwin"])
+    statistic: str = Field(examples=["abs_error"])
+    value: float = Field(examples=[4.2])
+    threshold: float | None
+    model_version: str | None
+    evidence: dict[str, Any]
+    occurred_at: datetime
+
+
+class DriftReport(BaseModel):
+    domain: str = Field(examples=["demand"])
+    scope: str | None = Field(examples=[None])
+    partitions: int = Field(description="Stream partitions whose state was read", examples=[4])
+    statistics: dict[str, Any] = Field(
+        description="By scope: rolling input statistics against the reference window, the "
+        "error detector and prediction latency; `global`: the degradation window per partition"
+    )
+    events: list[DriftEventOut] = Field(description="Recent drift events, newest first")
+
+
+class _StateCache:
+    """Unpickled processor states by (topic, partition), reused while the offset is unchanged."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def statistics(self, request: Request, topic: str) -> tuple[int, dict[str, Any]]:
+        consumer = request.app.state.settings.streams_app_id
+        merged: dict[str, Any] = {}
+        n = 0
+        for (t, partition), (offset, blob) in store(request).checkpoints(consumer).items():
+            if t != topic or blob is None:
+                continue
+            n += 1
+            with self._lock:
+                hit = self._cache.get((t, partition))
+                if hit is None or hit[0] != offset:
+                    stats = PartitionProcessor.loads(blob).drift_statistics()
+                    hit = (offset, stats)
+                    self._cache[(t, partition)] = hit
+            for scope, value in hit[1].items():
+                if scope == "global":
+                    merged.setdefault("global", {})[str(partition)] = value
+                else:
+                    merged[scope] = value
+        return n, merged
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@router.get(
+    "/drift",
+    response_model=DriftReport,
+    summary="Current drift statistics and recent drift events",
+    responses={**AUTH_ERRORS, **NOT_FOUND("Unknown domain: weather")},
+)
+def drift(
+    request: Request,
+    domain: Annotated[str, Query(max_length=60, examples=["demand"])] = "demand",
+    scope: Annotated[str | None, Query(max_length=120)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> DriftReport:
+    if domain not in {d.name for d in all_domains()}:
+        raise HTTPException(404, detail=f"Unknown domain: {domain}")
+    topic = getattr(request.app.state.settings, get_domain(domain).topic_setting)
+    cache: _StateCache = request.app.state.drift_cache
+    partitions, stats = cache.statistics(request, topic)
+    if scope is not None:
+        stats = {k: v for k, v in stats.items() if k == scope}
+    events = store(request).drift_events(domain=domain, scope=scope, limit=limit)
+    return DriftReport(
+        domain=domain,
+        scope=scope,
+        partitions=partitions,
+        statistics=_finite(stats),
+        events=[
+            DriftEventOut(
+                event_id=e.event_id,
+                scope=e.scope,
+                detector=e.detector,
+                statistic=e.statistic,
+                value=e.value,
+                threshold=e.threshold,
+                model_version=e.model_version,
+                evidence=_finite(e.evidence),
+                occurred_at=e.occurred_at,
+            )
+            for e in events
+        ],
+    )
+
+
+class Latency(BaseModel):
+    count: int = Field(examples=[1000])
+    avg_ms: float | None = Field(examples=[1.2])
+    p95_ms: float | None = Field(examples=[2.1])
+    p99_ms: float | None = Field(examples=[3.4])
+    rate_per_s: float | None = Field(
+        description="Predictions per second over the window", examples=[480.0]
+    )
+
+
+class MonitoringReport(BaseModel):
+    window: int = Field(description="Predictions considered (the last N)", examples=[1000])
+    overall: Latency
+    by_model_version: dict[str, Latency]
+
+
+def _latency(s: LatencySummary) -> Latency:
+    return Latency(
+        count=s.count, avg_ms=s.avg_ms, p95_ms=s.p95_ms, p99_ms=s.p99_ms, rate_per_s=s.rate_per_s
+    )
+
+
+@router.get(
+    "/monitoring",
+    response_model=MonitoringReport,
+    summary="Prediction latency over the last N predictions, by model version",
+    responses=AUTH_ERRORS,
+)
+def monitoring(
+    request: Request,
+    last: Annotated[int, Query(ge=1, le=1_000_000, description="N (at most the window)")] = 1000,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> MonitoringReport:
+    overall, by_version = request.app.state.telemetry.latency.summary(last)
+    return MonitoringReport(
+        window=min(last, request.app.state.settings.api_latency_window),
+        overall=_latency(overall),
+        by_model_version={v: _latency(s) for v, s in by_version.items()},
+    )
+
+
+@metrics_router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"example": "millrace_predictions_total 3"}}}
+    },
+)
+def metrics(request: Request) -> Response:
+    body = generate_latest(request.app.state.telemetry.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,253 @@
+"""Predictions from the live demand version: ``POST /v1/ml/predict``, ``/predict-with-history``
+and ``GET /v1/ml/segments``.
+
+A prediction reads one snapshot (``api.live``) and answers from its precomputed forecast book,
+so it is a lookup plus an interval computation, and never mixes two versions.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from api.auth import ML_MODELS, ML_PREDICT, Principal, require
+from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Metrics, live, metrics_of, store
+from api.live import MAX_HORIZON, LiveModel
+from ml.demand.forecast import Prediction, UnknownSegmentError
+from schemas.events import VehicleType
+
+__all__ = ["router", "PredictRequest", "PredictResponse"]
+
+router = APIRouter(prefix="/v1/ml", tags=["predictions"])
+
+DOMAIN = "demand"
+
+Text = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class PredictRequest(BaseModel):
+    """A segment and how far and how sure to forecast."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "vehicle_type": "CAR",
+                    "brand": "TOYOTA",
+                    "model": "COROLLA",
+                    "line": "XEI",
+                    "horizon_months": 6,
+                    "confidence": 0.95,
+                }
+            ]
+        }
+    }
+
+    vehicle_type: VehicleType
+    brand: Text
+    model: Text
+    line: Annotated[str, Field(max_length=120)] = ""
+    horizon_months: int = Field(6, ge=1, le=MAX_HORIZON)
+    confidence: float = Field(0.95, ge=0.5, le=0.99)
+
+    def parts(self) -> tuple[str, str, str, str]:
+        return (
+            str(self.vehicle_type),
+            self.brand.strip().upper(),
+            self.model.strip().upper(),
+            self.line.strip().upper(),
+        )
+
+
+class PredictionPoint(BaseModel):
+    month: date = Field(description="First day of the month", examples=["2026-12-01"])
+    demand: float = Field(ge=0, examples=[12.4])
+    lower_ci: float = Field(ge=0, examples=[7.9])
+    upper_ci: float = Field(ge=0, examples=[19.1])
+
+
+class PredictResponse(BaseModel):
+    predictions: list[PredictionPoint]
+    model_version: str = Field(examples=["v1.0.0-20261122"])
+    segment: str = Field(
+        description="The segment that answered (a parent when falling back)",
+        examples=["CAR|TOYOTA|COROLLA|XEI"],
+    )
+    fallback_level: str | None = Field(
+        description="brand+model or brand when a parent answered", examples=[None]
+    )
+    confidence: float = Field(examples=[0.95])
+    metrics: Metrics
+
+
+class HistoryPoint(BaseModel):
+    month: date = Field(examples=["2026-10-01"])
+    sales_count: int = Field(ge=0, examples=[11])
+
+
+class PredictWithHistoryResponse(PredictResponse):
+    history: list[HistoryPoint] = Field(description="Monthly sales of the answering segment(s)")
+
+
+_ERRORS = {
+    **AUTH_ERRORS,
+    **NOT_FOUND("Unknown segment CAR|NOPE|X|: no data for it, its brand+model or brand"),
+}
+
+
+def _serve(request: Request, body: PredictRequest) -> tuple[LiveModel, Prediction, float]:
+    started = time.perf_counter()
+    current = live(request).get(DOMAIN)
+    if current is None or current.book is None:
+        raise HTTPException(404, detail=NO_MODELS)
+    try:
+        prediction = current.book.predict(body.parts(), body.horizon_months, body.confidence)
+    except UnknownSegmentError:
+        key = "|".join(body.parts())
+        raise HTTPException(
+            404,
+            detail=f"Unknown segment {key}: model {current.version.version} has no data for "
+            "it, its brand+model or its brand",
+        ) from None
+    if not prediction.points:
+        raise HTTPException(404, detail=f"Model {current.version.version} has no months yet")
+    return current, prediction, started
+
+
+def _response(current: LiveModel, prediction: Prediction, confidence: float) -> dict:
+    return {
+        "predictions": [
+            {"month": p.month, "demand": p.demand, "lower_ci": p.lower_ci, "upper_ci": p.upper_ci}
+            for p in prediction.points
+        ],
+        "model_version": current.version.version,
+        "segment": prediction.segment,
+        "fallback_level": prediction.fallback_level,
+        "confidence": confidence,
+        "metrics": metrics_of(current.version.metrics),
+    }
+
+
+def _record(request: Request, current: LiveModel, prediction: Prediction, started: float) -> None:
+    request.app.state.telemetry.prediction(
+        DOMAIN, current.version.version, prediction.fallback_level, time.perf_counter() - started
+    )
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    summary="Monthly demand forecast of a segment with confidence intervals",
+    responses=_ERRORS,
+)
+def predict(
+    request: Request,
+    body: PredictRequest,
+    _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
+) -> PredictResponse:
+    current, prediction, started = _serve(request, body)
+    out = _response(current, prediction, body.confidence)
+    _record(request, current, prediction, started)
+    return out  # type: ignore[return-value] - validated by response_model
+
+
+@router.post(
+    "/predict-with-history",
+    response_model=PredictWithHistoryResponse,
+    summary="As /predict, plus the segment's monthly sales history",
+    responses=_ERRORS,
+)
+def predict_with_history(
+    request: Request,
+    body: PredictRequest,
+    _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
+) -> PredictWithHistoryResponse:
+    current, prediction, started = _serve(request, body)
+    book = current.book
+    assert book is not None
+    if prediction.fallback_level is None:
+        history = list(book.history(prediction.segment))
+    else:  # the parent's history: its children's monthly sums
+        sums: dict[date, int] = {}
+        prefix = prediction.segment + "|"
+        for key in book.segments:
+            if key.startswith(prefix):
+                for month, count in book.history(key):
+                    sums[month] = sums.get(month, 0) + count
+        history = sorted(sums.items())
+    out = {
+        **_response(current, prediction, body.confidence),
+        "history": [{"month": m, "sales_count": c} for m, c in history],
+    }
+    _record(request, current, prediction, started)
+    return out  # type: ignore[return-value] - validated by response_model
+
+
+class SegmentOut(BaseModel):
+    segment: str = Field(examples=["CAR|TOYOTA|COROLLA|XEI"])
+    vehicle_type: str = Field(examples=["CAR"])
+    brand: str = Field(examples=["TOYOTA"])
+    model: str = Field(examples=["COROLLA"])
+    line: str = Field(examples=["XEI"])
+    first_month: datetime | None
+    last_observation: datetime | None = Field(description="Last month with stored events")
+    months: int = Field(examples=[36])
+    events: int = Field(examples=[412])
+    online_mae: float | None = Field(description="Running MAE of the online forecaster")
+    in_model: bool = Field(description="Covered by the live version's forecasts")
+
+
+class SegmentPage(BaseModel):
+    items: list[SegmentOut]
+    total: int
+    limit: int
+    offset: int
+    model_version: str | None
+
+
+@router.get(
+    "/segments",
+    response_model=SegmentPage,
+    summary="Covered segments with their last observation and online error",
+    responses=AUTH_ERRORS,
+)
+def segments(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> SegmentPage:
+    s = store(request)
+    summary = s.series_summary(DOMAIN)
+    errors = s.latest_scores(DOMAIN, "online", "mae")
+    current = live(request).get(DOMAIN)
+    covered = current.book.segments if current and current.book else {}
+    items = []
+    for row in summary[offset : offset + limit]:
+        parts = (row["series_key"].split("|") + ["", "", "", ""])[:4]
+        items.append(
+            SegmentOut(
+                segment=row["series_key"],
+                vehicle_type=parts[0],
+                brand=parts[1],
+                model=parts[2],
+                line=parts[3],
+                first_month=row["first_period"],
+                last_observation=row["last_period"],
+                months=row["periods"],
+                events=row["events"],
+                online_mae=errors.get(row["series_key"]),
+                in_model=row["series_key"] in covered,
+            )
+        )
+    return SegmentPage(
+        items=items,
+        total=len(summary),
+        limit=limit,
+        offset=offset,
+        model_version=current.version.version if current else None,
+    )

@@ -1,0 +1,126 @@
+"""Request and prediction telemetry: Prometheus metrics and the recent-latency window.
+
+Each app has its own ``CollectorRegistry`` (several apps in one process never collide).
+``GET /metrics`` exposes: ``millrace_http_requests_total{method,route,status}``,
+``millrace_http_request_duration_seconds{method,route}``,
+``millrace_predictions_total{domain,model_version,fallback}``,
+``millrace_prediction_duration_seconds{domain}`` and
+``millrace_model_version_info{domain,version,algorithm}`` (1 for the served version).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["LatencyWindow", "LatencySummary", "Telemetry"]
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    count: int
+    avg_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    rate_per_s: float | None
+
+
+class LatencyWindow:
+    """The last ``size`` predictions: (monotonic time, seconds, model version)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[float, float, str]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float, version: str) -> None:
+        with self._lock:
+            self._items.append((time.monotonic(), seconds, version))
+
+    def summary(self, last: int | None = None) -> tuple[LatencySummary, dict[str, LatencySummary]]:
+        """Overall and per model version, over the last ``last`` predictions (all by default)."""
+        with self._lock:
+            items = list(self._items)
+        if last is not None:
+            items = items[-last:] if last > 0 else []
+        by_version: dict[str, list[tuple[float, float, str]]] = {}
+        for item in items:
+            by_version.setdefault(item[2], []).append(item)
+        return _summarise(items), {v: _summarise(rows) for v, rows in sorted(by_version.items())}
+
+
+def _summarise(items: list[tuple[float, float, str]]) -> LatencySummary:
+    if not items:
+        return LatencySummary(0, None, None, None, None)
+    ms = np.array([s for _, s, _ in items]) * 1000.0
+    span = items[-1][0] - items[0][0]
+    rate = (len(items) - 1) / span if len(items) > 1 and span > 0 else None
+    return LatencySummary(
+        count=len(items),
+        avg_ms=float(ms.mean()),
+        p95_ms=float(np.percentile(ms, 95)),
+        p99_ms=float(np.percentile(ms, 99)),
+        rate_per_s=rate,
+    )
+
+
+class Telemetry:
+    """The app's metrics registry and latency window."""
+
+    def __init__(self, latency_window: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "millrace_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "millrace_http_request_duration_seconds",
+            "HTTP request duration",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "millrace_predictions",
+            "Predictions served",
+            ["domain", "model_version", "fallback"],
+            registry=self.registry,
+        )
+        self.prediction_seconds = Histogram(
+            "millrace_prediction_duration_seconds",
+            "Time to compute one prediction response",
+            ["domain"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "millrace_model_version_info",
+            "The model version served (1) per domain",
+            ["domain", "version", "algorithm"],
+            registry=self.registry,
+        )
+        self.latency = LatencyWindow(latency_window)
+        self._served: dict[str, tuple[str, str]] = {}
+
+    def prediction(self, domain: str, version: str, fallback: str | None, seconds: float) -> None:
+        self.predictions.labels(domain, version, fallback or "none").inc()
+        self.prediction_seconds.labels(domain).observe(seconds)
+        self.latency.add(seconds, version)
+
+    def serving(self, domain: str, version: str | None, algorithm: str | None) -> None:
+        """Record which version a domain serves now (the previous one's series is removed)."""
+        old = self._served.pop(domain, None)
+        if old is not None:
+            self.model_info.remove(domain, *old)
+        if version is not None:
+            labels = (version, algorithm or "")
+            self.model_info.labels(domain, *labels).set(1)
+            self._served[domain] = labels
