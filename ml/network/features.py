@@ -1,0 +1,228 @@
+"""Supervised rows from a cell's window series: lags of the inputs -> an output steps ahead.
+
+Windows are indexed by ``index = epoch seconds of the window start // window seconds`` (windows
+aligned to the epoch, as :func:`ml.domains.network.window_start`). A cell's series holds, per
+closed window, the mean of every field measured in it; a field not measured in a window is
+*missing* there (never zero), and a window without any event does not exist.
+
+For a model ``(config, field)`` and an *anchor* window ``a`` the features are, for every input
+field ``f`` and lag ``k`` in ``0 .. lookback_steps - 1``:
+
+* ``f_lag{k}``: the mean of ``f`` in window ``a - k``. **Missing values are imputed explicitly**
+  with the latest value of ``f`` in the same cell at or before window ``a - k`` (carried
+  forward, however old), or ``0.0`` when the cell never measured ``f``;
+* ``f_lag{k}_missing``: ``1.0`` when the value was imputed, else ``0.0``;
+
+plus ``<field>_last``, the latest value of the output field at or before ``a`` (the persistence
+forecast; also the reference of the online models' residual target) and ``<field>_age``,
+``log1p`` of the number of windows since that value was measured. The feature set is always the
+same, whatever is missing.
+
+The row's target is the output field's mean in window ``a + forecast_steps``. Rows whose target
+is missing are not rows (there is nothing to learn or score). Rows whose cell has never measured
+the output field at or before the anchor are *cold*: they have no persistence value, and are
+counted, not learnt or scored, until the cell's first value arrives (the cell is never dropped).
+
+The stream (:mod:`ml.network.online`) and the batch trainer (:mod:`ml.network.training`) build
+features with this same code, so a model sees the same inputs in both.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ml.network.configs import ModelConfig
+
+__all__ = [
+    "CellSeries",
+    "Features",
+    "SupervisedRow",
+    "feature_names",
+    "features_at",
+    "history_steps",
+    "index_start",
+    "supervised_rows",
+    "window_index",
+]
+
+
+def window_index(when: datetime, seconds: int) -> int:
+    """Index of the ``seconds``-long window (aligned to the epoch) containing ``when``."""
+    if when.tzinfo is None:
+        raise ValueError("when must be timezone-aware")
+    return int(when.timestamp()) // seconds
+
+
+def index_start(index: int, seconds: int) -> datetime:
+    """Start (UTC) of window ``index`` of ``seconds``-long windows."""
+    return datetime.fromtimestamp(index * seconds, tz=UTC)
+
+
+def history_steps(config: ModelConfig) -> int:
+    """Windows a cell's series must keep for ``config``: the lags of the oldest anchor still
+    needed (``forecast_steps`` back from the newest window) and the newest window itself."""
+    return config.lookback_steps + config.forecast_steps
+
+
+@dataclass
+class CellSeries:
+    """Per-window field means of one cell, oldest first, with bounded memory.
+
+    Only windows within ``keep`` indices of the newest are kept; for every field, ``carry``
+    holds the latest value dropped from the kept range, so carried-forward imputation is exact
+    for any window inside the kept range. ``keep=None`` keeps everything (batch use).
+    """
+
+    keep: int | None = None
+    indices: list[int] = field(default_factory=list)
+    values: dict[int, dict[str, float]] = field(default_factory=dict)
+    carry: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> int | None:
+        return self.indices[-1] if self.indices else None
+
+    @property
+    def oldest_exact(self) -> int | None:
+        """The oldest index for which :meth:`last_seen` is exact (None: any index)."""
+        if self.keep is None or not self.indices:
+            return None
+        return self.indices[-1] - self.keep + 1
+
+    def add(self, index: int, means: Mapping[str, float | None]) -> None:
+        """Append window ``index`` (must be newer than the latest) with its field means."""
+        if self.indices and index <= self.indices[-1]:
+            raise ValueError(f"window {index} is not after the latest window {self.indices[-1]}")
+        self.indices.append(index)
+        self.values[index] = {
+            name: float(v) for name, v in means.items() if v is not None and not math.isnan(v)
+        }
+        self._prune()
+
+    def _prune(self) -> None:
+        if self.keep is None:
+            return
+        limit = self.indices[-1] - self.keep
+        drop = 0
+        while drop < len(self.indices) and self.indices[drop] <= limit:
+            index = self.indices[drop]
+            for name, value in self.values.pop(index).items():
+                self.carry[name] = (index, value)
+            drop += 1
+        if drop:
+            del self.indices[:drop]
+
+    def value(self, name: str, index: int) -> float | None:
+        """The mean of ``name`` in window ``index`` (None: missing or no such window)."""
+        window = self.values.get(index)
+        return None if window is None else window.get(name)
+
+    def last_seen(self, name: str, at: int) -> tuple[int, float] | None:
+        """``(index, value)`` of the latest value of ``name`` in a window ``<= at``."""
+        oldest = self.oldest_exact
+        if oldest is not None and at < oldest:
+            raise ValueError(f"window {at} is older than the kept history (from {oldest})")
+        pos = bisect_right(self.indices, at)
+        for i in range(pos - 1, -1, -1):
+            value = self.values[self.indices[i]].get(name)
+            if value is not None:
+                return (self.indices[i], value)
+        return self.carry.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """The inputs of one prediction from ``anchor`` and its persistence value ``last``."""
+
+    anchor: int
+    x: dict[str, float]
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisedRow:
+    """One training / scoring example of a model ``(config, field)``."""
+
+    cell_id: str
+    anchor: int
+    target: int
+    x: dict[str, float]
+    last: float
+    y: float
+    #: the cell has a window at ``anchor`` (the stream forecasts when that window closes;
+    #: otherwise it predicts when the target window closes, just before learning it)
+    anchor_exists: bool
+
+
+def feature_names(config: ModelConfig, output: str) -> list[str]:
+    """Feature names of the model of ``config`` for ``output``, in a fixed order."""
+    names = []
+    for k in range(config.lookback_steps):
+        for name in config.input_fields:
+            names += [f"{name}_lag{k}", f"{name}_lag{k}_missing"]
+    return names + [f"{output}_last", f"{output}_age"]
+
+
+def features_at(
+    series: CellSeries, config: ModelConfig, output: str, anchor: int
+) -> Features | None:
+    """Features of the model ``(config, output)`` from window ``anchor`` (which need not
+    exist); None when the cell never measured ``output`` at or before it (a cold row)."""
+    seen = series.last_seen(output, anchor)
+    if seen is None:
+        return None
+    x: dict[str, float] = {}
+    for k in range(config.lookback_steps):
+        index = anchor - k
+        for name in config.input_fields:
+            value = series.value(name, index)
+            if value is None:
+                carried = series.last_seen(name, index)
+                x[f"{name}_lag{k}"] = carried[1] if carried is not None else 0.0
+                x[f"{name}_lag{k}_missing"] = 1.0
+            else:
+                x[f"{name}_lag{k}"] = value
+                x[f"{name}_lag{k}_missing"] = 0.0
+    x[f"{output}_last"] = seen[1]
+    x[f"{output}_age"] = math.log1p(anchor - seen[0])
+    return Features(anchor, x, seen[1])
+
+
+def supervised_rows(
+    windows: Iterable[tuple[str, int, Mapping[str, float | None]]],
+    config: ModelConfig,
+    output: str,
+    cold: list[tuple[str, int]] | None = None,
+) -> Iterator[SupervisedRow]:
+    """Every row of the model ``(config, output)`` from ``(cell_id, window index, means)``
+    windows (any order; one window per cell and index), by cell then target window.
+
+    Cold rows (no output value at or before the anchor) are appended to ``cold`` as
+    ``(cell_id, target index)`` when a list is given."""
+    by_cell: dict[str, dict[int, Mapping[str, float | None]]] = defaultdict(dict)
+    for cell_id, index, means in windows:
+        if index in by_cell[cell_id]:
+            raise ValueError(f"two windows {index} for cell {cell_id!r}")
+        by_cell[cell_id][index] = means
+    h = config.forecast_steps
+    for cell_id in sorted(by_cell):
+        series = CellSeries()
+        for index in sorted(by_cell[cell_id]):
+            series.add(index, by_cell[cell_id][index])
+        for target in series.indices:
+            y = series.value(output, target)
+            if y is None:
+                continue
+            feats = features_at(series, config, output, target - h)
+            if feats is None:
+                if cold is not None:
+                    cold.append((cell_id, target))
+                continue
+            yield SupervisedRow(
+                cell_id, target - h, target, feats.x, feats.last, y, (target - h) in series.values
+            )
