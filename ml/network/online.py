@@ -1,0 +1,312 @@
+"""Online network models: River regressors that forecast a cell's field, predict then learn.
+
+One :class:`OnlineModel` per ``(output field, config id)`` serves every cell of a partition
+(most cells have too few windows for a model of their own). It learns the *residual*
+``y - last`` of the persistence forecast ``last`` (the latest value of the field, see
+:mod:`ml.network.features`), with the target standardised online, so a model that outputs 0
+is the persistence forecast: a sensible start before any learning. Non-negative fields
+(bitrates, ping, speed, CQI) are clipped at 0.
+
+Learners by architecture (all inside a TargetStandardScaler), chosen on the Irish 5G data
+(``benchmarks/network_accuracy.py``; 60 s windows, 5 lags, one window ahead, 4,628 scored windows
+per field, time order):
+
+* ``river_linear``: StandardScaler + LinearRegression (AdaGrad(0.05), Huber loss: radio fields
+  jump at handovers). dl_bitrate MAE 6,269 / RMSE 19,123 against persistence 6,896 / 21,928;
+  rsrp MAE 5.24 / RMSE 8.32 against 5.36 / 9.30; ~12 us per event, ~90 kB pickled. The squared
+  loss had a slightly lower RMSE but a 14 % higher MAE on dl_bitrate.
+* ``river_forest``: ARFRegressor, 5 trees, mean leaves, grace period 100, depth <= 8 (the
+  default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions).
+  dl_bitrate MAE 6,982 / RMSE 21,790, rsrp 5.22 / 8.78; ~1.3 MB pickled for two models and
+  ~60 ms per pickle: the partition checkpoint of every batch pays it.
+* ``river_tree``: StandardScaler + HoeffdingAdaptiveTreeRegressor (grace period 50): about
+  persistence level (rsrp MAE 5.61), ~165 kB pickled.
+
+:class:`OnlineForecaster` holds the models of a set of online configs and the cells' window
+series. When a cell's window closes it, for every model: scores the forecast made for that
+window when its anchor window closed (or, when the cell had no anchor window, predicts it now,
+before learning) against the actual value, with the persistence forecast scored on the same
+points; learns the row; then forecasts ``forecast_steps`` windows ahead from this window. Every
+scored error is out-of-sample (progressive validation). State is bounded per cell (the kept
+windows and at most ``forecast_steps`` pending forecasts per model) and pickles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import compose, forest, linear_model, optim, preprocessing, tree
+
+from ml.metrics import RunningMetrics
+from ml.network.configs import Architecture, ModelConfig
+from ml.network.features import (
+    CellSeries,
+    Features,
+    SupervisedRow,
+    features_at,
+    history_steps,
+)
+
+__all__ = [
+    "LEARNERS",
+    "NON_NEGATIVE_FIELDS",
+    "ForecastPoint",
+    "OnlineForecaster",
+    "OnlineModel",
+    "ScoredPoint",
+    "make_regressor",
+    "replay",
+]
+
+#: Fields that cannot be negative: predictions are clipped at 0.
+NON_NEGATIVE_FIELDS = frozenset(
+    {
+        "dl_bitrate",
+        "ul_bitrate",
+        "cqi",
+        "ping_avg",
+        "ping_min",
+        "ping_max",
+        "ping_stdev",
+        "ping_loss",
+        "speed",
+    }  # fmt: skip
+)
+#: z of the forecast interval ``value +- z * running RMSE`` (about 95 % under normal errors).
+INTERVAL_Z = 1.96
+
+
+def _linear() -> Any:
+    return preprocessing.TargetStandardScaler(
+        compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LinearRegression(
+                optimizer=optim.AdaGrad(0.05), loss=optim.losses.Huber(1.0), intercept_lr=0.01
+            ),
+        )
+    )
+
+
+def _forest() -> Any:
+    return preprocessing.TargetStandardScaler(
+        forest.ARFRegressor(
+            n_models=5, leaf_prediction="mean", grace_period=100, max_depth=8, seed=42
+        )
+    )
+
+
+def _tree() -> Any:
+    return preprocessing.TargetStandardScaler(
+        compose.Pipeline(
+            preprocessing.StandardScaler(),
+            tree.HoeffdingAdaptiveTreeRegressor(grace_period=50, seed=42),
+        )
+    )
+
+
+#: River learner factory per online architecture.
+LEARNERS: dict[Architecture, Callable[[], Any]] = {
+    Architecture.RIVER_LINEAR: _linear,
+    Architecture.RIVER_FOREST: _forest,
+    Architecture.RIVER_TREE: _tree,
+}
+
+
+def make_regressor(architecture: Architecture | str) -> Any:
+    """A fresh River regressor for an online ``architecture`` (ValueError for batch ones)."""
+    try:
+        return LEARNERS[Architecture(architecture)]()
+    except (KeyError, ValueError):
+        raise ValueError(f"{architecture!r} is not an online architecture") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPoint:
+    """A forecast of one cell's window scored against what was measured there."""
+
+    field: str
+    config_id: str
+    cell_id: str
+    target: int
+    actual: float
+    predicted: float
+    baseline: float
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPoint:
+    """A forecast of ``field`` for window ``target`` of a cell (interval from running RMSE)."""
+
+    field: str
+    config_id: str
+    cell_id: str
+    target: int
+    value: float
+    lower: float | None
+    upper: float | None
+
+
+class OnlineModel:
+    """One River regressor for ``(field, config)`` with its running metrics and those of the
+    persistence baseline on the same points."""
+
+    def __init__(self, config: ModelConfig, field: str) -> None:
+        self.config_id = config.id
+        self.field = field
+        self.regressor = make_regressor(config.architecture)
+        self.metrics = RunningMetrics()
+        self.baseline = RunningMetrics()
+        self.learned = 0
+        self.cold = 0
+
+    def predict(self, feats: Features) -> float:
+        value = feats.last + float(self.regressor.predict_one(feats.x) or 0.0)
+        return max(value, 0.0) if self.field in NON_NEGATIVE_FIELDS else value
+
+    def learn(self, feats: Features, y: float) -> None:
+        self.regressor.learn_one(feats.x, y - feats.last)
+        self.learned += 1
+
+    def score(self, actual: float, predicted: float, baseline: float) -> None:
+        self.metrics.update(actual, predicted)
+        self.baseline.update(actual, baseline)
+
+    def interval(self, value: float) -> tuple[float | None, float | None]:
+        rmse = self.metrics.rmse
+        if rmse is None:
+            return None, None
+        lower = value - INTERVAL_Z * rmse
+        if self.field in NON_NEGATIVE_FIELDS:
+            lower = max(lower, 0.0)
+        return lower, value + INTERVAL_Z * rmse
+
+
+class OnlineForecaster:
+    """The online models of some configs over the cells of one partition."""
+
+    def __init__(self, configs: Iterable[ModelConfig]) -> None:
+        self.configs: dict[str, ModelConfig] = {}
+        for config in configs:
+            if not config.online:
+                raise ValueError(f"config {config.id!r} ({config.architecture}) is not online")
+            if config.id in self.configs:
+                raise ValueError(f"duplicated config id {config.id!r}")
+            self.configs[config.id] = config
+        self.models: dict[tuple[str, str], OnlineModel] = {
+            (name, c.id): OnlineModel(c, name)
+            for c in self.configs.values()
+            for name in c.output_fields
+        }
+        #: windows each duration's series keep
+        self.keep: dict[int, int] = {}
+        for c in self.configs.values():
+            d = c.window_duration_seconds
+            self.keep[d] = max(self.keep.get(d, 0), history_steps(c))
+        self.series: dict[tuple[int, str], CellSeries] = {}
+        #: (field, config id, cell) -> {target window: (predicted, persistence)}
+        self.pending: dict[tuple[str, str, str], dict[int, tuple[float, float]]] = {}
+
+    @property
+    def durations(self) -> list[int]:
+        """The window durations (seconds) the configs use."""
+        return sorted(self.keep)
+
+    def close(
+        self, cell_id: str, duration: int, index: int, means: Mapping[str, float | None]
+    ) -> tuple[list[ScoredPoint], list[ForecastPoint]]:
+        """Window ``index`` (of ``duration`` seconds) of ``cell_id`` closed with these field
+        means: score, learn, forecast for every model on this duration."""
+        series = self.series.get((duration, cell_id))
+        if series is None:
+            series = self.series[(duration, cell_id)] = CellSeries(keep=self.keep[duration])
+        series.add(index, means)
+        scored: list[ScoredPoint] = []
+        forecasts: list[ForecastPoint] = []
+        for config in self.configs.values():
+            if config.window_duration_seconds != duration:
+                continue
+            for name in config.output_fields:
+                model = self.models[(name, config.id)]
+                point = self._learn(model, config, series, cell_id, index)
+                if point is not None:
+                    scored.append(point)
+                forecast = self._forecast(model, config, series, cell_id, index)
+                if forecast is not None:
+                    forecasts.append(forecast)
+        return scored, forecasts
+
+    def _learn(
+        self, model: OnlineModel, config: ModelConfig, series: CellSeries, cell_id: str,
+        index: int,
+    ) -> ScoredPoint | None:  # fmt: skip
+        pending = self.pending.get((model.field, config.id, cell_id), {})
+        made = pending.pop(index, None)
+        for stale in [t for t in pending if t < index]:  # their target window never came
+            del pending[stale]
+        y = series.value(model.field, index)
+        if y is None:
+            return None
+        feats = features_at(series, config, model.field, index - config.forecast_steps)
+        if feats is None:
+            model.cold += 1
+            return None
+        predicted, baseline = made if made is not None else (model.predict(feats), feats.last)
+        model.score(y, predicted, baseline)
+        model.learn(feats, y)
+        return ScoredPoint(model.field, config.id, cell_id, index, y, predicted, baseline)
+
+    def _forecast(
+        self, model: OnlineModel, config: ModelConfig, series: CellSeries, cell_id: str,
+        index: int,
+    ) -> ForecastPoint | None:  # fmt: skip
+        feats = features_at(series, config, model.field, index)
+        if feats is None:
+            return None
+        target = index + config.forecast_steps
+        value = model.predict(feats)
+        self.pending.setdefault((model.field, config.id, cell_id), {})[target] = (
+            value,
+            feats.last,
+        )
+        lower, upper = model.interval(value)
+        return ForecastPoint(model.field, config.id, cell_id, target, value, lower, upper)
+
+    def metrics(self, field: str, config_id: str) -> dict[str, Any]:
+        """Running metrics of a model and of persistence on the same points."""
+        model = self.models[(field, config_id)]
+        return {
+            **model.metrics.get(),
+            "baseline": model.baseline.get(),
+            "learned": model.learned,
+            "cold": model.cold,
+        }
+
+
+def replay(model: OnlineModel, config: ModelConfig, rows: Iterable[SupervisedRow]) -> list[float]:
+    """Feed ``rows`` to ``model`` in the stream's order and return its predictions, row order.
+
+    The stream closes windows by time, cells in order within a window: at window ``t`` of a
+    cell it first scores and learns the row whose target is ``t`` (with the forecast made when
+    its anchor window closed, or predicted now when the cell had none), then forecasts from
+    ``t``. Replaying rows in that order gives the stream's model, predictions and metrics."""
+    rows = list(rows)
+    steps: list[tuple[int, str, int, int]] = []  # (time, cell, 0 learn | 1 predict, row)
+    for i, row in enumerate(rows):
+        steps.append((row.target, row.cell_id, 0, i))
+        if row.anchor_exists:
+            steps.append((row.anchor, row.cell_id, 1, i))
+    steps.sort()
+    predicted: dict[int, float] = {}
+    for _, _, kind, i in steps:
+        row = rows[i]
+        feats = Features(row.anchor, row.x, row.last)
+        if kind == 1:
+            predicted[i] = model.predict(feats)
+            continue
+        if i not in predicted:
+            predicted[i] = model.predict(feats)
+        model.score(row.y, predicted[i], row.last)
+        model.learn(feats, row.y)
+    return [predicted[i] for i in range(len(rows))]
