@@ -1,0 +1,221 @@
+"""The network domain's per-partition stream processor.
+
+Every accepted measurement is added to its cell's open window, one book per window duration
+used by the online configs (field means; a missing value is not counted). A window
+``[s, s + d)`` closes when the partition's event-time watermark (the latest ``occurred_at``
+seen) reaches ``s + d + allowed_lateness``; windows close oldest first and, within a window,
+cell by cell in order, so the result does not depend on how events are batched. An event for a
+window that already closed is *late*: it is not learnt (the stored observations still take
+it, counted as a correction of the observation window of ``observation_window_seconds``).
+
+On every close, each online model of that duration scores its forecast for the window, learns
+it and forecasts ``forecast_steps`` windows ahead (:class:`~ml.network.online.OnlineForecaster`).
+Outputs, all deterministic in the events:
+
+* forecasts: ``ForecastRow(domain="network", series_key="<cell_id>|<field>",
+  model_version="online:<config id>", period_start=<target window start>)``;
+* scores: running MAE, RMSE, MAPE and R² of each model (``scope`` = the output field,
+  ``model_id`` = the config id, ``trigger="online"``) with the persistence forecast's score on
+  the same points as ``baseline``; written when a window closes, at most once per model every
+  ``score_every_seconds`` of event time (``recorded_at`` = the window's end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
+from ml.network.features import index_start
+from ml.network.online import ForecastPoint, OnlineForecaster, OnlineModel
+from ml.registry.entities import ForecastRow
+from ml.streaming import PartitionProcessor, ProcessorOutput
+from schemas.events import BaseEvent, NetworkMeasurementEvent
+
+__all__ = [
+    "DOMAIN",
+    "NetworkProcessor",
+    "SCORED_METRICS",
+    "forecast_series_key",
+    "online_model_version",
+]
+
+DOMAIN = "network"
+#: Metrics written to the score history for every online model.
+SCORED_METRICS = ("mae", "rmse", "mape", "r2")
+
+#: (window index) -> cell -> field -> [sum, count]
+_Book = dict[int, dict[str, dict[str, list[float]]]]
+
+
+def forecast_series_key(cell_id: str, field: str) -> str:
+    """``series_key`` of a cell's forecasts of ``field``."""
+    return f"{cell_id}|{field}"
+
+
+def online_model_version(config_id: str) -> str:
+    """``model_version`` of the forecasts of an online config."""
+    return f"online:{config_id}"
+
+
+class NetworkProcessor(PartitionProcessor):
+    """State of one partition of ``network.measurements``."""
+
+    def __init__(
+        self,
+        *,
+        configs: Iterable[ModelConfig] = DEFAULT_CONFIGS,
+        allowed_lateness: timedelta = timedelta(seconds=30),
+        observation_window_seconds: int = 60,
+        score_every_seconds: float = 300.0,
+    ) -> None:
+        if allowed_lateness < timedelta(0):
+            raise ValueError("allowed_lateness must be >= 0")
+        self.lateness = allowed_lateness.total_seconds()
+        self.observation_window = int(observation_window_seconds)
+        self.score_every = float(score_every_seconds)
+        self.forecaster = OnlineForecaster(c for c in configs if c.online)
+        self.books: dict[int, _Book] = {d: {} for d in self.forecaster.durations}
+        self.closed_through: dict[int, int] = {}
+        self.watermark: float | None = None
+        self.late_events = 0
+        #: (field, config id) -> (event time in epoch seconds, points) of the last scores written
+        self.scored_at: dict[tuple[str, str], tuple[float, int]] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, configs: Iterable[ModelConfig] = DEFAULT_CONFIGS
+    ) -> NetworkProcessor:
+        """From a :class:`millrace.settings.Settings`-like object; settings the project does not
+        define yet fall back to the defaults."""
+        return cls(
+            configs=configs,
+            allowed_lateness=timedelta(
+                seconds=getattr(settings, "network_allowed_lateness_seconds", 30.0)
+            ),
+            observation_window_seconds=getattr(settings, "network_window_seconds", 60),
+            score_every_seconds=getattr(settings, "network_score_every_seconds", 300.0),
+        )
+
+    # --- configs -----------------------------------------------------------------------------
+    def update_configs(self, configs: Iterable[ModelConfig]) -> None:
+        """Follow a new set of configs: new online configs start fresh models, removed ones are
+        dropped, unchanged ones keep learning (a changed config restarts its models)."""
+        wanted = {c.id: c for c in configs if c.online}
+        old = self.forecaster
+        new = OnlineForecaster(wanted.values())
+        kept = set()
+        for key, model in old.models.items():
+            if key in new.models and old.configs[key[1]] == wanted[key[1]]:
+                new.models[key] = model
+                kept.add(key)
+        for (duration, cell), series in old.series.items():
+            if duration in new.keep and new.keep[duration] <= (series.keep or 0):
+                new.series[(duration, cell)] = series
+        new.pending = {k: v for k, v in old.pending.items() if (k[0], k[1]) in kept}
+        self.forecaster = new
+        self.books = {d: self.books.get(d, {}) for d in new.durations}
+        self.closed_through = {
+            d: i for d, i in self.closed_through.items() if d in new.keep
+        }  # fmt: skip
+
+    @property
+    def configs(self) -> list[ModelConfig]:
+        return list(self.forecaster.configs.values())
+
+    def model(self, field: str, config_id: str) -> OnlineModel:
+        return self.forecaster.models[(field, config_id)]
+
+    # --- stream ------------------------------------------------------------------------------
+    def process(self, events: Sequence[BaseEvent]) -> ProcessorOutput:
+        out = ProcessorOutput()
+        for event in events:
+            assert isinstance(event, NetworkMeasurementEvent)
+            self._add(event, out)
+        self._close_ready(out)
+        return out
+
+    def _add(self, event: NetworkMeasurementEvent, out: ProcessorOutput) -> None:
+        at = event.occurred_at.timestamp()
+        wm = self.watermark
+        obs = self.observation_window
+        if wm is not None and (int(at) // obs + 1) * obs + self.lateness <= wm:
+            self.late_events += 1
+            start = index_start(int(at) // obs, obs)
+            out.corrections.append((DOMAIN, event.cell_id, start))
+        values = event.measurements()
+        for duration, book in self.books.items():
+            index = int(at) // duration
+            closed = self.closed_through.get(duration)
+            if closed is not None and index <= closed:
+                continue
+            fields = book.setdefault(index, {}).setdefault(event.cell_id, {})
+            for name, value in values.items():
+                acc = fields.get(name)
+                if acc is None:
+                    fields[name] = [value, 1.0]
+                else:
+                    acc[0] += value
+                    acc[1] += 1.0
+        if wm is None or at > wm:
+            self.watermark = at
+
+    def _close_ready(self, out: ProcessorOutput) -> None:
+        if self.watermark is None:
+            return
+        for duration, book in self.books.items():
+            ready = sorted(i for i in book if (i + 1) * duration + self.lateness <= self.watermark)
+            for index in ready:
+                cells = book.pop(index)
+                for cell_id in sorted(cells):
+                    means = {name: s / n for name, (s, n) in cells[cell_id].items()}
+                    _, forecasts = self.forecaster.close(cell_id, duration, index, means)
+                    out.forecasts.extend(self._forecast_row(p, duration) for p in forecasts)
+                self.closed_through[duration] = index
+                self._scores(duration, (index + 1) * duration, out)
+            # windows without any event close too: later events for them are late
+            last = math.floor((self.watermark - self.lateness) / duration) - 1
+            self.closed_through[duration] = max(self.closed_through.get(duration, last), last)
+
+    def _forecast_row(self, point: ForecastPoint, duration: int) -> ForecastRow:
+        return ForecastRow(
+            DOMAIN,
+            forecast_series_key(point.cell_id, point.field),
+            online_model_version(point.config_id),
+            index_start(point.target, duration),
+            point.value,
+            point.lower,
+            point.upper,
+        )
+
+    def _scores(self, duration: int, end: float, out: ProcessorOutput) -> None:
+        """Running scores of this duration's models, at most every ``score_every`` seconds."""
+        recorded_at = datetime.fromtimestamp(end, tz=UTC)
+        for key, model in self.forecaster.models.items():
+            if self.forecaster.configs[key[1]].window_duration_seconds != duration:
+                continue
+            last_at, last_n = self.scored_at.get(key, (None, 0))
+            if model.metrics.n == last_n or (
+                last_at is not None and end - last_at < self.score_every
+            ):
+                continue
+            self.scored_at[key] = (end, model.metrics.n)
+            name, config_id = key
+            for metric in SCORED_METRICS:
+                value = getattr(model.metrics, metric)
+                if value is None:
+                    continue
+                out.scores.append(
+                    {
+                        "domain": DOMAIN,
+                        "scope": name,
+                        "model_id": config_id,
+                        "metric": metric,
+                        "score": value,
+                        "baseline": getattr(model.baseline, metric),
+                        "trigger": "online",
+                        "recorded_at": recorded_at,
+                    }
+                )
