@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import millrace
@@ -21,7 +20,7 @@ from api.auth import Authenticator
 from api.live import LiveModel, LiveModels
 from api.monitoring import _StateCache
 from api.publisher import CommandPublisher
-from api.telemetry import Telemetry
+from api.telemetry import Telemetry, TelemetryMiddleware
 from api.updates import follow_model_updates, refresh_periodically
 from millrace.settings import Settings, get_settings
 from ml.registry.store import Store
@@ -84,17 +83,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.telemetry = telemetry
     app.state.drift_cache = _StateCache()
 
-    @app.middleware("http")
-    async def record(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        telemetry.requests.labels(request.method, path, str(response.status_code)).inc()
-        telemetry.request_seconds.labels(request.method, path).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
 
     for module in (health, models, predict, monitoring, commands, observations):
         app.include_router(module.router)

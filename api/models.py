@@ -149,7 +149,7 @@ def version_out(row: ModelVersionRow) -> ModelVersionOut:
         **AUTH_ERRORS,
     },
 )
-def latest(
+async def latest(
     request: Request,
     domain: Domain = "demand",
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008

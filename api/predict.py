@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
@@ -119,16 +120,23 @@ def _serve(request: Request, body: PredictRequest) -> tuple[LiveModel, Predictio
 
 
 def _response(current: LiveModel, prediction: Prediction, confidence: float) -> dict:
+    """The response body as plain JSON types (serialised by orjson, no second validation:
+    every value is built here from the book's already-checked floats)."""
     return {
         "predictions": [
-            {"month": p.month, "demand": p.demand, "lower_ci": p.lower_ci, "upper_ci": p.upper_ci}
+            {
+                "month": p.month.isoformat(),
+                "demand": p.demand,
+                "lower_ci": p.lower_ci,
+                "upper_ci": p.upper_ci,
+            }
             for p in prediction.points
         ],
         "model_version": current.version.version,
         "segment": prediction.segment,
         "fallback_level": prediction.fallback_level,
         "confidence": confidence,
-        "metrics": metrics_of(current.version.metrics),
+        "metrics": metrics_of(current.version.metrics).model_dump(),
     }
 
 
@@ -144,15 +152,15 @@ def _record(request: Request, current: LiveModel, prediction: Prediction, starte
     summary="Monthly demand forecast of a segment with confidence intervals",
     responses=_ERRORS,
 )
-def predict(
+async def predict(
     request: Request,
     body: PredictRequest,
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
 ) -> PredictResponse:
     current, prediction, started = _serve(request, body)
-    out = _response(current, prediction, body.confidence)
+    out = ORJSONResponse(_response(current, prediction, body.confidence))
     _record(request, current, prediction, started)
-    return out  # type: ignore[return-value] - validated by response_model
+    return out  # type: ignore[return-value] - documented by response_model
 
 
 @router.post(
@@ -161,7 +169,7 @@ def predict(
     summary="As /predict, plus the segment's monthly sales history",
     responses=_ERRORS,
 )
-def predict_with_history(
+async def predict_with_history(
     request: Request,
     body: PredictRequest,
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
@@ -181,10 +189,10 @@ def predict_with_history(
         history = sorted(sums.items())
     out = {
         **_response(current, prediction, body.confidence),
-        "history": [{"month": m, "sales_count": c} for m, c in history],
+        "history": [{"month": m.isoformat(), "sales_count": c} for m, c in history],
     }
     _record(request, current, prediction, started)
-    return out  # type: ignore[return-value] - validated by response_model
+    return ORJSONResponse(out)  # type: ignore[return-value] - documented by response_model
 
 
 class SegmentOut(BaseModel):

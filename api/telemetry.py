@@ -14,11 +14,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["LatencyWindow", "LatencySummary", "Telemetry"]
+__all__ = ["LatencyWindow", "LatencySummary", "Telemetry", "TelemetryMiddleware"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -124,3 +125,34 @@ class Telemetry:
             labels = (version, algorithm or "")
             self.model_info.labels(domain, *labels).set(1)
             self._served[domain] = labels
+
+
+class TelemetryMiddleware:
+    """Pure ASGI middleware counting and timing every HTTP request by route template."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_see(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.telemetry.requests.labels(method, route, str(status)).inc()
+            self.telemetry.request_seconds.labels(method, route).observe(
+                time.perf_counter() - started
+            )

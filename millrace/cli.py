@@ -291,6 +291,9 @@ def api(host: str | None = None, port: int | None = None) -> None:
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level="info",
+        access_log=settings.api_access_log,
+        loop="uvloop",
+        http="httptools",
     )
 
 

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     api_model_refresh_seconds: float = Field(
         5.0, gt=0, description="Fallback check of the store for a new active version / new data."
     )
+    api_access_log: bool = Field(
+        False, description="Log every request (uvicorn access log); metrics count them anyway."
+    )
     api_latency_window: int = Field(
         1000, ge=10, description="Predictions kept for GET /v1/ml/monitoring latency figures."
     )
