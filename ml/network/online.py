@@ -72,7 +72,7 @@ NON_NEGATIVE_FIELDS = frozenset(
         "ping_stdev",
         "ping_loss",
         "speed",
-    }  # fmt: skip
+    }
 )
 #: z of the forecast interval ``value +- z * running RMSE`` (about 95 % under normal errors).
 INTERVAL_Z = 1.96
@@ -238,9 +238,13 @@ class OnlineForecaster:
         return scored, forecasts
 
     def _learn(
-        self, model: OnlineModel, config: ModelConfig, series: CellSeries, cell_id: str,
+        self,
+        model: OnlineModel,
+        config: ModelConfig,
+        series: CellSeries,
+        cell_id: str,
         index: int,
-    ) -> ScoredPoint | None:  # fmt: skip
+    ) -> ScoredPoint | None:
         pending = self.pending.get((model.field, config.id, cell_id), {})
         made = pending.pop(index, None)
         for stale in [t for t in pending if t < index]:  # their target window never came
@@ -258,9 +262,13 @@ class OnlineForecaster:
         return ScoredPoint(model.field, config.id, cell_id, index, y, predicted, baseline)
 
     def _forecast(
-        self, model: OnlineModel, config: ModelConfig, series: CellSeries, cell_id: str,
+        self,
+        model: OnlineModel,
+        config: ModelConfig,
+        series: CellSeries,
+        cell_id: str,
         index: int,
-    ) -> ForecastPoint | None:  # fmt: skip
+    ) -> ForecastPoint | None:
         feats = features_at(series, config, model.field, index)
         if feats is None:
             return None

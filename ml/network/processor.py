@@ -117,9 +117,7 @@ class NetworkProcessor(PartitionProcessor):
         new.pending = {k: v for k, v in old.pending.items() if (k[0], k[1]) in kept}
         self.forecaster = new
         self.books = {d: self.books.get(d, {}) for d in new.durations}
-        self.closed_through = {
-            d: i for d, i in self.closed_through.items() if d in new.keep
-        }  # fmt: skip
+        self.closed_through = {d: i for d, i in self.closed_through.items() if d in new.keep}
 
     @property
     def configs(self) -> list[ModelConfig]:
