@@ -8,6 +8,7 @@ everything it started: the Procfile processes first, then the broker.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -78,27 +79,88 @@ class DevStack:
             time.sleep(0.5)
         return False
 
+    def _sources(self) -> list[tuple[str, object, int | None]]:
+        """What ``up`` feeds: the shared real data sets when present (dealership contracts,
+        the first 20,000 Irish 5G measurements), else the seeded simulator."""
+        from millrace.importers.replay import open_source
+        from millrace.importers.simulate import simulate_demand, simulate_network
+
+        data = self.root.parent / "shared" / "data"
+        contracts = data / "vehicle" / "sgivu_contracts" / "contracts_36m.csv"
+        cells = data / "cellular" / "irish_5g_raca2020" / "irish_5g_all_traces.csv.gz"
+        now = datetime.now(UTC)
+        if contracts.is_file():
+            demand = ("dealership contracts", open_source(contracts), None)
+        else:
+            source = simulate_demand(
+                seed=42, start=date(now.year - 3, 1, 1), months=36, segments=24
+            )
+            demand = ("simulated demand", source, None)
+        if cells.is_file():
+            network = ("Irish 5G measurements", open_source(cells), 20_000)
+        else:
+            start = now.replace(microsecond=0, hour=0, minute=0, second=0)
+            network = ("simulated network", simulate_network(seed=42, start=start, seconds=3600,
+                                                             cells=8), None)  # fmt: skip
+        return [demand, network]
+
     def _feed(self, rate: float) -> None:
         from millrace.importers.replay import replay
-        from millrace.importers.simulate import simulate_demand, simulate_network
         from millrace.kafka import EventProducer
 
         producer = EventProducer(self.settings)
-        now = datetime.now(UTC)
-        sources = [
-            simulate_demand(seed=42, start=date(now.year - 3, 1, 1), months=36, segments=24),
-            simulate_network(
-                seed=42,
-                start=now.replace(microsecond=0).replace(hour=0, minute=0, second=0),
-                seconds=3600,
-                cells=8,
-            ),
-        ]
-        for source in sources:
+        for index, (name, source, limit) in enumerate(self._sources()):
             if self._stop.is_set():
                 return
-            summary = replay(source, producer, self.settings, rate=rate, progress=False)
+            self.console.print(f"feeding {name} at {rate:.0f} events/s ...")
+            summary = replay(source, producer, self.settings, rate=rate, limit=limit,
+                             progress=False)  # fmt: skip
             self.console.print(summary.render())
+            if index == 0:
+                self._request_retrain(producer)
+
+    def _example_body(self) -> str:
+        """A predict body for the first stored segment (a placeholder if none answers)."""
+        segment = {"vehicle_type": "CAR", "brand": "BRAND", "model": "MODEL", "line": ""}
+        try:
+            items = httpx.get(
+                f"{self.api_url}/v1/ml/segments",
+                headers={"X-Internal-Service-Key": self.service_key},
+                timeout=5,
+            ).json()["items"]
+            if items:
+                segment = {k: items[0][k] for k in segment}
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        return json.dumps({**segment, "horizon_months": 6})
+
+    def _request_retrain(self, producer: object) -> None:
+        """After the demand feed: ask the trainer for a model, as a person would."""
+        import uuid
+
+        from schemas.events import RetrainReason, RetrainRequest
+
+        self._stop.wait(3.0)  # let the streams commit the last batch
+        request = RetrainRequest(
+            event_id=str(uuid.uuid4()),
+            occurred_at=datetime.now(UTC),
+            domain="demand",
+            reason=RetrainReason.MANUAL,
+            requested_by="millrace up",
+        )
+        producer.publish(self.settings.topic_retrain_requests, "demand/global", request)  # type: ignore[attr-defined]
+        producer.flush(10)  # type: ignore[attr-defined]
+        key = f"-H 'X-Internal-Service-Key: {self.service_key}'"
+        body = self._example_body()
+        self.console.print(
+            "[bold]retrain requested[/bold]; in a few seconds (a first version goes live only "
+            "if it beats seasonal naive; the job says why):\n"
+            f"  curl -s {key} {self.api_url}/v1/ml/training/jobs\n"
+            f"  curl -s {key} {self.api_url}/v1/ml/models/latest\n"
+            f"  curl -s {key} {self.api_url}/v1/ml/segments\n"
+            f"  curl -s {key} -H 'Content-Type: application/json' -d '{body}' "
+            f"{self.api_url}/v1/ml/predict\n"
+        )
 
     def run(self, feed: bool = True, rate: float = 500.0) -> None:
         from ml.registry.db import upgrade
