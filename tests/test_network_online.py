@@ -9,7 +9,7 @@ import pytest
 
 from ml.network.configs import ModelConfig
 from ml.network.features import Features, supervised_rows
-from ml.network.online import OnlineForecaster, OnlineModel, make_regressor, replay
+from ml.network.online import WARMUP_ROWS, OnlineForecaster, OnlineModel, make_regressor, replay
 
 
 def config(arch: str = "river_linear", **kw) -> ModelConfig:
@@ -129,3 +129,16 @@ def test_state_pickles_and_continues_identically() -> None:
     stream(a, data[:half])
     b = pickle.loads(pickle.dumps(a))
     assert stream(a, data[half:]) == stream(b, data[half:])
+
+
+def test_young_models_forecast_persistence_and_changes_are_bounded() -> None:
+    model = OnlineModel(config(), "dl_bitrate")
+    feats = Features(0, {"a": 1.0}, last=100.0)
+    for _ in range(WARMUP_ROWS - 1):
+        model.learn(feats, 150.0)
+    assert model.predict(feats) == 100.0  # still warming up
+    model.learn(feats, 150.0)
+    assert 100.0 < model.predict(feats) <= 150.0
+    # an input far outside anything seen cannot move the forecast beyond the largest change
+    wild = Features(0, {"a": 1e9}, last=100.0)
+    assert 50.0 <= model.predict(wild) <= 150.0

@@ -4,8 +4,11 @@ One :class:`OnlineModel` per ``(output field, config id)`` serves every cell of 
 (most cells have too few windows for a model of their own). It learns the *residual*
 ``y - last`` of the persistence forecast ``last`` (the latest value of the field, see
 :mod:`ml.network.features`), with the target standardised online, so a model that outputs 0
-is the persistence forecast: a sensible start before any learning. Non-negative fields
-(bitrates, ping, speed, CQI) are clipped at 0.
+is the persistence forecast. Two guards keep a young model from absurd forecasts (after 4 rows
+the online scaler's variances are tiny and one odd input gave 812,000 kbit/s for a 600 kbit/s
+cell): the first ``WARMUP_ROWS`` forecasts are persistence (the model learns from the start),
+and a forecast never moves further from ``last`` than the largest change the model has learnt.
+Non-negative fields (bitrates, ping, speed, CQI) are clipped at 0.
 
 Learners by architecture (all inside a TargetStandardScaler), chosen on the Irish 5G data
 (``benchmarks/network_accuracy.py``; 60 s windows, 5 lags, one window ahead, 4,628 scored windows
@@ -52,6 +55,7 @@ from ml.network.features import (
 __all__ = [
     "LEARNERS",
     "NON_NEGATIVE_FIELDS",
+    "WARMUP_ROWS",
     "ForecastPoint",
     "OnlineForecaster",
     "OnlineModel",
@@ -74,6 +78,8 @@ NON_NEGATIVE_FIELDS = frozenset(
         "speed",
     }
 )
+#: Rows a model learns before its predictions are used (persistence until then).
+WARMUP_ROWS = 20
 #: z of the forecast interval ``value +- z * running RMSE`` (about 95 % under normal errors).
 INTERVAL_Z = 1.96
 
@@ -160,13 +166,20 @@ class OnlineModel:
         self.baseline = RunningMetrics()
         self.learned = 0
         self.cold = 0
+        #: largest |y - last| learnt: predictions never change more than that
+        self.max_change = 0.0
 
     def predict(self, feats: Features) -> float:
-        value = feats.last + float(self.regressor.predict_one(feats.x) or 0.0)
+        if self.learned < WARMUP_ROWS:
+            return feats.last
+        change = float(self.regressor.predict_one(feats.x) or 0.0)
+        value = feats.last + min(max(change, -self.max_change), self.max_change)
         return max(value, 0.0) if self.field in NON_NEGATIVE_FIELDS else value
 
     def learn(self, feats: Features, y: float) -> None:
-        self.regressor.learn_one(feats.x, y - feats.last)
+        change = y - feats.last
+        self.regressor.learn_one(feats.x, change)
+        self.max_change = max(self.max_change, abs(change))
         self.learned += 1
 
     def score(self, actual: float, predicted: float, baseline: float) -> None:
