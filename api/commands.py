@@ -85,9 +85,9 @@ class JobOut(BaseModel):
 
 class JobPage(BaseModel):
     items: list[JobOut]
-    total: int
-    limit: int
-    offset: int
+    total: int = Field(examples=[3])
+    limit: int = Field(examples=[50])
+    offset: int = Field(examples=[0])
 
 
 def _job_out(job: TrainingJobRow) -> JobOut:

@@ -211,10 +211,10 @@ class SegmentOut(BaseModel):
 
 class SegmentPage(BaseModel):
     items: list[SegmentOut]
-    total: int
-    limit: int
-    offset: int
-    model_version: str | None
+    total: int = Field(examples=[39])
+    limit: int = Field(examples=[200])
+    offset: int = Field(examples=[0])
+    model_version: str | None = Field(examples=["v1.0.0-20261122"])
 
 
 @router.get(

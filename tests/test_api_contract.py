@@ -154,3 +154,38 @@ def test_schemathesis_finds_no_server_errors(api: ApiServer, tmp_path) -> None:
     print(run.stdout[-3000:])
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "No issues found" in run.stdout, run.stdout[-4000:]
+
+
+def _has_examples(schema: Any, components: dict, depth: int = 0) -> bool:
+    if depth > 3 or not isinstance(schema, dict):
+        return False
+    if "example" in schema or "examples" in schema:
+        return True
+    if "$ref" in schema:
+        return _has_examples(components[schema["$ref"].split("/")[-1]], components, depth + 1)
+    nested = [*schema.get("properties", {}).values(), *schema.get("anyOf", [])]
+    if "items" in schema:
+        nested.append(schema["items"])
+    return any(_has_examples(v, components, depth + 1) for v in nested)
+
+
+def test_every_route_documents_an_example_and_the_docs_page_works(api: ApiServer) -> None:
+    schema = httpx.get(api.url + "/openapi.json").json()
+    components = schema["components"]["schemas"]
+    missing = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            contents = [
+                content
+                for code, response in operation["responses"].items()
+                if code.startswith("2")
+                for content in response.get("content", {}).values()
+            ]
+            if not any(
+                "example" in c or "examples" in c or _has_examples(c.get("schema"), components)
+                for c in contents
+            ):
+                missing.append(f"{method.upper()} {path}")
+    assert not missing
+    docs = httpx.get(api.url + "/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
