@@ -15,15 +15,15 @@ Learners by architecture (all inside a TargetStandardScaler), chosen on the Iris
 per field, time order):
 
 * ``river_linear``: StandardScaler + LinearRegression (AdaGrad(0.05), Huber loss: radio fields
-  jump at handovers). dl_bitrate MAE 6,269 / RMSE 19,123 against persistence 6,896 / 21,928;
-  rsrp MAE 5.24 / RMSE 8.32 against 5.36 / 9.30; ~12 us per event, ~90 kB pickled. The squared
+  jump at handovers). dl_bitrate MAE 6,267 / RMSE 19,123 against persistence 6,896 / 21,928;
+  rsrp MAE 5.23 / RMSE 8.32 against 5.36 / 9.30; ~12 us per event, ~90 kB pickled. The squared
   loss had a slightly lower RMSE but a 14 % higher MAE on dl_bitrate.
 * ``river_forest``: ARFRegressor, 5 trees, mean leaves, grace period 100, depth <= 8 (the
   default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions).
-  dl_bitrate MAE 6,982 / RMSE 21,790, rsrp 5.22 / 8.78; ~1.3 MB pickled for two models and
+  dl_bitrate MAE 6,982 / RMSE 21,790, rsrp 5.22 / 8.78; ~1.4 MB pickled for two models and
   ~60 ms per pickle: the partition checkpoint of every batch pays it.
 * ``river_tree``: StandardScaler + HoeffdingAdaptiveTreeRegressor (grace period 50): about
-  persistence level (rsrp MAE 5.61), ~165 kB pickled.
+  persistence level (rsrp MAE 5.61 against 5.36 in an earlier run), ~165 kB pickled.
 
 :class:`OnlineForecaster` holds the models of a set of online configs and the cells' window
 series. When a cell's window closes it, for every model: scores the forecast made for that
