@@ -66,7 +66,10 @@ META = ["cell_id", "anchor", "target", "period", "anchor_exists", "last"]
 
 def torch_available() -> bool:
     """Whether PyTorch can be imported (the ``ann`` / ``lstm`` candidates need it)."""
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
 
 
 def windows_from_observations(
