@@ -34,6 +34,9 @@ __all__ = [
     "DriftEventRecord",
     "ScoreHistory",
     "Forecast",
+    "ModelConfigRecord",
+    "FieldStateRecord",
+    "CommandResult",
 ]
 
 
@@ -217,4 +220,52 @@ class Forecast(Base):
     lower: Mapped[float | None] = mapped_column(Float, nullable=True)
     upper: Mapped[float | None] = mapped_column(Float, nullable=True)
     fallback_level: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ModelConfigRecord(Base):
+    """A model config of a domain (network: architecture, fields, windows...); deleting one
+    keeps the row with ``deleted_at`` set, so history and versions still resolve."""
+
+    __tablename__ = "model_configs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    command_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class FieldStateRecord(Base):
+    """Performance and monitoring state of one output field (``ml.network.state.FieldState``)."""
+
+    __tablename__ = "field_states"
+
+    field: Mapped[str] = mapped_column(String(60), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(10))
+    best_model_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    baseline: Mapped[float | None] = mapped_column(Float, nullable=True)
+    elected_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    jobs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    lock_owner: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    locked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    next_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class CommandResult(Base):
+    """What the trainer did with a published command (the API answers with it)."""
+
+    __tablename__ = "command_results"
+
+    command_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    command: Mapped[str] = mapped_column(String(40))
+    domain: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(10))  # ok | error
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
