@@ -199,10 +199,20 @@ class ModelCommandType(StrEnum):
     ROLLBACK = "rollback"
     CREATE_CONFIG = "create_config"
     DELETE_CONFIG = "delete_config"
+    EVALUATE = "evaluate"
+    SET_BEST = "set_best"
+    MONITOR = "monitor"
 
 
 class ModelCommand(BaseEvent):
-    """Change which version is live, or manage model configs. Topic ``ml.model-commands``."""
+    """Change which version is live, manage model configs, or act on a field's models.
+    Topic ``ml.model-commands``.
+
+    - ``activate`` / ``rollback``: ``scope`` + ``version`` (rollback: previous when omitted).
+    - ``create_config``: ``config`` (network model config); ``delete_config``: ``scope`` = id.
+    - ``evaluate`` / ``monitor``: ``scope`` = output field; ``metric`` for evaluate.
+    - ``set_best``: ``scope`` = output field, ``version`` = model (config) id.
+    """
 
     SCHEMA_NAME: ClassVar[str] = "model_command"
 
@@ -211,6 +221,9 @@ class ModelCommand(BaseEvent):
     scope: Name = "global"
     version: str | None = Field(None, max_length=64, description="Target version (activate).")
     config: dict[str, Any] | None = Field(None, description="Model config (create_config).")
+    metric: Literal["rmse", "mae", "mape", "r2"] | None = Field(
+        None, description="Metric of an evaluate command (default rmse)."
+    )
     reason: str = Field("", max_length=500)
     requested_by: str = Field("system", max_length=120)
 

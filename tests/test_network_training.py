@@ -137,8 +137,7 @@ def test_the_existing_training_runner_runs_a_network_job(tmp_path: Path, monkeyp
     store = Store.from_url(f"sqlite:///{tmp_path / 'net.db'}")
     try:
         store.apply_observations(observations(minutes=120, cells=3, seed=4))
-        # what the integration needs: the domain hands out the trainer of the job's scope
-        monkeypatch.setattr(NetworkDomain, "trainer", lambda self: NetworkTrainer.for_scope("rsrp"))
+        # the domain hands out the trainer of the job's scope (default configs: none stored)
         runner = TrainingRunner(store, tmp_path / "models", min_periods=12)
         outcome = runner.run(store.create_job("network", "rsrp", "manual"))
         assert outcome.status == "completed", outcome.reason

@@ -45,8 +45,9 @@ class Domain(ABC):
         """The model scope a retrain request for ``scope`` trains (identity by default)."""
         return scope
 
-    def trainer(self) -> DomainTrainer | None:
-        """The batch trainer of this domain (None: no batch training)."""
+    def trainer(self, scope: str = "global", store: object | None = None) -> DomainTrainer | None:
+        """The batch trainer of ``scope`` (None: no batch training). ``store`` is the registry
+        the job runs against (a domain may read its model configs there)."""
         return None
 
     def parse(self, payload: bytes | str | dict) -> BaseEvent:

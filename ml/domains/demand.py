@@ -44,7 +44,7 @@ class DemandDomain(Domain):
         """One model serves every segment: segment scopes map to ``global``."""
         return "global"
 
-    def trainer(self) -> DomainTrainer:
+    def trainer(self, scope: str = "global", store: object | None = None) -> DomainTrainer:
         from ml.training.demand import DemandTrainer
 
         return DemandTrainer()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
+from ml.streaming import PartitionProcessor
+from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, NetworkMeasurementEvent
+
+if TYPE_CHECKING:
+    from ml.streaming import PartitionProcessor
+    from ml.training.base import DomainTrainer
 
 __all__ = ["NetworkDomain", "window_start"]
 
@@ -35,6 +41,25 @@ class NetworkDomain(Domain):
     def key(self, event: BaseEvent) -> str:
         assert isinstance(event, NetworkMeasurementEvent)
         return event.cell_id
+
+    def partition_processor(self, settings: object) -> PartitionProcessor:
+        """Online models of the default configs; the stream worker swaps in the stored
+        configs (``update_configs``) before the first batch and whenever they change."""
+        from ml.network.processor import NetworkProcessor
+
+        return NetworkProcessor.from_settings(settings)
+
+    def trainer(self, scope: str = "global", store: object | None = None) -> DomainTrainer:
+        """The trainer of a config id or an output field, from the stored configs."""
+        from ml.network.configs import DEFAULT_CONFIGS
+        from ml.network.training import NetworkTrainer
+
+        configs = list(DEFAULT_CONFIGS)
+        if store is not None:
+            from ml.registry.network import NetworkRegistry
+
+            configs = NetworkRegistry(store).live_configs() or configs  # type: ignore[arg-type]
+        return NetworkTrainer.for_scope(scope, configs, base_window_seconds=self.window_seconds)
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, NetworkMeasurementEvent)

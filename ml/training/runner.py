@@ -88,7 +88,7 @@ class TrainingRunner:
 
     def _train(self, job: TrainingJobRow) -> JobOutcome:
         domain = get_domain(job.domain)
-        trainer = domain.trainer()
+        trainer = domain.trainer(job.scope, self.store)
         if trainer is None:
             raise TrainingDataError(f"domain {job.domain!r} has no batch trainer")
         data = trainer.training_set(self.store, job.start_date, job.end_date, self.min_periods)
