@@ -90,9 +90,21 @@ class Settings(BaseSettings):
     network_window_seconds: int = Field(
         60, ge=1, description="Default window of per-cell network aggregates (seconds)."
     )
+    network_allowed_lateness_seconds: float = Field(
+        30.0, ge=0, description="A cell window closes this long after its end (event time)."
+    )
+    network_score_every_seconds: float = Field(
+        300.0, gt=0, description="Event time between running scores of one online model."
+    )
 
     # --- Trainer -------------------------------------------------------------------------------
     trainer_group_id: str = Field("millrace-trainer", description="Trainer consumer group.")
+    monitoring_degradation_factor: float = Field(
+        1.5, ge=1.0, description="Field degraded when score > baseline x factor (r2: / factor)."
+    )
+    monitoring_interval_seconds: float = Field(
+        300.0, gt=0, description="How often the trainer re-scores each field's best model."
+    )
 
     # --- API ---------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API bind address.")
