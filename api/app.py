@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import millrace
-from api import commands, health, models, monitoring, observations, predict
+from api import commands, health, models, monitoring, network, observations, predict
 from api.auth import Authenticator
 from api.live import LiveModel, LiveModels
 from api.monitoring import _StateCache
@@ -33,6 +33,7 @@ _TAGS = [
     {"name": "predictions", "description": "Demand forecasts (`ml:predict`)."},
     {"name": "monitoring", "description": "Drift, latency (`ml:models`), Prometheus metrics."},
     {"name": "training", "description": "Retrain requests and jobs (`ml:retrain`, `ml:models`)."},
+    {"name": "network", "description": "Network fields, model configs, inference, performance."},
     {"name": "observations", "description": "What the streams have stored."},
 ]
 
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
 
-    for module in (health, models, predict, monitoring, commands, observations):
+    for module in (health, models, predict, monitoring, commands, network, observations):
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     return app

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
 from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Detail, Metrics, live, metrics_of, store
+from api.network import ConfigOut, config_list
 from api.publisher import BrokerUnavailable
 from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
 from schemas.events import ModelCommand, ModelCommandType
@@ -71,6 +72,9 @@ class ModelPage(BaseModel):
     total: int = Field(examples=[3])
     limit: int = Field(examples=[50])
     offset: int = Field(examples=[0])
+    configs: list[ConfigOut] | None = Field(
+        None, description="Network model configs (domain network or all; details on request)"
+    )
 
 
 class ActivationOut(BaseModel):
@@ -186,6 +190,7 @@ def list_models(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    include_details: bool = False,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> ModelPage:
     s = store(request)
@@ -195,6 +200,7 @@ def list_models(
         total=s.count_versions(domain=domain, status=status_),
         limit=limit,
         offset=offset,
+        configs=config_list(request, include_details) if domain in (None, "network") else None,
     )
 
 

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     api_retrain_wait_seconds: float = Field(
         120.0, ge=0, description="How long POST /retrain waits for its job before answering 202."
     )
+    api_command_wait_seconds: float = Field(
+        30.0, gt=0, description="How long a command route waits for the trainer's result."
+    )
     api_model_refresh_seconds: float = Field(
         5.0, gt=0, description="Fallback check of the store for a new active version / new data."
     )

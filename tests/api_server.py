@@ -85,6 +85,10 @@ class ApiServer:
         kw.setdefault("headers", KEY_HEADERS)
         return httpx.post(self.url + path, timeout=60, **kw)
 
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        kw.setdefault("headers", KEY_HEADERS)
+        return httpx.request(method, self.url + path, timeout=60, **kw)
+
 
 def train_first_version(store: Store, model_dir: Path) -> str:
     """Seed 30 months of simulated demand and run one job (its version goes live)."""
