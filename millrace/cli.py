@@ -303,13 +303,20 @@ def replay(
     rate: Annotated[float | None, typer.Option(help="Events per second (default: max)")] = None,
     limit: Annotated[int | None, typer.Option(help="Publish at most this many")] = None,
     progress: bool = True,
+    by_time: Annotated[
+        bool,
+        typer.Option(
+            "--by-time/--file-order",
+            help="Irish 5G: publish rows in timestamp order (the file is ordered by trace)",
+        ),
+    ] = True,
 ) -> None:
     """Publish a real data set: dealership report CSV, Norway sales CSV or Irish 5G CSV(.gz)."""
     from millrace.importers.replay import open_source
 
     settings = _settings()
     try:
-        source = open_source(path)
+        source = open_source(path, by_time=by_time)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -97,7 +97,7 @@ class DevStack:
             )
             demand = ("simulated demand", source, None)
         if cells.is_file():
-            network = ("Irish 5G measurements", open_source(cells), 20_000)
+            network = ("Irish 5G measurements", open_source(cells, by_time=True), 20_000)
         else:
             start = now.replace(microsecond=0, hour=0, minute=0, second=0)
             network = ("simulated network", simulate_network(seed=42, start=start, seconds=3600,

@@ -325,3 +325,12 @@ def test_replay_rejections_limit_and_rate(tmp_path: Path) -> None:
 def test_id_factory_matches_deterministic_id() -> None:
     assert IdFactory("a", "b")(1, "x") == deterministic_id("a", "b", 1, "x")
     assert IdFactory()(7) == deterministic_id(7)
+
+
+def test_irish_by_time_orders_rows_and_keeps_their_ids(shared_data: Path) -> None:
+    path = shared_data / "cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
+    in_file = {r.event.event_id: r.event.occurred_at for r in Irish5GSource(path).records()}
+    ordered = list(Irish5GSource(path, by_time=True).records())
+    times = [r.event.occurred_at for r in ordered]
+    assert times == sorted(times)
+    assert {r.event.event_id: r.event.occurred_at for r in ordered} == in_file

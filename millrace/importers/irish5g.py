@@ -98,10 +98,31 @@ def count_rows(path: Path | str) -> int:
     return max(0, lines + (last != b"\n") - 1)
 
 
+def _by_time(rows: Iterator[tuple[int, list[str]]], ts_at: int) -> list[tuple[int, list[str]]]:
+    """Rows sorted by timestamp (stable; unparsable timestamps first, to be rejected)."""
+
+    def key(item: tuple[int, list[str]]) -> tuple[int, float, int]:
+        cells = item[1]
+        stamp = cells[ts_at].strip() if len(cells) > ts_at else ""
+        try:
+            return (1, _parse_timestamp(stamp).timestamp(), item[0])
+        except ValueError:
+            return (0, 0.0, item[0])
+
+    return sorted(rows, key=key)
+
+
 class Irish5GSource(FileSource):
     """Rows of one Irish 5G traces file as :class:`NetworkMeasurementEvent` records."""
 
     name = SOURCE_NAME
+
+    def __init__(self, path: Path | str, by_time: bool = False) -> None:
+        """``by_time``: yield rows ordered by their timestamp (the file is ordered by trace, so
+        in file order most rows would arrive after their cell's window closed). Event ids
+        stay those of the file's line numbers either way."""
+        super().__init__(path)
+        self.by_time = by_time
 
     def count_items(self) -> int:
         return count_rows(self.path)
@@ -118,12 +139,15 @@ class Irish5GSource(FileSource):
             numeric = [(f, pos[c]) for f, c in NUMERIC_COLUMNS.items() if c in pos]
             text = [(f, pos[c]) for f, c in TEXT_COLUMNS.items() if c in pos]
             ts_at, cell_at, width = pos["Timestamp"], pos["CellID"], len(header)
-            for cells in reader:
+            rows = ((reader.line_num, cells) for cells in reader)
+            if self.by_time:
+                rows = iter(_by_time(rows, ts_at))
+            for line, cells in rows:
                 if len(cells) < width:
                     if not any(cells):
                         continue
                     cells = cells + [""] * (width - len(cells))
-                yield self._convert(reader.line_num, cells, ts_at, cell_at, numeric, text, make_id)
+                yield self._convert(line, cells, ts_at, cell_at, numeric, text, make_id)
 
     @staticmethod
     def _convert(

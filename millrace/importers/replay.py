@@ -90,14 +90,16 @@ class ReplaySummary:
         return table
 
 
-def open_source(path: Path | str) -> Source:
-    """The importer for a file, chosen by its name and header; ``ValueError`` if unknown."""
+def open_source(path: Path | str, by_time: bool = False) -> Source:
+    """The importer for a file, chosen by its name and header; ``ValueError`` if unknown.
+
+    ``by_time`` orders the Irish 5G rows by timestamp (the other formats are already)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     head = read_head(path)
     if head and is_irish5g_header(head[0]):
-        return Irish5GSource(path)
+        return Irish5GSource(path, by_time=by_time)
     if head and is_norway_header(head[0]):
         return NorwaySource(path)
     if any(
