@@ -1,0 +1,70 @@
+"""Replay of the Irish 5G data (all 188,711 measurements, in timestamp order) through the real
+streams worker on the session broker: windows per cell, online forecasts of dl_bitrate and
+rsrp for the cells, running scores with their persistence baseline."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from millrace.importers.irish5g import Irish5GSource
+from millrace.kafka import EventProducer, encode_event, ensure_topics
+from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.processor import forecast_series_key, online_model_version
+from ml.registry.store import Store
+from tests.fixtures.broker import settings_from, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOTAL = 188_711
+
+
+def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path) -> None:
+    path = shared_data / "cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
+    records = list(Irish5GSource(path, by_time=True).records())
+    assert len(records) == TOTAL
+    env = make_env(STREAMS_BATCH_SIZE="2000")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    store = Store.from_url(env["DATABASE_URL"])
+    spawn(["streams"], env)
+
+    started = time.monotonic()
+    producer = EventProducer(settings)
+    for r in records:
+        producer.publish(settings.topic_network, r.key, encode_event(r.event))
+    assert producer.flush(60) == 0 and producer.failed == 0
+    wait_until(lambda: store.count_events("network") >= TOTAL, 400, interval=2)
+    elapsed = time.monotonic() - started
+    print(f"\n{TOTAL} network events through the worker in {elapsed:.1f} s")
+    assert store.count_events("network") == TOTAL
+
+    # windows per cell: every measurement counted once, in its cell's windows
+    per_cell = Counter()
+    for row in store.observations("network"):
+        per_cell[row.series_key] += row.n_events
+    expected = Counter(r.key for r in records)
+    assert per_cell == expected and len(per_cell) == 190
+
+    # online forecasts of both fields for the busy cells, and running scores
+    busy = [cell for cell, n in expected.most_common(10)]
+    for config in DEFAULT_CONFIGS:
+        if not config.online:
+            continue
+        field = config.output_fields[0]
+        version = online_model_version(config.id)
+        with_forecasts = [
+            c for c in busy if store.forecasts("network", forecast_series_key(c, field), version)
+        ]
+        assert len(with_forecasts) >= 8, (config.id, with_forecasts)
+
+        def scored(field: str = field, model: str = config.id) -> list:
+            return store.score_history("network", field, model)
+
+        scores = wait_until(scored, 30)
+        assert {s.trigger for s in scores} == {"online"}
+        assert all(s.baseline is not None for s in scores)
+        assert {s.metric for s in scores} >= {"mae", "rmse"}
