@@ -24,7 +24,8 @@ class FieldStats:
 
     @classmethod
     def of(cls, value: float) -> FieldStats:
-        return cls(1, float(value), float(value) ** 2, float(value), float(value))
+        value = float(value)
+        return cls(1, value, value**2, value, value)
 
     def add(self, value: float) -> None:
         self.merge(FieldStats.of(value))
@@ -35,8 +36,10 @@ class FieldStats:
         self.count += other.count
         self.total += other.total
         self.sumsq += other.sumsq
-        self.min = other.min if self.min is None else min(self.min, other.min)  # type: ignore[type-var]
-        self.max = other.max if self.max is None else max(self.max, other.max)  # type: ignore[type-var]
+        if self.min is None or (other.min is not None and other.min < self.min):
+            self.min = other.min
+        if self.max is None or (other.max is not None and other.max > self.max):
+            self.max = other.max
 
     @property
     def mean(self) -> float | None:
@@ -74,5 +77,8 @@ def merge_fields(
 ) -> dict[str, FieldStats]:
     """Merge ``other`` into ``into`` field by field and return ``into``."""
     for name, stats in other.items():
-        into.setdefault(name, FieldStats()).merge(stats)
+        mine = into.get(name)
+        if mine is None:
+            mine = into[name] = FieldStats()
+        mine.merge(stats)
     return into

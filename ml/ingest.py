@@ -11,18 +11,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import orjson
 from pydantic import ValidationError
 
 from ml.domains.base import Domain
-from ml.observations import ObservationDelta
+from ml.observations import ObservationDelta, ObservationKey, accumulate
 from schemas.events import BaseEvent, DeadLetterRecord, deterministic_id
 
-__all__ = ["Message", "Rejection", "IngestBatch", "validate_message", "fold_batch"]
+__all__ = ["Message", "MessageLike", "Rejection", "IngestBatch", "validate_message", "fold_batch"]
 
 #: (topic, partition)
 TopicPartition = tuple[str, int]
+
+
+class MessageLike(Protocol):
+    """What folding reads of a consumed message (``Message``, or Faust's own message)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,7 @@ def validate_message(
 class IngestBatch:
     """What a batch of messages amounts to."""
 
+    #: what the accepted events add to the observations, one delta per observation key
     deltas: list[ObservationDelta] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, DeadLetterRecord]] = field(default_factory=list)
     #: (topic, partition) -> highest offset covered by this batch
@@ -101,7 +118,9 @@ class IngestBatch:
     skipped: int = 0
 
 
-def _dead_letter(msg: Message, why: Rejection, consumer: str, max_bytes: int) -> DeadLetterRecord:
+def _dead_letter(
+    msg: MessageLike, why: Rejection, consumer: str, max_bytes: int
+) -> DeadLetterRecord:
     return DeadLetterRecord(
         event_id=deterministic_id("dead-letter", msg.topic, msg.partition, msg.offset),
         source_topic=msg.topic,
@@ -117,7 +136,7 @@ def _dead_letter(msg: Message, why: Rejection, consumer: str, max_bytes: int) ->
 
 def fold_batch(
     domain: Domain,
-    messages: Iterable[Message],
+    messages: Iterable[MessageLike],
     checkpoints: Mapping[TopicPartition, int],
     *,
     consumer: str,
@@ -129,24 +148,30 @@ def fold_batch(
     """Validate every message not yet covered by ``checkpoints`` and fold it into a batch.
 
     ``known_ids`` answers which event ids were processed before (the store); those, and
-    repeats inside the batch, are refused as ``duplicate``.
+    repeats inside the batch, are refused as ``duplicate``. The batch's deltas come out
+    combined: one per observation key.
     """
     batch = IngestBatch()
     now = now or datetime.now(UTC)
-    fresh: list[tuple[Message, BaseEvent | Rejection]] = []
+    offsets = batch.offsets
+    fresh: list[tuple[MessageLike, TopicPartition, BaseEvent | Rejection]] = []
     for msg in messages:
         tp = (msg.topic, msg.partition)
-        if msg.offset <= checkpoints.get(tp, -1):
+        offset = msg.offset
+        if offset <= checkpoints.get(tp, -1):
             batch.skipped += 1
             continue
-        batch.offsets[tp] = max(batch.offsets.get(tp, -1), msg.offset)
+        if offset > offsets.get(tp, -1):
+            offsets[tp] = offset
         result = validate_message(
             domain, msg.value, max_bytes=max_bytes, max_future=max_future, now=now
         )
-        fresh.append((msg, result))
-    candidates = [r.event_id for _, r in fresh if not isinstance(r, Rejection)]
+        fresh.append((msg, tp, result))
+    candidates = [r.event_id for _, _, r in fresh if not isinstance(r, Rejection)]
     seen = known_ids(candidates) if candidates else set()
-    for msg, result in fresh:
+    combined: dict[ObservationKey, ObservationDelta] = {}
+    event_ids, events = batch.event_ids, batch.events
+    for msg, tp, result in fresh:
         if not isinstance(result, Rejection):
             if result.event_id in seen:
                 result = Rejection("duplicate", f"event_id {result.event_id} already processed")
@@ -155,8 +180,13 @@ def fold_batch(
         if isinstance(result, Rejection):
             batch.dead_letters.append((msg.key, _dead_letter(msg, result, consumer, max_bytes)))
             continue
-        batch.deltas.extend(domain.observe(result))
-        batch.event_ids.append(result.event_id)
-        batch.events.setdefault((msg.topic, msg.partition), []).append(result)
-        batch.accepted += 1
+        for delta in domain.observe(result):
+            accumulate(combined, delta)
+        event_ids.append(result.event_id)
+        accepted = events.get(tp)
+        if accepted is None:
+            accepted = events[tp] = []
+        accepted.append(result)
+    batch.accepted = len(event_ids)
+    batch.deltas = list(combined.values())
     return batch

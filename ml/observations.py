@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ml.aggregates import FieldStats, merge_fields
 
-__all__ = ["ObservationDelta", "ObservationKey", "combine"]
+__all__ = ["ObservationDelta", "ObservationKey", "accumulate", "combine"]
 
 #: (domain, series_key, period_start)
 ObservationKey = tuple[str, str, datetime]
@@ -29,26 +29,23 @@ class ObservationDelta:
         return (self.domain, self.series_key, self.period_start)
 
 
+def accumulate(into: dict[ObservationKey, ObservationDelta], delta: ObservationDelta) -> None:
+    """Add ``delta`` to its key's accumulator in ``into`` (created on first use).
+
+    ``delta`` is only read, never kept: the accumulators are new objects owned by ``into``."""
+    key = (delta.domain, delta.series_key, delta.period_start)
+    acc = into.get(key)
+    if acc is None:
+        acc = into[key] = ObservationDelta(
+            delta.domain, delta.series_key, delta.period_start, 0, {}
+        )
+    acc.n_events += delta.n_events
+    merge_fields(acc.fields, delta.fields)
+
+
 def combine(deltas: Iterable[ObservationDelta]) -> dict[ObservationKey, ObservationDelta]:
     """Fold many deltas into one per observation key (order does not matter)."""
     out: dict[ObservationKey, ObservationDelta] = {}
     for delta in deltas:
-        acc = out.get(delta.key)
-        if acc is None:
-            out[delta.key] = ObservationDelta(
-                delta.domain, delta.series_key, delta.period_start, 0, {}
-            )
-            acc = out[delta.key]
-        acc.n_events += delta.n_events
-        merge_fields(acc.fields, {k: FieldStats(**_copy(v)) for k, v in delta.fields.items()})
+        accumulate(out, delta)
     return out
-
-
-def _copy(stats: FieldStats) -> dict:
-    return {
-        "count": stats.count,
-        "total": stats.total,
-        "sumsq": stats.sumsq,
-        "min": stats.min,
-        "max": stats.max,
-    }

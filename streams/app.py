@@ -10,6 +10,7 @@ Kafka's: more partitions, more workers in the same consumer group (``STREAMS_APP
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from millrace.kafka import encode_event
 from millrace.settings import Settings
 from ml.domains import Domain, all_domains
 from ml.domains.network import NetworkDomain
-from ml.ingest import IngestBatch, Message, fold_batch
+from ml.ingest import IngestBatch, MessageLike, fold_batch
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from schemas.events import DriftEvent
@@ -57,8 +58,13 @@ def drift_row(event: DriftEvent) -> dict[str, Any]:
     )
 
 
-def create_app(settings: Settings, store: Store | None = None) -> faust.App:
-    """Build the Faust app with one ingest agent per domain."""
+def create_app(
+    settings: Settings, store: Store | None = None, *, freeze_gc: bool = False
+) -> faust.App:
+    """Build the Faust app with one ingest agent per domain.
+
+    ``freeze_gc`` (the worker process): after the first assignment, see
+    :func:`freeze_startup_objects`."""
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     app = faust.App(
         settings.streams_app_id,
@@ -97,6 +103,8 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
             checkpoints[tp] = offset
             if state is not None:
                 processors[tp] = PartitionProcessor.loads(state)
+        if freeze_gc:
+            freeze_startup_objects()
 
     app.on_partitions_assigned.connect(reload_checkpoints)
 
@@ -104,21 +112,39 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         """Run the domain's partition processors; return their output and pickled states.
 
         A processor whose model version is not the live one first switches to it (new drift
-        references and baselines): the store is the source of truth, checked every batch."""
+        references and baselines): the store is the source of truth, checked once per batch."""
         output, states = ProcessorOutput(), {}
-        live = None
+        checked, live = False, None
         for tp, events in batch.events.items():
             processor = processors.get(tp) or domain.partition_processor(settings)
             if processor is None:
                 continue
             processors[tp] = processor
-            if live is None:
+            if not checked:
                 live = store.live_activation(domain.name, domain.model_scope("global"))
+                checked = True
             if live and processor.model_version != live.version:
                 processor.use_model(live.version, live.activated_at)
             output.extend(processor.process(events))
             states[(consumer, *tp)] = processor.dumps()
         return output, states
+
+    def fold_and_process(
+        domain: Domain, messages: list[MessageLike]
+    ) -> tuple[IngestBatch, ProcessorOutput, dict]:
+        """Validate and fold a batch, then run the processors."""
+        batch = fold_batch(
+            domain,
+            messages,
+            checkpoints,
+            consumer=consumer,
+            max_bytes=settings.max_event_bytes,
+            max_future=timedelta(seconds=settings.max_future_seconds),
+            known_ids=lambda ids: store.known_event_ids(domain.name, ids),
+        )
+        if not batch.offsets:
+            return batch, ProcessorOutput(), {}
+        return batch, *process(domain, batch)
 
     async def publish(output: ProcessorOutput) -> None:
         for event in output.drift_events:
@@ -152,41 +178,49 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
             async for events in stream.take_events(
                 settings.streams_batch_size, within=settings.streams_batch_timeout_seconds
             ):
-                messages = [
-                    Message(m.topic, m.partition, m.offset, m.key, m.value)
-                    for m in (e.message for e in events)
-                ]
-                batch = await asyncio.to_thread(
-                    fold_batch,
-                    domain,
-                    messages,
-                    checkpoints,
-                    consumer=consumer,
-                    max_bytes=settings.max_event_bytes,
-                    max_future=timedelta(seconds=settings.max_future_seconds),
-                    known_ids=lambda ids: store.known_event_ids(domain.name, ids),
-                )
+                # Faust's messages carry topic/partition/offset/key/value: no copies needed.
+                # The batch work runs on the event loop, not in a thread: it is CPU-bound
+                # Python, so a thread only adds GIL hand-offs with Faust's own loop (measured:
+                # ~3x the wall time per batch); the loop is held for one bounded batch.
+                messages = [event.message for event in events]
+                batch, output, states = fold_and_process(domain, messages)
                 if not batch.offsets:
                     continue
-                output, states = await asyncio.to_thread(process, domain, batch)
                 # side effects first (deterministic ids make a replay harmless), then the store
                 for key, record in batch.dead_letters:
                     await dead_letter.send(key=key, value=encode_event(record))
                 await publish(output)
                 if batch.dead_letters or output.drift_events or output.retrain_requests:
                     await app.producer.flush()
-                await asyncio.to_thread(commit, domain, batch, output, states)
+                commit(domain, batch, output, states)
                 checkpoints.update(batch.offsets)
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)
 
     for domain in _domains(settings):
+        domain.partition_processor(settings)  # import the processors' modules now, not mid-batch
         make_agent(domain)
     return app
 
 
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after the first assignment (modules, Faust, aiokafka, SQLAlchemy,
+    River) out of the garbage collector's reach, once per process.
+
+    Those objects live as long as the worker; without this every full collection walks them
+    all again (measured: ~10 us per event of gen-2 collections at 500-event batches)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGINT / SIGTERM."""
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -78,14 +78,22 @@ class MonthlyBook:
 
     def add(self, event: SaleContractEvent) -> bool:
         """Count an event; return False if its month is already closed (a late event)."""
-        month = month_start(event.occurred_at)
-        if self.watermark is None or event.occurred_at > self.watermark:
-            self.watermark = event.occurred_at
+        occurred = event.occurred_at
+        month = month_start(occurred)
+        if self.watermark is None or occurred > self.watermark:
+            self.watermark = occurred
         if self.closed_through is not None and month <= self.closed_through:
             self.late_events += 1
             return False
-        self.segments.add(event.segment)
-        self.open.setdefault(month, {}).setdefault(event.segment, MonthCounts()).add(event)
+        segment = event.segment
+        books = self.open.get(month)
+        if books is None:
+            books = self.open[month] = {}
+        counts = books.get(segment)
+        if counts is None:
+            counts = books[segment] = MonthCounts()
+            self.segments.add(segment)
+        counts.add(event)
         return True
 
     def close_ready(self) -> list[ClosedMonth]:

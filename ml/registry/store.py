@@ -225,11 +225,13 @@ class Store:
     ) -> None:
         now = utcnow()
         with self._session.begin() as session:
-            for key in sorted(set(checkpoints) | set(states)):
-                self._put_checkpoint(session, key, checkpoints.get(key), states, now)
-            if event_ids:
-                session.execute(insert(ProcessedEvent), event_ids)
+            keys = sorted(set(checkpoints) | set(states))
+            stored = self._stored_checkpoints(session, keys)
+            for key in keys:
+                self._put_checkpoint(session, key, checkpoints.get(key), states, now, stored)
             session.flush()
+            if event_ids:  # Core executemany: no ORM bookkeeping per id
+                session.execute(insert(ProcessedEvent.__table__), event_ids)
             existing = self._existing_observations(session, [key for key, _ in combined])
             for (domain, series, start), delta in combined:
                 row = existing.get((domain, series, start))
@@ -271,6 +273,20 @@ class Store:
         rows = session.scalars(query)
         return {key: r for r in rows if (key := (r.domain, r.series_key, r.period_start)) in wanted}
 
+    @staticmethod
+    def _stored_checkpoints(
+        session: Session, keys: list[CheckpointKey]
+    ) -> dict[CheckpointKey, StreamCheckpoint]:
+        """The stored checkpoint rows among ``keys``, read in one query."""
+        if not keys:
+            return {}
+        query = select(StreamCheckpoint).where(
+            StreamCheckpoint.consumer.in_({k[0] for k in keys}),
+            StreamCheckpoint.topic.in_({k[1] for k in keys}),
+            StreamCheckpoint.partition.in_({k[2] for k in keys}),
+        )
+        return {(r.consumer, r.topic, r.partition): r for r in session.scalars(query)}
+
     def _put_checkpoint(
         self,
         session: Session,
@@ -278,9 +294,10 @@ class Store:
         offset: int | None,
         states: Mapping[CheckpointKey, bytes | None],
         now: datetime,
+        stored: Mapping[CheckpointKey, StreamCheckpoint],
     ) -> None:
         consumer, topic, partition = key
-        row = session.get(StreamCheckpoint, (consumer, topic, partition))
+        row = stored.get(key)
         if row is None:
             if offset is None:
                 raise ValueError(f"a new checkpoint needs an offset: {key}")
