@@ -56,6 +56,10 @@ class PartitionProcessor(ABC):
         """A new version went live at ``at``: start new reference windows and baselines."""
         self.model_version = version
 
+    def update_configs(self, configs: Sequence[Any]) -> None:
+        """The domain's stored model configs changed (domains without configs ignore it)."""
+        return None
+
     def drift_statistics(self) -> dict[str, Any]:
         """Current drift statistics by scope (read by the API from the checkpoints)."""
         return {}

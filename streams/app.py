@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,9 @@ from schemas.events import DriftEvent
 __all__ = ["create_app", "run_worker", "drift_row"]
 
 log = logging.getLogger("millrace.streams")
+
+#: How often a worker re-reads a domain's stored model configs (seconds).
+CONFIG_CHECK_SECONDS = 5.0
 
 
 def _domains(settings: Settings) -> list[Domain]:
@@ -99,6 +103,7 @@ def create_app(
         stored = await asyncio.to_thread(store.checkpoints, consumer)
         checkpoints.clear()
         processors.clear()
+        applied.clear()
         for tp, (offset, state) in stored.items():
             checkpoints[tp] = offset
             if state is not None:
@@ -107,6 +112,18 @@ def create_app(
             freeze_startup_objects()
 
     app.on_partitions_assigned.connect(reload_checkpoints)
+
+    #: per domain: (monotonic time of the last read, the stored model configs)
+    configs_seen: dict[str, tuple[float, list | None]] = {}
+    applied: dict[tuple[str, int], list | None] = {}
+
+    def stored_configs(domain: Domain) -> list | None:
+        """The domain's model configs, read from the store at most every few seconds."""
+        at, configs = configs_seen.get(domain.name, (-1e9, None))
+        if time.monotonic() - at >= CONFIG_CHECK_SECONDS:
+            configs = domain.model_configs(store)
+            configs_seen[domain.name] = (time.monotonic(), configs)
+        return configs
 
     def process(domain: Domain, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:
         """Run the domain's partition processors; return their output and pickled states.
@@ -125,6 +142,10 @@ def create_app(
                 checked = True
             if live and processor.model_version != live.version:
                 processor.use_model(live.version, live.activated_at)
+            configs = stored_configs(domain)
+            if configs is not None and applied.get(tp) != configs:
+                processor.update_configs(configs)
+                applied[tp] = configs
             output.extend(processor.process(events))
             states[(consumer, *tp)] = processor.dumps()
         return output, states

@@ -1,6 +1,7 @@
 """Replay of the Irish 5G data (all 188,711 measurements, in timestamp order) through the real
 streams worker on the session broker: windows per cell, online forecasts of dl_bitrate and
-rsrp for the cells, running scores with their persistence baseline."""
+rsrp for the cells by every stored online config (a deleted one forecasts nothing, an added
+one does), running scores with their persistence baseline."""
 
 from __future__ import annotations
 
@@ -12,14 +13,23 @@ import pytest
 
 from millrace.importers.irish5g import Irish5GSource
 from millrace.kafka import EventProducer, encode_event, ensure_topics
-from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.configs import DEFAULT_CONFIGS, parse_config
 from ml.network.processor import forecast_series_key, online_model_version
+from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store
 from tests.fixtures.broker import settings_from, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 188_711
+TREE = {
+    "id": "rsrp-tree-2m",
+    "architecture": "river_tree",
+    "input_fields": ["rsrp", "rsrq", "snr"],
+    "output_fields": ["rsrp"],
+    "window_duration_seconds": 120,
+    "lookback_steps": 3,
+}
 
 
 def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path) -> None:
@@ -30,6 +40,11 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path) -> 
     settings = settings_from(env)
     ensure_topics(settings)
     store = Store.from_url(env["DATABASE_URL"])
+    # the worker follows the stored configs: one deleted, one added (2-minute windows, tree)
+    registry = NetworkRegistry(store)
+    registry.seed_configs(list(DEFAULT_CONFIGS))
+    assert registry.delete_config("dl_bitrate-river_forest")
+    assert registry.put_config(parse_config(TREE))
     spawn(["streams"], env)
 
     started = time.monotonic()
@@ -51,7 +66,10 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path) -> 
 
     # online forecasts of both fields for the busy cells, and running scores
     busy = [cell for cell, n in expected.most_common(10)]
-    for config in DEFAULT_CONFIGS:
+    deleted = online_model_version("dl_bitrate-river_forest")
+    assert not any(store.forecasts("network", forecast_series_key(c, "dl_bitrate"), deleted)
+                   for c in busy)  # fmt: skip
+    for config in registry.live_configs():
         if not config.online:
             continue
         field = config.output_fields[0]

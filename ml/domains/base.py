@@ -50,6 +50,10 @@ class Domain(ABC):
         the job runs against (a domain may read its model configs there)."""
         return None
 
+    def model_configs(self, store: object) -> list | None:
+        """The domain's stored model configs for the stream (None: it has none to follow)."""
+        return None
+
     def parse(self, payload: bytes | str | dict) -> BaseEvent:
         """Validate a payload into the domain's event (raises pydantic ``ValidationError``)."""
         if isinstance(payload, dict):

@@ -61,6 +61,15 @@ class NetworkDomain(Domain):
             configs = NetworkRegistry(store).live_configs() or configs  # type: ignore[arg-type]
         return NetworkTrainer.for_scope(scope, configs, base_window_seconds=self.window_seconds)
 
+    def model_configs(self, store: object) -> list | None:
+        """The live stored configs; None before any was stored (the defaults stay)."""
+        from ml.registry.network import NetworkRegistry
+
+        registry = NetworkRegistry(store)  # type: ignore[arg-type]
+        if not registry.configs(include_deleted=True):
+            return None
+        return registry.live_configs()
+
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, NetworkMeasurementEvent)
         fields = {name: FieldStats.of(v) for name, v in event.measurements().items()}
