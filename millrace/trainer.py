@@ -10,21 +10,36 @@
 - An ``activate`` / ``rollback`` command records an activation (idempotent by command id).
 - Every new active version is announced on the model-updated topic.
 - Invalid messages go to the dead-letter topic with their reason.
+- Network domain: the shipped model configs are seeded at the first start; ``create_config``,
+  ``delete_config``, ``evaluate``, ``set_best`` and ``monitor`` commands are applied and their
+  results stored by command id (:class:`millrace.fields.NetworkCommands`).
+- The per-field monitor (:class:`ml.network.monitoring.FieldMonitor`) runs in the poll loop of
+  the trainer that owns partition 0 of the model-commands topic (one per consumer group): on
+  taking that partition it clears stale training locks and resumes interrupted fields; then it
+  checks fields when due, follows the stream's online score of each best model, and re-elects
+  when a field's retraining jobs have all ended (:class:`millrace.fields.FieldLoop`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from datetime import UTC, datetime
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
+from millrace.fields import FieldLoop, NetworkCommands, RequestJobGateway, StoreScorer
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from millrace.settings import Settings
 from ml.domains import get_domain
+from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.monitoring import FieldMonitor
+from ml.network.performance import PerformanceTracker
 from ml.registry.entities import TrainingJobRow
+from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.runner import JobOutcome, TrainingRunner
 from schemas.events import (
@@ -66,17 +81,35 @@ class TrainerService:
                 "max.poll.interval.ms": max(session_ms, 60_000),
             }
         )
+        self.registry = NetworkRegistry(self.store)
+        tracker = PerformanceTracker(SqlFieldStateRepository(self.store), StoreScorer(self.store))
+        owner = f"trainer:{socket.gethostname()}:{os.getpid()}"
+        jobs = RequestJobGateway(self.store, self.producer, settings)
+        self.monitor = FieldMonitor.from_settings(settings, tracker, jobs, owner)
+        self.network = NetworkCommands(self.registry, self.monitor)
+        self.fields = FieldLoop(self.monitor, self.registry, self.store)
+        #: whether this trainer owns partition 0 of the commands topic (runs the field monitor)
+        self.leader = False
+        self._lead_started = False
 
     # --- lifecycle -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         ensure_topics(self.settings)
+        try:
+            seeded = self.registry.seed_configs(list(DEFAULT_CONFIGS))
+        except Exception:  # noqa: BLE001 - another trainer seeding at the same moment
+            log.exception("seeding the default network model configs failed")
+            seeded = 0
+        if seeded:
+            log.info("seeded %d default network model configs", seeded)
         self.recover(stop)
         topics = [self.settings.topic_retrain_requests, self.settings.topic_model_commands]
-        self.consumer.subscribe(topics)
+        self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked)
         log.info("trainer consuming %s", ", ".join(topics))
         try:
             while not stop.is_set():
                 msg = self.consumer.poll(0.5)
+                self._monitor_step()
                 if msg is None:
                     continue
                 if msg.error():
@@ -90,6 +123,35 @@ class TrainerService:
         finally:
             self.consumer.close()
             self.producer.flush(10)
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        lead = any(
+            tp.topic == self.settings.topic_model_commands and tp.partition == 0
+            for tp in partitions
+        )
+        if lead != self.leader:
+            log.info("field monitor %s", "taken over" if lead else "left to another trainer")
+        self.leader = lead
+        self._lead_started = self._lead_started and lead
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if any(
+            tp.topic == self.settings.topic_model_commands and tp.partition == 0
+            for tp in partitions
+        ):
+            self.leader = self._lead_started = False
+
+    def _monitor_step(self) -> None:
+        """The field monitor's turn (leader only): start once per leadership, then tick."""
+        if not self.leader:
+            return
+        if not self._lead_started:
+            self._lead_started = True
+            try:
+                self.fields.start()
+            except Exception:  # noqa: BLE001 - retried at the next leadership
+                log.exception("field monitor start failed")
+        self.fields.tick()
 
     def recover(self, stop: threading.Event) -> None:
         """Run again the jobs a crashed trainer left queued or running."""
@@ -143,7 +205,11 @@ class TrainerService:
         )
 
     def command(self, cmd: ModelCommand) -> None:
-        """Apply an activate / rollback command (idempotent by its event id)."""
+        """Apply a command (idempotent by its event id): activate / rollback here, the
+        network commands through :class:`~millrace.fields.NetworkCommands`."""
+        if self.network.handles(cmd):
+            self.network.apply(cmd)
+            return
         if cmd.command not in (ModelCommandType.ACTIVATE, ModelCommandType.ROLLBACK):
             raise ValueError(f"command {cmd.command} is not handled by the trainer")
         history = self.store.activations(cmd.domain, cmd.scope)
@@ -190,6 +256,12 @@ class TrainerService:
         if result:  # otherwise the store failed mid-job: the job is recovered at the next start
             self._finish(result[0], job)
 
+    def _job_ended(self, job: TrainingJobRow) -> None:
+        """Tell the field monitor a network job ended (its fields may move on)."""
+        if job.domain == "network" and self.leader:
+            row = self.store.get_job(job.id)
+            self.fields.job_finished(list(row.request_ids if row else job.request_ids))
+
     def _finish(self, outcome: JobOutcome, job: TrainingJobRow) -> None:
         log.info("job %s %s %s %s", job.id, outcome.status, outcome.version or "", outcome.reason)
         if outcome.promoted and outcome.version:
@@ -203,6 +275,7 @@ class TrainerService:
                 outcome.metrics,
                 f"{job.trigger}: {outcome.reason}",
             )
+        self._job_ended(job)
 
     def _announce(
         self,

@@ -1,0 +1,380 @@
+"""The network field monitor inside a process: store-backed adapters and the trainer's loop.
+
+* :class:`StoreScorer` scores a field's models from the store: an online config by its latest
+  running score from the stream (``score_history``, trigger ``online``), a batch config by
+  re-scoring its live version (scope = config id) on the current test window.
+* :class:`RequestJobGateway` retrains a model by publishing a retrain request (domain
+  ``network``, scope = config id) on the retrain topic; the trainer's intake makes it a job (or
+  coalesces it into the scope's job), so a job's status is read with ``store.job_for_request``.
+* :class:`NetworkCommands` applies the network commands of ``ml.model-commands``
+  (``create_config``, ``delete_config``, ``evaluate``, ``set_best``, ``monitor``) and records
+  each result by command id, so the API can answer with it and a replay does nothing.
+* :class:`FieldLoop` is what the trainer does between two polls: interval checks of every field
+  that has configs, the stream's online score of each best model, the jobs of retraining fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from millrace.kafka import EventProducer
+from millrace.settings import Settings
+from ml.domains import get_domain
+from ml.metrics import score as batch_score
+from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
+from ml.network.monitoring import FieldMonitor, JobGateway
+from ml.network.performance import (
+    EvaluationError,
+    ModelScorer,
+    NoBestModel,
+    NotElected,
+    PerformanceTracker,
+    UnknownField,
+    UnknownModel,
+)
+from ml.network.state import DOMAIN, MonitoringState
+from ml.network.training import NetworkTrainer
+from ml.registry.models import ScoreHistory
+from ml.registry.network import NetworkRegistry
+from ml.registry.store import Store
+from ml.training.versioning import load_model
+from schemas.events import ModelCommand, ModelCommandType, RetrainReason, RetrainRequest
+from schemas.events import deterministic_id as _deterministic_id
+
+__all__ = [
+    "NETWORK_COMMANDS",
+    "CommandRejected",
+    "FieldLoop",
+    "NetworkCommands",
+    "OnlineScore",
+    "RequestJobGateway",
+    "StoreScorer",
+    "latest_online_score",
+    "monitored_fields",
+]
+
+log = logging.getLogger("millrace.fields")
+
+#: Commands of ``ml.model-commands`` applied by :class:`NetworkCommands`.
+NETWORK_COMMANDS = frozenset(
+    {
+        ModelCommandType.CREATE_CONFIG,
+        ModelCommandType.DELETE_CONFIG,
+        ModelCommandType.EVALUATE,
+        ModelCommandType.SET_BEST,
+        ModelCommandType.MONITOR,
+    }
+)
+
+
+# --- store reads ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OnlineScore:
+    """One running score the stream recorded (``id`` orders rows written at the same time)."""
+
+    id: int
+    score: float
+    recorded_at: datetime
+
+
+def latest_online_score(store: Store, field: str, model_id: str, metric: str) -> OnlineScore | None:
+    """The stream's most recent running score of ``model_id`` for ``field`` on ``metric``."""
+    query = (
+        select(ScoreHistory.id, ScoreHistory.score, ScoreHistory.recorded_at)
+        .where(
+            ScoreHistory.domain == DOMAIN,
+            ScoreHistory.scope == field,
+            ScoreHistory.model_id == model_id,
+            ScoreHistory.metric == metric,
+            ScoreHistory.trigger == "online",
+        )
+        .order_by(ScoreHistory.recorded_at.desc(), ScoreHistory.id.desc())
+        .limit(1)
+    )
+    with sessionmaker(store.engine)() as session:
+        row = session.execute(query).first()
+    return OnlineScore(int(row[0]), float(row[1]), row[2]) if row else None
+
+
+def monitored_fields(configs: list[ModelConfig]) -> list[str]:
+    """The output fields of ``configs`` (every field that has models), sorted."""
+    return sorted({name for config in configs for name in config.output_fields})
+
+
+# --- scorer --------------------------------------------------------------------------------------
+class StoreScorer(ModelScorer):
+    """The models of a field are the live configs forecasting it; scores come from the store."""
+
+    def __init__(self, store: Store, registry: NetworkRegistry | None = None) -> None:
+        self.store = store
+        self.registry = registry or NetworkRegistry(store)
+        self.base_window_seconds = int(getattr(get_domain(DOMAIN), "window_seconds", 60))
+
+    def models(self, field: str) -> list[str]:
+        return [c.id for c in configs_for_field(self.registry.live_configs(), field)]
+
+    def config(self, field: str, model_id: str) -> ModelConfig:
+        row = self.registry.get_config(model_id)
+        if row is None or row.deleted_at is not None or field not in row.config.output_fields:
+            raise UnknownModel(f"model {model_id!r} is not a model of the field {field!r}")
+        return row.config
+
+    def score(self, field: str, model_id: str, metric: str) -> float:
+        config = self.config(field, model_id)
+        if config.online:
+            latest = latest_online_score(self.store, field, model_id, metric)
+            if latest is None:
+                raise LookupError(f"no online score yet for {model_id} ({field}, {metric})")
+            return latest.score
+        return self._batch_score(config, field, metric)
+
+    def _batch_score(self, config: ModelConfig, field: str, metric: str) -> float:
+        """The live version of the config re-scored on the current test window."""
+        version = self.store.active_version(DOMAIN, config.id)
+        if version is None:
+            raise LookupError(f"no live version of {config.id} yet (retrain it first)")
+        model = load_model(self.store, DOMAIN, config.id, version)
+        trained_for = getattr(model, "field", field)
+        if trained_for != field:
+            raise LookupError(f"the live version {version} of {config.id} forecasts {trained_for}")
+        trainer = NetworkTrainer(config, field, base_window_seconds=self.base_window_seconds)
+        data = trainer.training_set(self.store, None, None, 0)
+        value = batch_score(data.y_test, model.predict(data.test), scale=data.scale).get(metric)
+        if value is None:
+            raise ValueError(f"{metric} is undefined on the test window of {config.id}")
+        return float(value)
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+class RequestJobGateway(JobGateway):
+    """Retraining through retrain requests on the retrain topic; job ids are request ids."""
+
+    def __init__(
+        self,
+        store: Store,
+        producer: EventProducer,
+        settings: Settings,
+        *,
+        lost_after_seconds: float = 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.producer = producer
+        self.topic = settings.topic_retrain_requests
+        self.lost_after = lost_after_seconds
+        self.monotonic = monotonic
+        self._waiting: dict[str, float] = {}
+
+    def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
+        request = RetrainRequest(
+            event_id=_deterministic_id("field-retrain", field, model_id, at.isoformat()),
+            occurred_at=at,
+            domain=DOMAIN,
+            scope=model_id,
+            reason=RetrainReason.DEGRADATION,
+            requested_by=f"monitor:{field}",
+            evidence={"field": field, "model_id": model_id, "reason": reason},
+        )
+        failed = self.producer.failed
+        self.producer.publish(self.topic, f"{DOMAIN}/{model_id}", request)
+        if self.producer.flush(10) or self.producer.failed != failed:
+            raise RuntimeError(f"retrain request for {model_id} not delivered")
+        self._waiting[request.event_id] = self.monotonic()
+        return request.event_id
+
+    def status(self, job_id: str) -> str:
+        job = self.store.job_for_request(job_id)
+        if job is not None:
+            self._waiting.pop(job_id, None)
+            return job.status
+        since = self._waiting.setdefault(job_id, self.monotonic())
+        return "unknown" if self.monotonic() - since > self.lost_after else "queued"
+
+
+# --- commands ------------------------------------------------------------------------------------
+class CommandRejected(ValueError):
+    """The command itself is invalid (dead-lettered with this reason once its error is stored)."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class NetworkCommands:
+    """Applies the network commands; every outcome is stored by command id."""
+
+    def __init__(self, registry: NetworkRegistry, monitor: FieldMonitor) -> None:
+        self.registry = registry
+        self.monitor = monitor
+        self.tracker: PerformanceTracker = monitor.tracker
+
+    @staticmethod
+    def handles(cmd: ModelCommand) -> bool:
+        return cmd.command in NETWORK_COMMANDS
+
+    def apply(self, cmd: ModelCommand) -> bool:
+        """Apply ``cmd`` and store its result; False when it was applied before (a replay).
+        Raises :class:`CommandRejected` (after storing the error) for an invalid command."""
+        if self.registry.result(cmd.event_id) is not None:
+            return False
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        rejected = False
+        try:
+            if cmd.domain != DOMAIN:
+                raise CommandRejected(f"{cmd.command} is a {DOMAIN} command, not {cmd.domain}")
+            result = getattr(self, f"_{cmd.command}")(cmd)
+        except (CommandRejected, ConfigError) as exc:
+            error, rejected = str(exc), True
+        except (LookupError, EvaluationError, NoBestModel, ValueError) as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - answered, the trainer goes on
+            error = f"{type(exc).__name__}: {exc}"
+        self.registry.record_result(
+            cmd.event_id, str(cmd.command), cmd.domain, cmd.scope, result=result, error=error
+        )
+        log.info("command %s %s/%s: %s", cmd.command, cmd.domain, cmd.scope, error or "ok")
+        if rejected:
+            raise CommandRejected(error)
+        return True
+
+    def _create_config(self, cmd: ModelCommand) -> dict[str, Any]:
+        if cmd.config is None:
+            raise CommandRejected("create_config needs a config")
+        config = parse_config(cmd.config)
+        if not self.registry.put_config(config, command_id=cmd.event_id):
+            raise ValueError(f"config {config.id} exists")
+        return {"id": config.id, "config": config.model_dump(mode="json"), "online": config.online}
+
+    def _delete_config(self, cmd: ModelCommand) -> dict[str, Any]:
+        if not self.registry.delete_config(cmd.scope):
+            raise LookupError(f"unknown config {cmd.scope}")
+        return {"id": cmd.scope, "deleted": True}
+
+    def _evaluate(self, cmd: ModelCommand) -> dict[str, Any]:
+        election = self.tracker.evaluate(cmd.scope, cmd.metric or "rmse")
+        return {
+            "field": election.field,
+            "metric": election.metric,
+            "best_model_id": election.best_model_id,
+            "baseline": election.baseline,
+            "scores": election.scores,
+            "failed": election.failed,
+            "elected_at": _iso(election.elected_at),
+        }
+
+    def _set_best(self, cmd: ModelCommand) -> dict[str, Any]:
+        if not cmd.version:
+            raise CommandRejected("set_best needs the model id in version")
+        state = self.tracker.set_best(cmd.scope, cmd.version)
+        return {
+            "field": state.field,
+            "metric": state.metric,
+            "best_model_id": state.best_model_id,
+            "baseline": state.baseline,
+            "elected_at": _iso(state.elected_at),
+        }
+
+    def _monitor(self, cmd: ModelCommand) -> dict[str, Any]:
+        try:
+            self.tracker.best(cmd.scope)
+        except NotElected:
+            raise NoBestModel(f"no best model for {cmd.scope}") from None
+        result = self.tracker.monitor(cmd.scope, trigger="monitor")
+        return {
+            "field": result.field,
+            "model_id": result.model_id,
+            "metric": result.metric,
+            "score": result.score,
+            "baseline": result.baseline,
+            "degraded": self.monitor.degraded(result.score, result.baseline, result.metric),
+            "recorded_at": _iso(result.recorded_at),
+        }
+
+
+# --- the loop ------------------------------------------------------------------------------------
+class FieldLoop:
+    """The field monitor's share of the trainer's poll loop (short steps, never blocking)."""
+
+    def __init__(
+        self,
+        monitor: FieldMonitor,
+        registry: NetworkRegistry,
+        store: Store,
+        *,
+        tick_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monitor = monitor
+        self.registry = registry
+        self.store = store
+        self.tick_seconds = tick_seconds
+        self.monotonic = monotonic
+        self._last_tick: float | None = None
+        #: (field, model id, metric) -> id of the last online score handed to the monitor
+        self._seen: dict[tuple[str, str, str], int] = {}
+
+    def start(self) -> list[str]:
+        """Clear stale locks and resume interrupted fields (see :meth:`FieldMonitor.start`)."""
+        self._last_tick = None
+        cleared = self.monitor.start()
+        if cleared:
+            log.info("cleared stale training locks of %s", ", ".join(cleared))
+        return cleared
+
+    def tick(self) -> None:
+        """At most every ``tick_seconds``: check the fields due, follow the stream's online
+        score of each best model, and advance retraining fields whose jobs all ended."""
+        now = self.monotonic()
+        if self._last_tick is not None and now - self._last_tick < self.tick_seconds:
+            return
+        self._last_tick = now
+        try:
+            configs = self.registry.live_configs()
+            for field in monitored_fields(configs):
+                self._step(field, configs)
+            self.monitor.poll()
+        except Exception:  # noqa: BLE001 - the monitor must never stop the trainer
+            log.exception("field monitor step failed")
+
+    def job_finished(self, request_ids: list[str]) -> None:
+        """A network job ended: advance the field waiting for it (by its request ids)."""
+        try:
+            for request_id in request_ids:
+                self.monitor.job_finished(request_id)
+            self.monitor.poll()
+        except Exception:  # noqa: BLE001
+            log.exception("field monitor update after a job failed")
+
+    def _step(self, field: str, configs: list[ModelConfig]) -> None:
+        try:
+            if self.monitor.check_due([field]):
+                log.info("field %s retraining: %s", field, self.monitor.status(field).reason)
+                return
+            self._online(field, {c.id: c for c in configs})
+        except UnknownField:  # its last config was deleted meanwhile
+            return
+
+    def _online(self, field: str, configs: dict[str, ModelConfig]) -> None:
+        state = self.monitor.tracker.state(field)
+        model_id = state.best_model_id
+        if state.state != MonitoringState.MONITORING or model_id is None:
+            return
+        config = configs.get(model_id)
+        if config is None or not config.online:
+            return
+        latest = latest_online_score(self.store, field, model_id, state.metric)
+        key = (field, model_id, state.metric)
+        if latest is None or self._seen.get(key) == latest.id:
+            return
+        self._seen[key] = latest.id
+        if self.monitor.on_online_score(field, model_id, state.metric, latest.score):
+            log.info("field %s retraining: %s", field, self.monitor.status(field).reason)
