@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -255,9 +255,19 @@ class NetworkCommands:
         return {"id": config.id, "config": config.model_dump(mode="json"), "online": config.online}
 
     def _delete_config(self, cmd: ModelCommand) -> dict[str, Any]:
+        """Delete a config; fields whose best model it was lose their election (their next
+        ``evaluate`` elects another), so the monitor never re-scores a deleted model."""
         if not self.registry.delete_config(cmd.scope):
             raise LookupError(f"unknown config {cmd.scope}")
-        return {"id": cmd.scope, "deleted": True}
+        unelected = []
+        for state in self.tracker.repository.all():
+            if state.best_model_id == cmd.scope:
+                unelected.append(state.field)
+                why = f"best model {cmd.scope} deleted: evaluate to elect another"
+                self.tracker.repository.save(
+                    replace(state, best_model_id=None, baseline=None, reason=why)
+                )
+        return {"id": cmd.scope, "deleted": True, "unelected_fields": unelected}
 
     def _evaluate(self, cmd: ModelCommand) -> dict[str, Any]:
         election = self.tracker.evaluate(cmd.scope, cmd.metric or "rmse")

@@ -160,7 +160,11 @@ def test_config_commands_are_applied_answered_and_bad_ones_dead_lettered(make_en
     assert orjson.loads(letter["payload"])["event_id"] == bad.event_id
 
     delete = net.ask("delete_config", "dl-linear-10m")
-    assert (delete.status, delete.result) == ("ok", {"id": "dl-linear-10m", "deleted": True})
+    assert (delete.status, delete.result["id"], delete.result["deleted"]) == (
+        "ok",
+        "dl-linear-10m",
+        True,
+    )
     assert net.registry.get_config("dl-linear-10m").deleted_at is not None
     assert net.ask("delete_config", "nope").error == "unknown config nope"
     net.publish(create)  # a replayed command id does nothing: the config stays deleted
@@ -208,6 +212,12 @@ def test_evaluate_then_degradation_retrains_every_model_and_reelects(make_env, s
     assert [r.trigger for r in history] == ["evaluate"] * 3 + ["monitor"] + ["evaluate"] * 3
     assert all(r.recorded_at >= max(j.finished_at for j in retrained) for r in history[-3:])
     assert history[-1].baseline == state.baseline
+
+    # deleting the best model's config undoes the election (nothing left to monitor)
+    gone = net.ask("delete_config", state.best_model_id).result
+    assert gone["unelected_fields"] == [FIELD]
+    assert net.states.get(FIELD).best_model_id is None
+    assert net.ask("monitor", FIELD).error == f"no best model for {FIELD}"
     assert net.proc.alive()
 
 
