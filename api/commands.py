@@ -129,6 +129,10 @@ async def retrain(
     request: Request,
     body: RetrainBody | None = None,
     domain: Annotated[str, Query(max_length=60, examples=["demand"])] = "demand",
+    scope: Annotated[
+        str,
+        Query(min_length=1, max_length=120, description="Model scope (network: a config id)"),
+    ] = "global",
     prefer: Annotated[str | None, Header(examples=["respond-async"])] = None,
     principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
 ) -> Any:
@@ -142,6 +146,7 @@ async def retrain(
         event_id=str(uuid.uuid4()),
         occurred_at=datetime.now(UTC),
         domain=domain,
+        scope=scope,
         reason=RetrainReason.MANUAL,
         start_date=body.start_date,
         end_date=body.end_date,
@@ -151,7 +156,7 @@ async def retrain(
         await run_in_threadpool(
             request.app.state.publisher.send,
             settings.topic_retrain_requests,
-            f"{domain}/global",
+            f"{domain}/{scope}",
             retrain_request,
         )
     except BrokerUnavailable as exc:
