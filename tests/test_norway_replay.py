@@ -1,0 +1,185 @@
+"""Replay of the whole Norway by-make file (1,347,234 SALE events, 121 months) through the real
+streams worker on the session broker.
+
+Checked: every month of the file is in the store with exactly the file's quantity per make (the
+rows whose make is ``NA`` are rejected by the importer), every partition's monthly book closed
+every month the watermark passed (all but the last month, which no later event can close),
+online forecasts of the next months exist for every make with enough history, and the running
+metrics of the online model are recorded per close and per make.
+
+Speed: the events are serialized and published in chunks with confluent-kafka's batch producer
+while the worker already consumes; the worker runs with 5,000-event batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from millrace.importers.base import Record, Rejected
+from millrace.importers.norway import NorwaySource
+from millrace.kafka import encode_event, ensure_topics
+from ml.demand.processor import ONLINE_MODEL
+from ml.registry.store import Store
+from ml.streaming import PartitionProcessor
+from tests.fixtures.broker import settings_from, wait_until
+
+pytestmark = pytest.mark.integration
+
+BY_MAKE = "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
+TOTAL = 1_347_234
+MONTHS = 121
+HORIZON = 6
+#: months a make needs before the forecaster uses its own history (``min_history``)
+MIN_HISTORY = 3
+CHUNK = 20_000
+
+
+def batched(items: Iterable, size: int) -> Iterable[list]:
+    """Lists of ``size`` items (the last one shorter); ``itertools.batched`` is 3.12+."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def file_counts(path: Path) -> Counter[tuple[str, datetime]]:
+    """Quantity per (series key, month) read straight from the CSV; ``NA`` makes left out."""
+    counts: Counter[tuple[str, datetime]] = Counter()
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            make = row["Make"].replace("\u00a0", " ").strip()
+            if make.upper() in {"", "NA"}:
+                continue
+            month = datetime(int(row["Year"]), int(row["Month"]), 1, tzinfo=UTC)
+            if int(row["Quantity"]):
+                counts[(f"CAR|{make.upper()}|ALL|", month)] += int(row["Quantity"])
+    return counts
+
+
+def publish(settings, payloads: Iterable[tuple[bytes, bytes]]) -> int:
+    """Publish (key, value) pairs in batches of CHUNK as they come; fail on any undelivered
+    one; return how many were published."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "enable.idempotence": False,
+        }
+    )
+    failed: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    published = 0
+    for chunk in batched(payloads, CHUNK):
+        batch = [{"key": k, "value": v} for k, v in chunk]
+        published += len(batch)
+        while batch:
+            queued = producer.produce_batch(settings.topic_sales, batch, on_delivery=on_delivery)
+            batch = [m for m in batch if "_error" in m]  # queue full: wait and retry those
+            if batch:
+                for m in batch:
+                    del m["_error"]
+                producer.poll(0.1)
+            elif queued:
+                producer.poll(0)
+    assert producer.flush(120) == 0
+    assert not failed, failed[:3]
+    return published
+
+
+def test_norway_by_make_replay_closes_every_month(make_env, spawn, shared_data: Path) -> None:
+    path = shared_data / BY_MAKE
+    if not path.is_file():
+        pytest.skip(f"Norway by-make data not found at {path}")
+    expected = file_counts(path)
+    assert sum(expected.values()) == TOTAL
+
+    env = make_env(STREAMS_BATCH_SIZE="5000")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    store = Store.from_url(env["DATABASE_URL"])
+    spawn(["streams", "--loglevel", "warning"], env)
+
+    # serialized chunk by chunk, so the worker consumes while the rest is being serialized
+    started = time.monotonic()
+    rejected: list[Rejected] = []
+
+    def payloads() -> Iterator[tuple[bytes, bytes]]:
+        for item in NorwaySource(path):
+            if isinstance(item, Record):
+                yield item.key.encode(), encode_event(item.event)
+            else:
+                rejected.append(item)
+
+    assert publish(settings, payloads()) == TOTAL
+    assert len(rejected) == 10 and all("missing make" in r.reason for r in rejected)
+    published = time.monotonic()
+    wait_until(lambda: store.count_events("demand") >= TOTAL, 600, interval=1)
+    done = time.monotonic()
+    print(
+        f"\nNorway by make: {TOTAL:,} events serialized and published in "
+        f"{published - started:.1f} s, all in the store after {done - started:.1f} s "
+        f"({TOTAL / (done - started):,.0f} events/s end to end)"
+    )
+
+    # every month, every make: exactly the file's quantity, nothing counted twice
+    rows = store.observations("demand")
+    stored = {(r.series_key, r.period_start): r.n_events for r in rows}
+    assert stored == dict(expected)
+    assert len({month for _, month in stored}) == MONTHS
+    last_month = max(month for _, month in stored)
+    assert last_month == datetime(2017, 1, 1, tzinfo=UTC)
+    closed = datetime(2016, 12, 1, tzinfo=UTC)
+
+    # every partition's book closed every month up to the last one (nothing comes after it)
+    processors = [
+        PartitionProcessor.loads(blob)
+        for (_, blob) in store.checkpoints(env["STREAMS_APP_ID"]).values()
+        if blob
+    ]
+    assert len(processors) == settings.topic_partitions
+    assert {p.book.closed_through for p in processors} == {closed}
+    assert sum(p.book.late_events for p in processors) == 0
+
+    # forecasts of the next HORIZON months for every make with enough history
+    # (the store keeps the forecasts made at earlier closes too: look at the latest ones)
+    history = Counter(key for key, month in expected if month <= closed)
+    enough = sorted(k for k in history if history[k] >= MIN_HISTORY)
+    assert len(enough) >= 50  # 54 of the 65 makes sold in 3+ months
+    after = [datetime(2017, m, 1, tzinfo=UTC) for m in range(1, HORIZON + 1)]
+    for key in enough:
+        forecasts = [
+            f for f in store.forecasts("demand", key, ONLINE_MODEL) if f.period_start > closed
+        ]
+        assert [f.period_start for f in forecasts] == after, key
+        assert all(math.isfinite(f.value) and f.value >= 0 for f in forecasts), key
+        assert all(f.fallback_level is None for f in forecasts), key  # its own history
+
+    # running metrics: the partitions' global scores at every close, per-make MAE
+    scores = store.score_history("demand", "global", ONLINE_MODEL)
+    by_metric = Counter(s.metric for s in scores)
+    assert set(by_metric) == {"mae", "rmse", "mape", "r2"}
+    # one row per metric per partition per closed month (every partition starts in 2007-01)
+    assert by_metric["mae"] == (MONTHS - 1) * settings.topic_partitions
+    assert all(math.isfinite(s.score) for s in scores)
+    assert all(store.score_history("demand", k, ONLINE_MODEL) for k in enough)
+    for p in processors:
+        assert p.forecaster.metrics()["mae"] is not None
