@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,41 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest_throughput import bare_faust, raw_aiokafka  # noqa: E402
+from ingest_throughput import bare_faust, millrace_worker, raw_aiokafka  # noqa: E402
 
 from millrace.broker import EmbeddedBroker  # noqa: E402
 from millrace.importers.irish5g import Irish5GSource  # noqa: E402
 from millrace.kafka import EventProducer, encode_event, ensure_topics  # noqa: E402
 from millrace.settings import load_settings  # noqa: E402
-from ml.registry.store import Store  # noqa: E402
 from tests.fixtures.broker import free_port  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
-
-
-def worker_rate(env: dict[str, str], total: int) -> float:
-    store = Store.from_url(env["DATABASE_URL"], upgrade=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "millrace.cli", "streams", "--loglevel", "warning"],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        first_n, t0 = 0, 0.0
-        while True:
-            n = store.count_events("network")
-            if n and not t0:
-                first_n, t0 = n, time.perf_counter()
-            if n >= total:
-                return (n - first_n) / (time.perf_counter() - t0)
-            if proc.poll() is not None:
-                raise RuntimeError("worker exited")
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(2)
-        proc.wait(30)
 
 
 def main() -> None:
@@ -97,7 +70,7 @@ def main() -> None:
         total = len(records)
         raw = asyncio.run(raw_aiokafka(broker.bootstrap_servers, settings.topic_network, total))
         bare = bare_faust(broker.bootstrap_servers, settings.topic_network, total)
-        worker = worker_rate(env, total)
+        worker = millrace_worker(env, total, domain="network")
 
     result = {
         "benchmark": "network_throughput",
