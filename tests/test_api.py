@@ -65,6 +65,7 @@ def test_models_latest_has_exactly_the_dealership_fields(api: ApiServer) -> None
     datetime.fromisoformat(body["trained_at"].replace("Z", "+00:00"))
     assert body["total_samples"] == body["train_samples"] + body["test_samples"]
     assert body["segments_covered"] == 6 and body["features"]
+    assert api.get("/health").json()["model_available"] is True
 
 
 def test_no_model_answers_the_dealership_detail(kafka: str, tmp_path: Path) -> None:
