@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
-from api.common import AUTH_ERRORS, NOT_FOUND, Detail, Metrics, metrics_of, store
+from api.common import AUTH_ERRORS, NOT_FOUND, Detail, Metrics, iso_z, metrics_of, store
 from api.publisher import BrokerUnavailable
 from ml.domains import all_domains
 from ml.registry.entities import JOB_STATUSES, TrainingJobRow
@@ -195,9 +195,7 @@ def _result(request: Request, job: TrainingJobRow) -> RetrainResult:
     return RetrainResult(
         version=row.version,
         metrics=metrics_of(row.metrics),
-        trained_at=row.trained_at.astimezone(UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z"),
+        trained_at=iso_z(row.trained_at),
         samples=Samples(train=row.train_samples, test=row.test_samples, total=row.total_samples),
         job_id=job.id,
         promoted=row.status != "rejected",

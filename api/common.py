@@ -3,6 +3,7 @@ metrics shape of the dealership clients and small accessors of the app's state."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -18,6 +19,7 @@ __all__ = [
     "Metrics",
     "NOT_FOUND",
     "NO_MODELS",
+    "iso_z",
     "live",
     "metrics_of",
     "settings",
@@ -41,6 +43,11 @@ class Metrics(BaseModel):
     rmse: float | None = Field(examples=[61.8])
     mape: float | None = Field(None, description="Fraction (0.12 = 12%)", examples=[0.21])
     r2: float | None = Field(examples=[0.93])
+
+
+def iso_z(value: datetime) -> str:
+    """ISO 8601 UTC to the second with ``Z`` (the dealership clients' format)."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def metrics_of(values: dict[str, Any]) -> Metrics:

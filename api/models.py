@@ -12,7 +12,17 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
-from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Detail, Metrics, live, metrics_of, store
+from api.common import (
+    AUTH_ERRORS,
+    NO_MODELS,
+    NOT_FOUND,
+    Detail,
+    Metrics,
+    iso_z,
+    live,
+    metrics_of,
+    store,
+)
 from api.network import ConfigOut, config_list
 from api.publisher import BrokerUnavailable
 from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
@@ -26,11 +36,6 @@ Domain = Annotated[
     str, Query(min_length=1, max_length=60, description="Domain", examples=["demand"])
 ]
 Scope = Annotated[str, Query(min_length=1, max_length=120, description="Model scope")]
-
-
-def _z(value: datetime) -> str:
-    """ISO 8601 UTC with ``Z`` (the dealership clients' format)."""
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class LatestModel(BaseModel):
@@ -164,7 +169,7 @@ async def latest(
     row = current.version
     return LatestModel(
         version=row.version,
-        trained_at=_z(row.trained_at),
+        trained_at=iso_z(row.trained_at),
         metrics=metrics_of(row.metrics),
         train_samples=row.train_samples,
         test_samples=row.test_samples,
