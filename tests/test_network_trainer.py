@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from millrace.importers.simulate import simulate_network
 from millrace.kafka import EventProducer, ensure_topics
@@ -22,7 +21,7 @@ from ml.registry.network import CommandResultRow, NetworkRegistry, SqlFieldState
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelCommand
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import read_json, settings_from, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -74,29 +73,9 @@ class Network:
         )
 
     def dead_letters(self, expect: int, timeout: float = 20) -> list[dict]:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "group.id": "dl",
-                "enable.auto.commit": False,
-            }
+        return read_json(
+            self.settings.bootstrap_servers, self.settings.topic_dead_letter, 4, expect, timeout
         )
-        topic = self.settings.topic_dead_letter
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
-        out: list[dict] = []
-        try:
-            wait_until(
-                lambda: (
-                    out.extend(
-                        orjson.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()
-                    )
-                    or len(out) >= expect
-                ),
-                timeout,
-            )
-        finally:
-            consumer.close()
-        return out
 
 
 def seed_dl_bitrate(net: Network) -> None:

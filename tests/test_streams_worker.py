@@ -7,41 +7,15 @@ from collections import Counter
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from millrace.kafka import EventProducer, ensure_topics
 from ml.domains.demand import month_start
 from ml.registry.store import Store
 from schemas.events import SaleContractEvent
 from tests.factories import invalid_payloads, sale
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import read_topic, settings_from, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 30.0):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "reader",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    out = []
-    try:
-        wait_until(
-            lambda: (
-                out.extend(m for m in consumer.consume(500, 0.5) if not m.error())
-                or len(out) >= expect
-            ),
-            timeout,
-        )
-        out.extend(m for m in consumer.consume(500, 1.0) if not m.error())  # nothing extra
-    finally:
-        consumer.close()
-    return out
 
 
 def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, spawn) -> None:
@@ -80,7 +54,11 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     assert store.count_events("demand") == 1000
 
     letters = read_topic(
-        settings.bootstrap_servers, settings.topic_dead_letter, settings.topic_partitions, 50
+        settings.bootstrap_servers,
+        settings.topic_dead_letter,
+        settings.topic_partitions,
+        50,
+        settle=1.0,
     )
     records = [orjson.loads(m.value()) for m in letters]
     assert len(records) == 50
@@ -99,7 +77,11 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
         producer.publish(settings.topic_sales, "again", orjson.dumps(sale(i)))
     producer.flush()
     letters = read_topic(
-        settings.bootstrap_servers, settings.topic_dead_letter, settings.topic_partitions, 55
+        settings.bootstrap_servers,
+        settings.topic_dead_letter,
+        settings.topic_partitions,
+        55,
+        settle=1.0,
     )
     kinds = Counter(orjson.loads(m.value())["error_type"] for m in letters)
     assert len(letters) == 55 and kinds["duplicate"] == 5

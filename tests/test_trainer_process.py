@@ -7,42 +7,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import joblib
-import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
 from schemas.events import ModelCommand, RetrainRequest, deterministic_id
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import read_json, settings_from, wait_until
 from tests.training_data import seed_demand
 
 pytestmark = pytest.mark.integration
 
 
 def updates(settings, expect: int, timeout: float = 30.0) -> list[dict]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "sub",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(settings.topic_model_updated, p, 0) for p in range(4)])
-    out: list[dict] = []
-    try:
-        wait_until(
-            lambda: (
-                out.extend(
-                    orjson.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()
-                )
-                or len(out) >= expect
-            ),
-            timeout,
-        )
-    finally:
-        consumer.close()
-    return out
+    """The model-updated events published so far (at least ``expect``)."""
+    return read_json(settings.bootstrap_servers, settings.topic_model_updated, 4, expect, timeout)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
