@@ -6,6 +6,7 @@ fail at start with a message naming the variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,18 @@ class Settings(BaseSettings):
     max_future_seconds: float = Field(
         86400.0, ge=0, description="Events with occurred_at further in the future are rejected."
     )
+    min_event_time: date = Field(
+        date(2000, 1, 1), description="Events with occurred_at before this day are too_old."
+    )
+    store_retry_initial_seconds: float = Field(
+        0.5, gt=0, description="First wait before a failed store commit is retried."
+    )
+    store_retry_max_seconds: float = Field(
+        10.0, gt=0, description="Longest wait between store commit retries (doubling)."
+    )
+    shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, description="SIGTERM ends every process within this bound."
+    )
     demand_allowed_lateness_days: float = Field(
         3.0, ge=0, description="A month closes this long after its end (event time)."
     )
@@ -132,6 +145,19 @@ class Settings(BaseSettings):
     )
     api_latency_window: int = Field(
         1000, ge=10, description="Predictions kept for GET /v1/ml/monitoring latency figures."
+    )
+    api_max_body_bytes: int = Field(
+        1048576, ge=1024, description="Larger request bodies answer 413 before they are read."
+    )
+    api_max_header_bytes: int = Field(
+        65536, ge=1024, description="Larger request heads (line + headers) are refused."
+    )
+    api_max_url_bytes: int = Field(8192, ge=256, description="Longer request URLs answer 414.")
+    auth_failure_limit: int = Field(
+        20, ge=1, description="Failed authentications per client address per window before 429."
+    )
+    auth_failure_window_seconds: float = Field(
+        60.0, gt=0, description="Window of the failed-authentication throttle (seconds)."
     )
 
     # --- Triggers and training thresholds ----------------------------------------------------
