@@ -2,7 +2,13 @@
 
 Routers: health (public), models, predictions, monitoring, training, observations; ``/metrics``
 (public, Prometheus). At start the served versions are loaded, then kept fresh by the
-model-updated subscriber and a periodic store check (``api.updates``).
+model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
+in a worker process (``api.books``).
+
+Limits before work: bodies over ``API_MAX_BODY_BYTES`` answer 413 before authentication
+(``api.limits``), JSON bodies are parsed strictly (no NaN / Infinity / overflow: 422), failed
+authentications are throttled per address (``api.throttle``). Heads and URLs are bounded by the
+server's protocol (``api.protocol``, given to uvicorn by ``millrace api``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 import millrace
 from api import commands, health, models, monitoring, network, observations, predict
 from api.auth import Authenticator
+from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
 from api.monitoring import _StateCache
 from api.publisher import CommandPublisher
@@ -48,7 +55,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         row = current.version if current else None
         telemetry.serving(domain, row.version if row else None, row.algorithm if row else None)
 
-    live = LiveModels(store, on_change=on_change)
+    live = LiveModels(
+        store,
+        on_change=on_change,
+        on_check=telemetry.refresh_check,
+        on_build=lambda domain, built: telemetry.book_built(domain, built.seconds),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +77,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             app.state.publisher.close()
+            await run_in_threadpool(live.close)
 
     app = FastAPI(
         title="Millrace ML API",
@@ -84,7 +97,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.telemetry = telemetry
     app.state.drift_cache = _StateCache()
 
-    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # outermost: counts 413s too
 
     for module in (health, models, predict, monitoring, commands, network, observations):
         app.include_router(module.router)

@@ -11,6 +11,11 @@
 Errors: 401 ``{"detail": "Not authenticated"}`` (with ``WWW-Authenticate: Bearer``) and 403
 ``{"detail": "User does not have required permission: ml:models"}``. Tokens and keys are never
 logged.
+
+Throttle: a request that presents credentials which fail counts against its client address
+(:class:`~api.throttle.FailureThrottle`); past ``AUTH_FAILURE_LIMIT`` failures within
+``AUTH_FAILURE_WINDOW_SECONDS`` the address gets 429 with ``Retry-After`` before any credential
+is checked. A request without credentials is not a guess and is not counted.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.throttle import FailureThrottle
 from millrace.settings import Settings
 
 __all__ = [
@@ -66,6 +72,9 @@ class Authenticator:
         if settings.jwt_public_key:
             self.keys.append(("RS256", settings.jwt_public_key.replace("\\n", "\n")))
         self.claims = [c.strip() for c in settings.auth_permission_claims.split(",") if c.strip()]
+        self.throttle = FailureThrottle(
+            settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
 
     def from_token(self, token: str) -> Principal | None:
         """The principal of a valid token; None for any invalid one (reason logged, not token)."""
@@ -113,12 +122,23 @@ def _principal(
     service_key: str | None = Depends(_service_key),  # noqa: B008
 ) -> Principal:
     auth: Authenticator = request.app.state.auth
+    address = request.client.host if request.client else "unknown"
+    wait = auth.throttle.retry_after(address)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"Too many failed authentications from this address; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     principal = None
+    presented = bool(service_key) or bool(bearer is not None and bearer.credentials)
     if service_key:
         principal = auth.from_service_key(service_key)
     if principal is None and bearer is not None and bearer.credentials:
         principal = auth.from_token(bearer.credentials)
     if principal is None:
+        if presented:
+            auth.throttle.failure(address)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="Not authenticated",

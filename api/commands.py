@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
 from api.common import AUTH_ERRORS, NOT_FOUND, Detail, Metrics, iso_z, metrics_of, store
+from api.limits import StrictJSONRoute, client_event
 from api.publisher import BrokerUnavailable
 from ml.domains import all_domains
 from ml.registry.entities import JOB_STATUSES, TrainingJobRow
@@ -28,7 +29,7 @@ from schemas.events import RetrainReason, RetrainRequest
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/ml", tags=["training"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["training"])
 
 #: Failure reasons answered 400 (the caller's request cannot be trained), not 500.
 _CALLER_ERRORS = ("Insufficient training data", "No sales observations", "end_date must be after",
@@ -142,7 +143,8 @@ async def retrain(
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
     settings = request.app.state.settings
-    retrain_request = RetrainRequest(
+    retrain_request = client_event(
+        RetrainRequest,
         event_id=str(uuid.uuid4()),
         occurred_at=datetime.now(UTC),
         domain=domain,

@@ -73,6 +73,17 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
             }
         },
     },
+    429: {
+        "model": Detail,
+        "description": "Too many failed authentications from this address (see `Retry-After`)",
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": "Too many failed authentications from this address; retry in 42 s"
+                }
+            }
+        },
+    },
 }
 
 

@@ -2,8 +2,11 @@
 
 A snapshot holds the live version's row and, for the demand domain, its :class:`ForecastBook`.
 It is rebuilt when a model-updated event arrives (``api.updates``) and when the periodic check
-finds a new live version or new stored months. A request takes the snapshot once and answers
-from it alone, so one response never mixes two versions.
+finds a new live version or a change in what the book depends on (:func:`api.books.
+data_fingerprint`: the complete months, not the month still counting). Books are built in a
+worker process (:class:`api.books.BookBuilder`), never on the serving loop nor in a thread that
+would hold its GIL. A request takes the snapshot once and answers from it alone, so one
+response never mixes two versions.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from api.books import BookBuilder, Builder, BuiltBook, data_fingerprint
 from ml.demand.forecast import ForecastBook, build_book
 from ml.registry.entities import ModelVersionRow
 from ml.registry.store import Store
 from ml.training.demand import demand_panel
-from ml.training.versioning import load_model
 
 __all__ = ["LiveModel", "LiveModels", "demand_book"]
 
@@ -38,6 +41,7 @@ class LiveModel:
     book: ForecastBook | None
     fingerprint: tuple[Any, ...]
     loaded_at: datetime
+    built: BuiltBook | None = None
 
 
 def demand_book(store: Store, model: Any, version: str) -> ForecastBook:
@@ -46,19 +50,32 @@ def demand_book(store: Store, model: Any, version: str) -> ForecastBook:
 
 
 class LiveModels:
-    """Current snapshots by domain; ``refresh`` is thread-safe and cheap when nothing changed."""
+    """Current snapshots by domain; ``refresh`` is thread-safe and cheap when nothing changed.
+
+    ``refresh`` blocks its calling thread while a book is built (run it in a worker thread, as
+    ``api.updates`` does); the thread waits on the builder's process without holding the GIL.
+    ``on_check(domain)`` is called for every check, ``on_build(domain, built)`` for every book.
+    """
 
     def __init__(
         self,
         store: Store,
         domains: tuple[str, ...] = ("demand",),
-        books: dict[str, Callable[[Store, Any, str], ForecastBook]] | None = None,
+        books: dict[str, Builder] | None = None,
         on_change: Callable[[str, LiveModel | None], None] | None = None,
+        builder: BookBuilder | None = None,
+        on_check: Callable[[str], None] | None = None,
+        on_build: Callable[[str, BuiltBook], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.domains = domains
         self.books = books if books is not None else {"demand": demand_book}
         self.on_change = on_change
+        self.on_check = on_check
+        self.on_build = on_build
+        self.builder = builder or BookBuilder(store)
+        self.clock = clock
         self._current: dict[str, LiveModel | None] = {}
         self._lock = threading.Lock()
         self.errors: dict[str, str] = {}
@@ -80,33 +97,42 @@ class LiveModels:
                 self.errors[domain] = f"{type(exc).__name__}: {exc}"
                 return self._current.get(domain)
 
+    def close(self) -> None:
+        """Stop the book builder's worker process."""
+        self.builder.close()
+
     def _refresh(self, domain: str, force: bool) -> LiveModel | None:
+        if self.on_check is not None:
+            self.on_check(domain)
         activation = self.store.live_activation(domain)
         if activation is None:
             self._set(domain, None)
             return None
-        stats = {s["domain"]: s for s in self.store.observation_stats()}.get(domain, {})
-        fingerprint = (
-            activation.version,
-            activation.activated_at,
-            stats.get("latest_period"),
-            stats.get("events"),
-        )
+        builder = self.books.get(domain)
+        data = data_fingerprint(self.store, domain, self.clock()) if builder else ()
+        fingerprint = (activation.version, activation.activated_at, *data)
         current = self._current.get(domain)
         if current is not None and current.fingerprint == fingerprint and not force:
             return current
         row = self.store.get_version(domain, activation.scope, activation.version)
         if row is None:
             raise KeyError(f"live version {activation.version} of {domain} has no row")
-        book = None
-        builder = self.books.get(domain)
+        built = None
         if builder is not None:
-            model = load_model(self.store, domain, activation.scope, activation.version)
-            book = builder(self.store, model, activation.version)
-        live = LiveModel(domain, row, book, fingerprint, datetime.now(UTC))
+            built = self.builder.build(builder, domain, activation.scope, activation.version)
+            if self.on_build is not None:
+                self.on_build(domain, built)
+        book = built.book if built else None
+        live = LiveModel(domain, row, book, fingerprint, datetime.now(UTC), built)
         self._set(domain, live)
         self.errors.pop(domain, None)
-        log.info("serving %s %s (%s)", domain, row.version, row.algorithm)
+        if built is not None:
+            log.info(
+                "serving %s %s (%s), book built in %.2f s by pid %d",
+                domain, row.version, row.algorithm, built.seconds, built.pid,
+            )  # fmt: skip
+        else:
+            log.info("serving %s %s (%s)", domain, row.version, row.algorithm)
         return live
 
     def _set(self, domain: str, live: LiveModel | None) -> None:

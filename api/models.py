@@ -23,6 +23,7 @@ from api.common import (
     metrics_of,
     store,
 )
+from api.limits import StrictJSONRoute, client_event
 from api.network import ConfigOut, config_list
 from api.publisher import BrokerUnavailable
 from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
@@ -30,7 +31,7 @@ from schemas.events import ModelCommand, ModelCommandType
 
 __all__ = ["router", "LatestModel", "ModelVersionOut"]
 
-router = APIRouter(prefix="/v1/ml", tags=["models"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["models"])
 
 Domain = Annotated[
     str, Query(min_length=1, max_length=60, description="Domain", examples=["demand"])
@@ -293,7 +294,8 @@ async def activate(
     row = await run_in_threadpool(s.get_version, domain, scope, version)
     if row is None:
         raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
-    command = ModelCommand(
+    command = client_event(
+        ModelCommand,
         event_id=str(uuid.uuid4()),
         occurred_at=datetime.now(UTC),
         command=ModelCommandType.ACTIVATE,

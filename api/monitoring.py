@@ -18,14 +18,15 @@ from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, Principal, require
 from api.common import AUTH_ERRORS, NOT_FOUND, store
+from api.limits import StrictJSONRoute
 from api.telemetry import LatencySummary
 from ml.domains import all_domains, get_domain
 from ml.streaming import PartitionProcessor
 
 __all__ = ["router", "metrics_router"]
 
-router = APIRouter(prefix="/v1/ml", tags=["monitoring"])
-metrics_router = APIRouter(tags=["monitoring"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["monitoring"])
+metrics_router = APIRouter(route_class=StrictJSONRoute, tags=["monitoring"])
 
 
 class DriftEventOut(BaseModel):

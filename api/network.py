@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_PREDICT, ML_RETRAIN, Principal, require
 from api.common import AUTH_ERRORS, NOT_FOUND, Detail, store
+from api.limits import StrictJSONRoute, client_event
 from api.publisher import BrokerUnavailable
 from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
 from ml.network.inference import NoCellData, forecast_cell
@@ -31,7 +32,7 @@ from schemas.events import ModelCommand, ModelCommandType
 
 __all__ = ["ConfigOut", "config_list", "router"]
 
-router = APIRouter(prefix="/v1/ml", tags=["network"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["network"])
 
 DOMAIN = "network"
 Metric = Literal["rmse", "mae", "mape", "r2"]
@@ -87,7 +88,8 @@ class CommandAccepted(BaseModel):
 
 
 async def _publish(request: Request, principal: Principal, **fields: Any) -> ModelCommand:
-    command = ModelCommand(
+    command = client_event(
+        ModelCommand,
         event_id=str(uuid.uuid4()),
         occurred_at=datetime.now(UTC),
         domain=DOMAIN,

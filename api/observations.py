@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, Principal, require
 from api.common import AUTH_ERRORS
+from api.limits import StrictJSONRoute
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/ml", tags=["observations"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["observations"])
 
 
 class DomainStats(BaseModel):

@@ -17,13 +17,14 @@ from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
 from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Metrics, live, metrics_of, store
+from api.limits import StrictJSONRoute
 from api.live import MAX_HORIZON, LiveModel
 from ml.demand.forecast import Prediction, UnknownSegmentError
 from schemas.events import VehicleType
 
 __all__ = ["router", "PredictRequest", "PredictResponse"]
 
-router = APIRouter(prefix="/v1/ml", tags=["predictions"])
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["predictions"])
 
 DOMAIN = "demand"
 

@@ -4,8 +4,11 @@ Each app has its own ``CollectorRegistry`` (several apps in one process never co
 ``GET /metrics`` exposes: ``millrace_http_requests_total{method,route,status}``,
 ``millrace_http_request_duration_seconds{method,route}``,
 ``millrace_predictions_total{domain,model_version,fallback}``,
-``millrace_prediction_duration_seconds{domain}`` and
-``millrace_model_version_info{domain,version,algorithm}`` (1 for the served version).
+``millrace_prediction_duration_seconds{domain}``,
+``millrace_model_version_info{domain,version,algorithm}`` (1 for the served version),
+``millrace_model_refresh_checks_total{domain}`` (checks of the store for a new version or
+data), ``millrace_forecast_book_builds_total{domain}`` and
+``millrace_forecast_book_build_seconds{domain}`` (books built, in the builder's process).
 """
 
 from __future__ import annotations
@@ -108,6 +111,25 @@ class Telemetry:
             ["domain", "version", "algorithm"],
             registry=self.registry,
         )
+        self.refresh_checks = Counter(
+            "millrace_model_refresh_checks",
+            "Checks of the store for a new live version or changed data",
+            ["domain"],
+            registry=self.registry,
+        )
+        self.book_builds = Counter(
+            "millrace_forecast_book_builds",
+            "Forecast books built (off the serving process)",
+            ["domain"],
+            registry=self.registry,
+        )
+        self.book_build_seconds = Histogram(
+            "millrace_forecast_book_build_seconds",
+            "Time to build one forecast book, in the builder's process",
+            ["domain"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
         self.latency = LatencyWindow(latency_window)
         self._served: dict[str, tuple[str, str]] = {}
 
@@ -115,6 +137,13 @@ class Telemetry:
         self.predictions.labels(domain, version, fallback or "none").inc()
         self.prediction_seconds.labels(domain).observe(seconds)
         self.latency.add(seconds, version)
+
+    def refresh_check(self, domain: str) -> None:
+        self.refresh_checks.labels(domain).inc()
+
+    def book_built(self, domain: str, seconds: float) -> None:
+        self.book_builds.labels(domain).inc()
+        self.book_build_seconds.labels(domain).observe(seconds)
 
     def serving(self, domain: str, version: str | None, algorithm: str | None) -> None:
         """Record which version a domain serves now (the previous one's series is removed)."""

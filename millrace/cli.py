@@ -284,6 +284,7 @@ def api(host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.protocol import bounded_httptools
 
     settings = _settings()
     uvicorn.run(
@@ -293,7 +294,7 @@ def api(host: str | None = None, port: int | None = None) -> None:
         log_level="info",
         access_log=settings.api_access_log,
         loop="uvloop",
-        http="httptools",
+        http=bounded_httptools(settings.api_max_header_bytes, settings.api_max_url_bytes),
     )
 
 
