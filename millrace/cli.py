@@ -26,6 +26,11 @@ db_app = typer.Typer(help="Registry store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 models_app = typer.Typer(help="Model versions: list, activate.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+checkpoints_app = typer.Typer(
+    help="Stored stream positions: list them, reconcile them after a broker reset.",
+    no_args_is_help=True,
+)
+app.add_typer(checkpoints_app, name="checkpoints")
 console = Console(stderr=True, soft_wrap=True)
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,6 +179,8 @@ def retrain(
     timeout: float = 600.0,
 ) -> None:
     """Publish a manual retrain request (the trainer process runs it)."""
+    import uuid
+
     from millrace.kafka import EventProducer, ensure_topics
     from ml.registry.store import Store
     from schemas.events import RetrainRequest
@@ -181,6 +188,8 @@ def retrain(
     settings = _settings()
     try:
         request = RetrainRequest(
+            event_id=str(uuid.uuid4()),  # this invocation is the fact; a re-send keeps the id
+            occurred_at=datetime.now(UTC),
             domain=domain,
             scope=scope,
             requested_by="cli",
@@ -244,6 +253,8 @@ def models_activate(
     timeout: float = 30.0,
 ) -> None:
     """Make VERSION the live one (rollback or roll forward) through ml.model-commands."""
+    import uuid
+
     from millrace.kafka import EventProducer, ensure_topics
     from ml.registry.store import Store
     from schemas.events import ModelCommand
@@ -256,6 +267,8 @@ def models_activate(
     _wait_for_broker(settings)
     ensure_topics(settings)
     command = ModelCommand(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
         command="activate",
         domain=domain,
         scope=scope,
@@ -276,6 +289,54 @@ def models_activate(
         f"[red]{version} not active after {timeout:.0f} s (is the trainer running?)[/red]"
     )
     raise typer.Exit(1)
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(consumer: str | None = None) -> None:
+    """Stored positions of the streams worker (or CONSUMER) and the partitions it refused."""
+    from ml.registry.store import Store
+
+    settings = _settings()
+    store = Store.from_url(settings.database_url)
+    consumer = consumer or settings.streams_app_id
+    for (topic, partition), pos in sorted(store.positions(consumer).items()):
+        print(f"{topic}[{partition}]\toffset {pos.offset}")
+    for fault in store.faults(consumer):
+        print(f"REFUSED {fault.topic}[{fault.partition}]\t{fault.reason}")
+
+
+@checkpoints_app.command("reset")
+def checkpoints_reset(
+    topic: Annotated[str, typer.Option(help="The topic whose stored positions move.")],
+    to: Annotated[
+        str, typer.Option(help="earliest: consume all the broker holds; latest: skip it.")
+    ] = "earliest",
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer group (default STREAMS_APP_ID).")
+    ] = None,
+) -> None:
+    """Reconcile after a broker lost its data: move TOPIC's stored positions to the broker's
+    beginning or end. Observations and model state stay; running workers resume the refused
+    partitions within seconds."""
+    from millrace.checkpoints import reset_topic
+    from ml.registry.store import Store
+
+    if to not in ("earliest", "latest"):
+        console.print(f"[red]--to must be earliest or latest, got {to!r}[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    store = Store.from_url(settings.database_url)
+    if to == "latest":
+        _wait_for_broker(settings)
+    try:
+        moved = reset_topic(settings, store, topic, to, consumer)  # type: ignore[arg-type]
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"{moved} stored position(s) of {topic} moved to {to} "
+        f"(consumer {consumer or settings.streams_app_id}); refusals cleared"
+    )
 
 
 @app.command()

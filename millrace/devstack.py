@@ -219,4 +219,24 @@ class DevStack:
             f"embedded broker ready on {broker.bootstrap_servers} "
             f"(topics created: {', '.join(created) or 'none'})"
         )
+        self._reset_positions()
         return broker
+
+    def _reset_positions(self) -> None:
+        """The embedded broker keeps nothing: positions stored by an earlier run point into
+        data it no longer has, so they move to its (empty) beginning. Observations, model
+        state and processed event ids stay: events fed again are recognised as duplicates."""
+        from millrace.checkpoints import reset_topic
+        from ml.registry.store import Store
+
+        store = Store.from_url(self.settings.database_url)
+        try:
+            topics = (self.settings.topic_sales, self.settings.topic_network)
+            moved = sum(reset_topic(self.settings, store, topic) for topic in topics)
+        finally:
+            store.close()
+        if moved:
+            self.console.print(
+                f"the embedded broker starts empty: {moved} stored stream position(s) of "
+                f"{', '.join(topics)} moved to its beginning (observations and model state kept)"
+            )

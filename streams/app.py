@@ -2,9 +2,20 @@
 
 Each agent takes batches of raw messages, validates them, sends refused ones to the dead-letter
 topic (with reason and original payload), and writes the batch's observations together with the
-offsets they include in one store transaction. Messages at or below a partition's stored offset
-are skipped, so redelivery after a crash or rebalance never applies an event twice. Scale-out is
-Kafka's: more partitions, more workers in the same consumer group (``STREAMS_APP_ID``).
+offsets they include in one store transaction. Scale-out is Kafka's: more partitions, more
+workers in the same consumer group (``STREAMS_APP_ID``).
+
+Exactly once, under faults:
+- The store is the source of truth for position: on every assignment each partition resumes
+  after its stored offset (``streams.positions``), whatever Kafka's committed offsets say, and
+  messages at or below it are skipped. A partition the broker no longer backs is refused.
+- A batch is written with the offsets its writer started from (fenced): if another worker
+  committed the partition meanwhile, nothing is written and this worker stops.
+- A store that is down is waited for: reads and the commit are retried with backoff while the
+  batch's partitions are paused; nothing is acknowledged past what is stored. An error a retry
+  cannot cure stops the process with a clear message instead of skipping the batch.
+- SIGTERM ends the process within ``SHUTDOWN_TIMEOUT_SECONDS`` even with the broker or the
+  store gone; what was not stored is consumed again after the restart.
 """
 
 from __future__ import annotations
@@ -12,22 +23,34 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
+from faust.types import TP
 
 from millrace.kafka import encode_event
 from millrace.settings import Settings
+from millrace.shutdown import arm_watchdog, connect_store
 from ml.domains import Domain, all_domains
 from ml.domains.network import NetworkDomain
 from ml.ingest import IngestBatch, MessageLike, fold_batch
+from ml.registry.entities import StreamPosition
+from ml.registry.errors import Backoff, is_transient
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from schemas.events import DriftEvent
+from streams.positions import PositionKeeper, fingerprint
 
-__all__ = ["create_app", "run_worker", "drift_row"]
+__all__ = ["create_app", "run_worker", "drift_row", "EXIT_STORE_REFUSED"]
+
+#: exit status of a worker stopped by a store error that retrying cannot cure
+EXIT_STORE_REFUSED = 3
+
+R = TypeVar("R")
 
 log = logging.getLogger("millrace.streams")
 
@@ -84,7 +107,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
     )
-    store = store or Store.from_url(settings.database_url, upgrade=True)
+    store = store or connect_store(settings, log)
     consumer = settings.streams_app_id
     checkpoints: dict[tuple[str, int], int] = {}
     processors: dict[tuple[str, int], PartitionProcessor] = {}
@@ -97,21 +120,108 @@ def create_app(
     retrain_topic = app.topic(
         settings.topic_retrain_requests, value_serializer="raw", key_serializer="raw"
     )
+    domains = _domains(settings)
+    input_topics = {getattr(settings, d.topic_setting) for d in domains}
 
-    async def reload_checkpoints(*_: Any, **__: Any) -> None:
-        """On every assignment: offsets and processor state as the store has them now."""
-        stored = await asyncio.to_thread(store.checkpoints, consumer)
+    def backoff() -> Backoff:
+        return Backoff(settings.store_retry_initial_seconds, settings.store_retry_max_seconds)
+
+    async def stored(what: str, fn: Callable[[], R], tps: set | None = None) -> R:
+        """``fn()`` against the store, retried while the store is unreachable. Meanwhile the
+        partitions ``tps`` are paused; an error a retry cannot cure stops the process."""
+        delays, paused = backoff(), False
+        try:
+            while True:
+                try:
+                    return fn()
+                except Exception as exc:  # noqa: BLE001 - sorted just below
+                    if not is_transient(exc):
+                        stop_on_store_error(what, exc)
+                    delay = delays.next()
+                    if tps and not paused:
+                        app.consumer.pause_partitions(_faust_tps(app, tps))
+                        paused = True
+                    log.warning(
+                        "store unavailable during %s (%s: %s); retry %d in %.1f s, "
+                        "nothing acknowledged past what is stored",
+                        what,
+                        type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "",
+                        delays.attempts,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            if paused:
+                resumable = {tp for tp in tps or () if tp not in keeper.refused}
+                app.consumer.resume_partitions(_faust_tps(app, resumable))
+                log.info("store back: %s done, partitions resumed", what)
+
+    async def read_positions() -> dict[tuple[str, int], StreamPosition]:
+        return await stored("reading stream positions", lambda: store.positions(consumer))
+
+    async def record_fault(position: StreamPosition, reason: str) -> None:
+        await stored(
+            "recording a refused partition",
+            lambda: store.record_fault(
+                consumer, position.topic, position.partition, position.offset, reason
+            ),
+        )
+
+    async def clear_fault(position: StreamPosition) -> None:
+        await stored(
+            "clearing a partition fault",
+            lambda: store.clear_fault(consumer, position.topic, position.partition),
+        )
+
+    keeper = PositionKeeper(
+        settings.bootstrap_servers, consumer, read_positions, record_fault, clear_fault
+    )
+
+    #: set once this assignment's positions are decided and its state loaded
+    decided = asyncio.Event()
+
+    async def on_assigned(_sender: Any, assigned: set, **__: Any) -> None:
+        """On every assignment: positions, offsets and processor state as the store has them
+        now; Faust's seek to committed offsets is replaced by a seek to the stored ones.
+
+        Faust's recovery (which seeks and resumes fetching) runs concurrently with this
+        handler, so before the first ``await`` the seek is made to wait for the decision."""
+        decided.clear()
+        _seek_to_store(app, keeper, decided)
+        ours = {(tp.topic, tp.partition) for tp in assigned if tp.topic in input_topics}
+        await keeper.assign(ours)
+        saved = await stored("reading checkpoints", lambda: store.checkpoints(consumer))
         checkpoints.clear()
         processors.clear()
         applied.clear()
-        for tp, (offset, state) in stored.items():
+        for tp, (offset, state) in saved.items():
             checkpoints[tp] = offset
-            if state is not None:
+            if state is not None and tp in ours:
                 processors[tp] = PartitionProcessor.loads(state)
+        decided.set()
+        log.info(
+            "assigned %s: resuming at %s (stored positions)%s",
+            ", ".join(f"{t}[{p}]" for t, p in sorted(ours)) or "nothing",
+            keeper.targets,
+            f"; REFUSED {sorted(keeper.refused)}" if keeper.refused else "",
+        )
         if freeze_gc:
             freeze_startup_objects()
 
-    app.on_partitions_assigned.connect(reload_checkpoints)
+    app.on_partitions_assigned.connect(on_assigned)
+
+    @app.timer(CONFIG_CHECK_SECONDS)
+    async def resume_reconciled() -> None:
+        """Resume refused partitions whose position an operator reset."""
+        for (topic, partition), target in (await keeper.recheck()).items():
+            position = (await read_positions()).get((topic, partition))
+            checkpoints[(topic, partition)] = position.offset if position else -1
+            (tp,) = _faust_tps(app, {(topic, partition)})
+            await app.consumer.seek(tp, target)
+            app.consumer.resume_partitions({tp})
+            log.warning("%s[%d] reconciled: consuming again from offset %d", topic, partition,
+                        target)  # fmt: skip
 
     #: per domain: (monotonic time of the last read, the stored model configs)
     configs_seen: dict[str, tuple[float, list | None]] = {}
@@ -125,24 +235,27 @@ def create_app(
             configs_seen[domain.name] = (time.monotonic(), configs)
         return configs
 
-    def process(domain: Domain, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:
+    def live_state(domain: Domain) -> tuple[Any, list | None]:
+        """What processing needs from the store, read before any processor changes."""
+        live = store.live_activation(domain.name, domain.model_scope("global"))
+        return live, stored_configs(domain)
+
+    def process(
+        domain: Domain, batch: IngestBatch, live: Any, configs: list | None
+    ) -> tuple[ProcessorOutput, dict]:
         """Run the domain's partition processors; return their output and pickled states.
 
         A processor whose model version is not the live one first switches to it (new drift
-        references and baselines): the store is the source of truth, checked once per batch."""
+        references and baselines): the store is the source of truth, read once per batch
+        before this (so a store outage never interrupts a processor half-way)."""
         output, states = ProcessorOutput(), {}
-        checked, live = False, None
         for tp, events in batch.events.items():
             processor = processors.get(tp) or domain.partition_processor(settings)
             if processor is None:
                 continue
             processors[tp] = processor
-            if not checked:
-                live = store.live_activation(domain.name, domain.model_scope("global"))
-                checked = True
             if live and processor.model_version != live.version:
                 processor.use_model(live.version, live.activated_at)
-            configs = stored_configs(domain)
             if configs is not None and applied.get(tp) != configs:
                 processor.update_configs(configs)
                 applied[tp] = configs
@@ -150,11 +263,9 @@ def create_app(
             states[(consumer, *tp)] = processor.dumps()
         return output, states
 
-    def fold_and_process(
-        domain: Domain, messages: list[MessageLike]
-    ) -> tuple[IngestBatch, ProcessorOutput, dict]:
-        """Validate and fold a batch, then run the processors."""
-        batch = fold_batch(
+    def fold(domain: Domain, messages: list[MessageLike]) -> IngestBatch:
+        """Validate and fold a batch (reads which event ids were seen before)."""
+        return fold_batch(
             domain,
             messages,
             checkpoints,
@@ -163,9 +274,6 @@ def create_app(
             max_future=timedelta(seconds=settings.max_future_seconds),
             known_ids=lambda ids: store.known_event_ids(domain.name, ids),
         )
-        if not batch.offsets:
-            return batch, ProcessorOutput(), {}
-        return batch, *process(domain, batch)
 
     async def publish(output: ProcessorOutput) -> None:
         for event in output.drift_events:
@@ -177,7 +285,13 @@ def create_app(
                 key=f"{request.domain}/{request.scope}".encode(), value=encode_event(request)
             )
 
-    def commit(domain: Domain, batch: IngestBatch, output: ProcessorOutput, states: dict) -> None:
+    def commit(
+        domain: Domain,
+        batch: IngestBatch,
+        output: ProcessorOutput,
+        states: dict,
+        prints: dict[tuple[str, int], str],
+    ) -> None:
         marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
         ids = [(domain.name, event_id) for event_id in batch.event_ids]
         store.apply_observations(
@@ -189,6 +303,8 @@ def create_app(
             drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
             scores=output.scores,
+            expected={(consumer, *tp): checkpoints.get(tp) for tp in batch.offsets},
+            fingerprints={(consumer, *tp): fp for tp, fp in prints.items()},
         )
 
     def make_agent(domain: Domain) -> None:
@@ -203,25 +319,105 @@ def create_app(
                 # The batch work runs on the event loop, not in a thread: it is CPU-bound
                 # Python, so a thread only adds GIL hand-offs with Faust's own loop (measured:
                 # ~3x the wall time per batch); the loop is held for one bounded batch.
-                messages = [event.message for event in events]
-                batch, output, states = fold_and_process(domain, messages)
+                await decided.wait()
+                refused = keeper.refused
+                messages = [
+                    m
+                    for event in events
+                    if (m := event.message) and (m.topic, m.partition) not in refused
+                ]
+                tps = {(m.topic, m.partition) for m in messages}
+                batch = await stored(
+                    "validating a batch",
+                    lambda: fold(domain, messages),  # noqa: B023 - awaited right here
+                    tps,
+                )
                 if not batch.offsets:
                     continue
+                live, configs = await stored(
+                    "reading the live version",
+                    lambda: live_state(domain),  # noqa: B023 - awaited right here
+                    tps,
+                )
+                output, states = process(domain, batch, live, configs)
                 # side effects first (deterministic ids make a replay harmless), then the store
                 for key, record in batch.dead_letters:
                     await dead_letter.send(key=key, value=encode_event(record))
                 await publish(output)
                 if batch.dead_letters or output.drift_events or output.retrain_requests:
                     await app.producer.flush()
-                commit(domain, batch, output, states)
+                prints = _last_fingerprints(messages, batch.offsets)
+                await stored(
+                    "committing a batch",
+                    lambda: commit(domain, batch, output, states, prints),  # noqa: B023 - awaited
+                    tps,
+                )
                 checkpoints.update(batch.offsets)
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)
 
-    for domain in _domains(settings):
+    for domain in domains:
         domain.partition_processor(settings)  # import the processors' modules now, not mid-batch
         make_agent(domain)
     return app
+
+
+def stop_on_store_error(what: str, exc: BaseException) -> None:
+    """The store refused something a retry cannot cure: stop rather than skip (exit status
+    :data:`EXIT_STORE_REFUSED`). Nothing past the stored offsets was acknowledged, so a
+    restart after the cause is fixed consumes the same messages again."""
+    log.critical(
+        "STOPPING: the store refused %s with an error retrying cannot cure: %s: %s. Nothing "
+        "was skipped; after fixing the cause, restart the worker and it resumes from the "
+        "stored offsets.",
+        what,
+        type(exc).__name__,
+        exc,
+    )
+    logging.shutdown()
+    os._exit(EXIT_STORE_REFUSED)
+
+
+def _faust_tps(app: faust.App, tps: set[tuple[str, int]]) -> set[TP]:
+    """Faust's TopicPartition tuples for (topic, partition) pairs."""
+    return {TP(t, p) for t, p in tps}
+
+
+def _last_fingerprints(
+    messages: list[MessageLike], offsets: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], str]:
+    """The fingerprint of the record at each partition's new stored offset."""
+    prints: dict[tuple[str, int], str] = {}
+    for m in messages:
+        tp = (m.topic, m.partition)
+        if offsets.get(tp) == m.offset:
+            prints[tp] = fingerprint(round(m.timestamp * 1000), m.key, m.value)
+    return prints
+
+
+def _seek_to_store(app: faust.App, keeper: PositionKeeper, decided: asyncio.Event) -> None:
+    """Make Faust's seeks to "committed" offsets (one follows every assignment) wait for the
+    keeper's decision and go to the positions it decided; keep refused partitions paused."""
+    consumer = app.consumer
+    if getattr(consumer, "_millrace_seek", False):
+        return
+    original = consumer.seek_to_committed
+
+    async def seek_to_stored() -> dict:
+        await decided.wait()
+        committed = dict(await original())
+        for tp in consumer.assignment():
+            target = keeper.targets.get((tp.topic, tp.partition))
+            if target is not None:
+                await consumer.seek(tp, target)
+                committed[tp] = target
+        refused = _faust_tps(app, set(keeper.refused))
+        if refused:
+            consumer.pause_partitions(refused)
+        return committed
+
+    consumer.seek_to_committed = seek_to_stored  # type: ignore[method-assign]
+    consumer._millrace_seek = True  # type: ignore[attr-defined]
 
 
 _frozen = False
@@ -240,8 +436,25 @@ def freeze_startup_objects() -> None:
         gc.freeze()
 
 
+class BoundedWorker(faust.Worker):
+    """Faust's worker, but a stop signal ends the process within a bound: the graceful stop
+    runs, and a watchdog exits the process if it has not ended in time (broker or store gone);
+    a second signal exits at once. Nothing is lost: the store holds the resume positions."""
+
+    shutdown_timeout: float = 10.0
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if self._signal_stop_time:
+            log.warning("second stop signal: exiting now")
+            logging.shutdown()
+            os._exit(1)
+        arm_watchdog(self.shutdown_timeout, "streams worker")
+        super()._schedule_shutdown(signal)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGINT / SIGTERM."""
     app = create_app(settings, freeze_gc=True)
-    worker = faust.Worker(app, loglevel=loglevel)
+    worker = BoundedWorker(app, loglevel=loglevel)
+    worker.shutdown_timeout = settings.shutdown_timeout_seconds
     worker.execute_from_commandline()

@@ -31,7 +31,7 @@ def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
         "service": "millrace",
         "version": body["version"],
         "model_available": False,
-        "checks": {"database": "ok", "broker": "ok"},
+        "checks": {"database": "ok", "broker": "ok", "streams": "ok"},
     }
 
 

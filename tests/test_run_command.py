@@ -30,7 +30,7 @@ def test_up_runs_the_whole_system_on_the_embedded_default(make_env, spawn) -> No
     proc = spawn(["up", "--rate", "2000"], env)
 
     health = wait_until(lambda: (b := _json(f"{api}/health")) and b["status"] == "ok" and b, 60)
-    assert health["checks"] == {"database": "ok", "broker": "ok"}
+    assert health["checks"] == {"database": "ok", "broker": "ok", "streams": "ok"}
 
     def arriving() -> bool:
         stats = _json(f"{api}/v1/ml/observations/stats") or []

@@ -43,7 +43,7 @@ def delta(series: str, month: int, sales: int, price: float = 100.0) -> Observat
 def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
     upgrade(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0003"
+    assert current_revision(store_url) == "0004"
     store = Store.from_url(store_url, upgrade=False)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

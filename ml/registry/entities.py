@@ -26,7 +26,9 @@ __all__ = [
     "TrainingJobRow",
     "ModelVersionRow",
     "ObservationRow",
+    "PartitionFault",
     "ScoreRow",
+    "StreamPosition",
 ]
 
 CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retired"
@@ -152,3 +154,26 @@ class ForecastRow:
     fallback_level: str | None = None
     #: filled by the store when ``None``
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where one consumer's stored state of a partition ends: the last included ``offset``
+    (-1: nothing yet, start from the beginning) and the ``fingerprint`` of that record."""
+
+    topic: str
+    partition: int
+    offset: int
+    fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFault:
+    """A partition a worker refused to consume, and why (see ``millrace checkpoints reset``)."""
+
+    consumer: str
+    topic: str
+    partition: int
+    stored_offset: int
+    reason: str
+    detected_at: datetime

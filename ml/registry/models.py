@@ -28,6 +28,7 @@ __all__ = [
     "Observation",
     "ProcessedEvent",
     "StreamCheckpoint",
+    "StreamFault",
     "ModelVersion",
     "Activation",
     "TrainingJob",
@@ -107,7 +108,22 @@ class StreamCheckpoint(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     offset: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: identifies the record at ``offset`` (None: not verifiable, e.g. after a reset)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class StreamFault(Base):
+    """A partition a worker refused: the broker no longer holds what its checkpoint includes."""
+
+    __tablename__ = "stream_faults"
+
+    consumer: Mapped[str] = mapped_column(String(120), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stored_offset: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ModelVersion(Base):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy import Engine, Select, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +21,7 @@ from ml.observations import ObservationDelta, combine
 from ml.registry import entities as e
 from ml.registry.db import make_engine
 from ml.registry.db import upgrade as migrate
+from ml.registry.errors import StaleCheckpoint
 from ml.registry.models import (
     Activation,
     DriftEventRecord,
@@ -29,6 +31,7 @@ from ml.registry.models import (
     ProcessedEvent,
     ScoreHistory,
     StreamCheckpoint,
+    StreamFault,
     TrainingJob,
     utcnow,
 )
@@ -38,6 +41,16 @@ __all__ = ["Store", "OPEN_JOB_STATES"]
 #: (consumer, topic, partition)
 CheckpointKey = tuple[str, str, int]
 OPEN_JOB_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    """What a stream batch records of its partitions (see ``Store.apply_observations``)."""
+
+    offsets: Mapping[CheckpointKey, int]
+    states: Mapping[CheckpointKey, bytes | None]
+    expected: Mapping[CheckpointKey, int | None]
+    fingerprints: Mapping[CheckpointKey, str | None]
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
@@ -193,12 +206,20 @@ class Store:
         drift_events: Iterable[dict[str, Any]] = (),
         forecasts: Iterable[e.ForecastRow] = (),
         scores: Iterable[dict[str, Any]] = (),
+        *,
+        expected: Mapping[CheckpointKey, int | None] | None = None,
+        fingerprints: Mapping[CheckpointKey, str | None] | None = None,
         attempts: int = 3,
     ) -> None:
         """Commit one stream batch in ONE transaction: merge ``deltas`` into the observations,
-        record the partitions' ``checkpoints`` (offsets) and processor ``states``, the processed
-        ``event_ids``, late-event ``corrections`` per observation, new ``drift_events`` (deduped
-        by event id), ``forecasts`` (upserted) and score-history rows.
+        record the partitions' ``checkpoints`` (offsets, with the ``fingerprints`` of the records
+        at them) and processor ``states``, the processed ``event_ids``, late-event
+        ``corrections`` per observation, new ``drift_events`` (deduped by event id),
+        ``forecasts`` (upserted) and score-history rows.
+
+        ``expected`` fences the batch: for each key it names, the stored offset must still be
+        the given one (None: no row yet), otherwise :class:`StaleCheckpoint` is raised and
+        nothing is written (another worker took the partition and moved on).
 
         Checkpoints are written first so that, on SQLite, the write lock is held before the
         observation rows are read (no lost update between processes). A unique-key race on a new
@@ -208,9 +229,10 @@ class Store:
         ids = [(domain, event_id) for domain, event_id in event_ids]
         late = Counter(corrections)
         extras = (list(drift_events), list(forecasts), list(scores))
+        marks = _Marks(checkpoints or {}, states or {}, expected or {}, fingerprints or {})
         for attempt in range(1, attempts + 1):
             try:
-                self._apply(combined, checkpoints or {}, states or {}, ids, late, extras)
+                self._apply(combined, marks, ids, late, extras)
                 return
             except IntegrityError:
                 if attempt == attempts:
@@ -219,18 +241,25 @@ class Store:
     def _apply(
         self,
         combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
-        checkpoints: Mapping[CheckpointKey, int],
-        states: Mapping[CheckpointKey, bytes | None],
+        marks: _Marks,
         event_ids: list[tuple[str, str]],
         late: Counter[tuple[str, str, datetime]],
         extras: tuple[list[dict[str, Any]], list[e.ForecastRow], list[dict[str, Any]]],
     ) -> None:
         now = utcnow()
         with self._session.begin() as session:
-            keys = sorted(set(checkpoints) | set(states))
+            keys = sorted(set(marks.offsets) | set(marks.states))
             stored = self._stored_checkpoints(session, keys)
+            for key, want in marks.expected.items():
+                row = stored.get(key)
+                if (row.offset if row is not None else None) != want:
+                    raise StaleCheckpoint(
+                        f"{key[1]}[{key[2]}] of {key[0]}: stored offset is "
+                        f"{row.offset if row is not None else 'none'}, this batch starts after "
+                        f"{want}; another worker committed it"
+                    )
             for key in keys:
-                self._put_checkpoint(session, key, checkpoints.get(key), states, now, stored)
+                self._put_checkpoint(session, key, marks, now, stored)
             session.flush()
             if event_ids:  # the driver's executemany: no per-row work in SQLAlchemy
                 mark = self._mark
@@ -298,12 +327,12 @@ class Store:
         self,
         session: Session,
         key: CheckpointKey,
-        offset: int | None,
-        states: Mapping[CheckpointKey, bytes | None],
+        marks: _Marks,
         now: datetime,
         stored: Mapping[CheckpointKey, StreamCheckpoint],
     ) -> None:
         consumer, topic, partition = key
+        offset, states = marks.offsets.get(key), marks.states
         row = stored.get(key)
         if row is None:
             if offset is None:
@@ -314,6 +343,7 @@ class Store:
             if not isinstance(offset, int) or offset < 0:
                 raise ValueError(f"checkpoint offset must be a non-negative int, got {offset!r}")
             row.offset = offset
+            row.fingerprint = marks.fingerprints.get(key)
         if key in states:
             row.state = states[key]
         row.updated_at = now
@@ -334,6 +364,75 @@ class Store:
                 )
                 found.update(row[0] for row in conn.exec_driver_sql(sql, (domain, *chunk)))
         return found
+
+    def positions(self, consumer: str) -> dict[tuple[str, int], e.StreamPosition]:
+        """Where ``consumer``'s stored state ends, per (topic, partition) (no state blobs)."""
+        query = select(
+            StreamCheckpoint.topic,
+            StreamCheckpoint.partition,
+            StreamCheckpoint.offset,
+            StreamCheckpoint.fingerprint,
+        ).where(StreamCheckpoint.consumer == consumer)
+        with self.engine.connect() as conn:
+            return {(r[0], r[1]): e.StreamPosition(*r) for r in conn.execute(query)}
+
+    def reset_positions(
+        self, consumer: str, topic: str, offsets: Mapping[int, int] | None = None
+    ) -> int:
+        """Move ``consumer``'s stored positions on ``topic``: to ``offsets`` (partition -> last
+        offset to treat as included) or, without it, to the beginning (-1). Observations and
+        processor state stay; the positions lose their fingerprint and the topic's faults are
+        cleared. Returns how many positions were moved."""
+        now = utcnow()
+        with self._session.begin() as session:
+            rows = session.scalars(
+                select(StreamCheckpoint).where(
+                    StreamCheckpoint.consumer == consumer, StreamCheckpoint.topic == topic
+                )
+            ).all()
+            moved = 0
+            for row in rows:
+                target = -1 if offsets is None else offsets.get(row.partition)
+                if target is None:
+                    continue
+                row.offset, row.fingerprint, row.updated_at = target, None, now
+                moved += 1
+            session.execute(
+                delete(StreamFault).where(
+                    StreamFault.consumer == consumer, StreamFault.topic == topic
+                )
+            )
+        return moved
+
+    def record_fault(
+        self, consumer: str, topic: str, partition: int, stored_offset: int, reason: str
+    ) -> None:
+        """Note that ``consumer`` refused a partition (replaces an earlier note)."""
+        with self._session.begin() as session:
+            row = session.get(StreamFault, (consumer, topic, partition))
+            if row is None:
+                row = StreamFault(consumer=consumer, topic=topic, partition=partition)
+                session.add(row)
+            row.stored_offset, row.reason, row.detected_at = stored_offset, reason, utcnow()
+
+    def clear_fault(self, consumer: str, topic: str, partition: int) -> None:
+        with self._session.begin() as session:
+            row = session.get(StreamFault, (consumer, topic, partition))
+            if row is not None:
+                session.delete(row)
+
+    def faults(self, consumer: str | None = None) -> list[e.PartitionFault]:
+        """Partitions refused by a worker (of ``consumer``, or of any)."""
+        query = select(StreamFault).order_by(StreamFault.topic, StreamFault.partition)
+        if consumer is not None:
+            query = query.where(StreamFault.consumer == consumer)
+        with self._session() as session:
+            return [
+                e.PartitionFault(
+                    r.consumer, r.topic, r.partition, r.stored_offset, r.reason, r.detected_at
+                )
+                for r in session.scalars(query)
+            ]
 
     def checkpoints(self, consumer: str) -> dict[tuple[str, int], tuple[int, bytes | None]]:
         with self._session() as session:
