@@ -1,7 +1,8 @@
 """Health endpoints (public): ``GET /health`` and ``GET /actuator/health``.
 
 200 with ``status: "ok"`` when the store and the broker answer; still 200 with
-``status: "degraded"`` and the failing check named when only the broker is down; 503 with
+``status: "degraded"`` and the failing check named when only the broker is down or a stream
+worker refused partitions the broker no longer backs (``checks.streams``); 503 with
 ``status: "down"`` when the store cannot be read (the API cannot answer anything then).
 """
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, Field
 
 import millrace
 from millrace.kafka import broker_reachable
+from ml.registry.store import Store
 
 __all__ = ["router", "HealthResponse"]
 
@@ -43,6 +45,21 @@ def _broker_check(request: Request) -> str:
     return result
 
 
+def _streams_check(store: Store) -> str:
+    """"ok", or the partitions a stream worker refused (the broker lost what the store
+    includes) with the command that reconciles them."""
+    faults = store.faults()
+    if not faults:
+        return "ok"
+    named = "; ".join(f.reason for f in faults[:8])
+    more = f" (+{len(faults) - 8} more)" if len(faults) > 8 else ""
+    topics = " ".join(sorted({f.topic for f in faults}))
+    return (
+        f"refused {len(faults)} partition(s): {named}{more}. Reconcile with: "
+        f"millrace checkpoints reset --topic <{topics}> --to earliest|latest"
+    )
+
+
 @router.get("/health", response_model=HealthResponse, summary="Service health")
 @router.get("/actuator/health", response_model=HealthResponse, include_in_schema=False)
 def health(request: Request, response: Response) -> HealthResponse:
@@ -53,13 +70,14 @@ def health(request: Request, response: Response) -> HealthResponse:
         store.ping()
         checks["database"] = "ok"
         model_available = bool(store.list_versions(status="active", limit=1))
+        checks["streams"] = _streams_check(store)
     except Exception as exc:  # noqa: BLE001 - reported, never raised
         checks["database"] = f"error: {type(exc).__name__}"
     checks["broker"] = _broker_check(request)
     if checks["database"] != "ok":
         status = "down"
         response.status_code = 503
-    elif checks["broker"] != "ok":
+    elif checks["broker"] != "ok" or checks["streams"] != "ok":
         status = "degraded"
     else:
         status = "ok"
