@@ -3,7 +3,17 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install schemas bench clean
+# Exact versions: requirements-dev.lock (this venv: runtime + extras embedded, dev) and
+# requirements.lock (runtime only: the Docker image). Both come from pyproject.toml via `make lock`.
+DEV_LOCK     := requirements-dev.lock
+RUNTIME_LOCK := requirements.lock
+PIP_TOOLS    ?= pip-tools==7.6.2
+LOCK_TOOLS   := $(VENV)/.lock-tools
+LOCK_ARGS    ?=
+PIP_COMPILE   = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet \
+	--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
+
+.PHONY: run test install lock schemas bench clean
 
 run: install ## create the venv, install, start broker + api + streams, feed the simulator
 	$(BIN)/millrace up
@@ -13,11 +23,24 @@ test: install ## the whole test suite (real broker, real PostgreSQL, real HTTP)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The locked versions first (hash-checked), then the project itself without dependencies.
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate both locks from pyproject.toml. Pins already in the locks are kept while they still
+# satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`) moves them.
+# The runtime lock starts from the dev lock, so the image and the venv share every version.
+lock: ## regenerate requirements-dev.lock and requirements.lock (pip-compile, hashes)
+	test -x $(LOCK_TOOLS)/bin/pip-compile || \
+		{ $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet $(PIP_TOOLS); }
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra embedded --extra dev -o $(DEV_LOCK) pyproject.toml
+	cp $(DEV_LOCK) $(RUNTIME_LOCK).tmp
+	$(PIP_COMPILE) -o $(RUNTIME_LOCK).tmp pyproject.toml
+	mv $(RUNTIME_LOCK).tmp $(RUNTIME_LOCK)
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/millrace schemas
