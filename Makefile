@@ -33,14 +33,19 @@ $(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 
 # Regenerate both locks from pyproject.toml. Pins already in the locks are kept while they still
 # satisfy pyproject.toml; `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`) moves them.
-# The runtime lock starts from the dev lock, so the image and the venv share every version.
+# The runtime lock starts from the dev lock, so the image and the venv share every version. A first
+# run fetches every file's hash from PyPI (minutes); pip-tools caches them.
 lock: ## regenerate requirements-dev.lock and requirements.lock (pip-compile, hashes)
 	test -x $(LOCK_TOOLS)/bin/pip-compile || \
 		{ $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet $(PIP_TOOLS); }
-	$(PIP_COMPILE) $(LOCK_ARGS) --extra embedded --extra dev -o $(DEV_LOCK) pyproject.toml
-	cp $(DEV_LOCK) $(RUNTIME_LOCK).tmp
+	cp $(DEV_LOCK) $(DEV_LOCK).tmp
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra embedded --extra dev -o $(DEV_LOCK).tmp pyproject.toml
+	cp $(DEV_LOCK).tmp $(RUNTIME_LOCK).tmp
 	$(PIP_COMPILE) -o $(RUNTIME_LOCK).tmp pyproject.toml
-	mv $(RUNTIME_LOCK).tmp $(RUNTIME_LOCK)
+	@# replace a lock only when it changed, so that an unchanged lock reinstalls no venv
+	for f in $(DEV_LOCK) $(RUNTIME_LOCK); do \
+		if cmp -s $$f.tmp $$f; then rm $$f.tmp; else mv $$f.tmp $$f && echo "$$f updated"; fi; \
+	done
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/millrace schemas
