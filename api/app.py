@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -66,6 +67,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.publisher = CommandPublisher(settings)
         await run_in_threadpool(live.refresh_all)
+        # what start-up created lives as long as the process: out of the collector's reach, so
+        # a full collection never walks pandas, sklearn and SQLAlchemy between two requests
+        gc.freeze()
         tasks = [
             asyncio.create_task(follow_model_updates(settings, live)),
             asyncio.create_task(refresh_periodically(settings, live)),
