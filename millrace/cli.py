@@ -152,10 +152,28 @@ def trainer() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings()
     _wait_for_broker(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_event(settings, "trainer")
     TrainerService(settings).run(stop)
+
+
+def _stop_event(settings: Settings, name: str) -> threading.Event:
+    """An event set by SIGINT / SIGTERM; the first signal also arms the shutdown watchdog
+    (the process ends within SHUTDOWN_TIMEOUT_SECONDS), a second one exits at once."""
+    import os
+
+    from millrace.shutdown import arm_watchdog
+
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():
+            os._exit(1)
+        stop.set()
+        arm_watchdog(settings.shutdown_timeout_seconds, name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return stop
 
 
 def _wait_for_job(store: Store, request_id: str, timeout: float) -> TrainingJobRow | None:
@@ -346,9 +364,17 @@ def api(host: str | None = None, port: int | None = None) -> None:
 
     from api.app import create_app
     from api.protocol import bounded_httptools
+    from millrace.shutdown import arm_watchdog
+
+    class BoundedServer(uvicorn.Server):
+        """uvicorn's server; a stop signal also arms the shutdown watchdog."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            arm_watchdog(settings.shutdown_timeout_seconds, "api")
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     settings = _settings()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -356,7 +382,9 @@ def api(host: str | None = None, port: int | None = None) -> None:
         access_log=settings.api_access_log,
         loop="uvloop",
         http=bounded_httptools(settings.api_max_header_bytes, settings.api_max_url_bytes),
+        timeout_graceful_shutdown=max(1.0, settings.shutdown_timeout_seconds / 2),
     )
+    BoundedServer(config).run()
 
 
 @app.command()

@@ -19,7 +19,10 @@ from millrace.settings import Settings
 from ml.registry.errors import Backoff, is_transient
 from ml.registry.store import Store
 
-__all__ = ["arm_watchdog", "connect_store"]
+__all__ = ["EXIT_STORE_REFUSED", "arm_watchdog", "connect_store", "stop_on_store_error"]
+
+#: exit status of a process stopped by a store error that retrying cannot cure
+EXIT_STORE_REFUSED = 3
 
 _armed = threading.Event()
 
@@ -41,6 +44,21 @@ def arm_watchdog(seconds: float, name: str) -> None:
         os._exit(1)
 
     threading.Thread(target=expire, name="shutdown-watchdog", daemon=True).start()
+
+
+def stop_on_store_error(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """The store refused something a retry cannot cure: stop rather than skip (exit status
+    :data:`EXIT_STORE_REFUSED`). Nothing past what is stored was acknowledged, so a restart
+    after the cause is fixed consumes the same messages again."""
+    log.critical(
+        "STOPPING: the store refused %s with an error retrying cannot cure: %s: %s. Nothing "
+        "was skipped; after fixing the cause, restart and it resumes from what is stored.",
+        what,
+        type(exc).__name__,
+        exc,
+    )
+    logging.shutdown()
+    os._exit(EXIT_STORE_REFUSED)
 
 
 def connect_store(

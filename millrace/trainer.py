@@ -26,7 +26,11 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
@@ -34,11 +38,13 @@ from pydantic import ValidationError
 from millrace.fields import FieldLoop, NetworkCommands, RequestJobGateway, StoreScorer
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from millrace.settings import Settings
+from millrace.shutdown import connect_store, stop_on_store_error
 from ml.domains import get_domain
 from ml.network.configs import DEFAULT_CONFIGS
 from ml.network.monitoring import FieldMonitor
 from ml.network.performance import PerformanceTracker
 from ml.registry.entities import TrainingJobRow
+from ml.registry.errors import Backoff, is_transient
 from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.runner import JobOutcome, TrainingRunner
@@ -55,13 +61,15 @@ __all__ = ["TrainerService"]
 
 log = logging.getLogger("millrace.trainer")
 
+R = TypeVar("R")
+
 
 class TrainerService:
     """One trainer process; scale by partitions of the request topics."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store.from_url(settings.database_url, upgrade=True)
+        self.store = store or connect_store(settings, log)
         self.runner = TrainingRunner(
             self.store,
             settings.model_dir,
@@ -109,20 +117,57 @@ class TrainerService:
         try:
             while not stop.is_set():
                 msg = self.consumer.poll(0.5)
-                self._monitor_step()
+                self._stored("the field monitor", self._monitor_step, stop)
                 if msg is None:
                     continue
                 if msg.error():
                     if msg.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer error: %s", msg.error())
                     continue
-                job = self.handle(msg)
-                if job is not None:
-                    self._run_while_polling(job, stop)
+                job = self._stored("taking a message", lambda: self.handle(msg), stop)  # noqa: B023
+                if job is not None and not self._run_while_polling(job, stop):
+                    break  # stopping mid-job: not committed, the job is recovered at start
                 self.consumer.commit(message=msg, asynchronous=False)
+        except _Stopping:
+            log.info("stopping while the store is unreachable: nothing committed past it")
         finally:
+            self.producer.flush(min(5.0, self.settings.shutdown_timeout_seconds / 2))
             self.consumer.close()
-            self.producer.flush(10)
+
+    def _stored(self, what: str, fn: Callable[[], R], stop: threading.Event) -> R:
+        """``fn()`` against the store, retried while the store is unreachable; meanwhile the
+        partitions are paused and polled (membership kept) and no offset is committed. An
+        error a retry cannot cure stops the process; a stop request ends the wait."""
+        delays = Backoff(
+            self.settings.store_retry_initial_seconds, self.settings.store_retry_max_seconds
+        )
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    return fn()
+                except Exception as exc:  # noqa: BLE001 - sorted just below
+                    if not is_transient(exc):
+                        stop_on_store_error(log, what, exc)
+                    if not paused:
+                        paused = self.consumer.assignment()
+                        self.consumer.pause(paused)
+                    delay = delays.next()
+                    log.warning(
+                        "store unavailable during %s (%s); retry %d in %.1f s",
+                        what,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        delays.attempts,
+                        delay,
+                    )
+                    until = time.monotonic() + delay
+                    while time.monotonic() < until:
+                        if stop.is_set():
+                            raise _Stopping from exc
+                        self.consumer.poll(0.2)  # paused: keeps the membership, returns nothing
+        finally:
+            if paused:
+                self.consumer.resume(paused)
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lead = any(
@@ -244,17 +289,44 @@ class TrainerService:
         )
 
     # --- helpers -----------------------------------------------------------------------------
-    def _run_while_polling(self, job: TrainingJobRow, stop: threading.Event) -> None:
+    def _run_while_polling(self, job: TrainingJobRow, stop: threading.Event) -> bool:
+        """Run the job to its outcome and store it. False when a stop was asked for first (the
+        job stays open and is recovered at the next start). A job the store failed under is
+        run again once the store answers."""
+        while True:
+            ended = self._train_polling(job, stop)
+            if ended is None:
+                return False
+            if isinstance(ended, JobOutcome):
+                self._stored("finishing a job", lambda: self._finish(ended, job), stop)  # noqa: B023
+                return True
+            self._stored("a job interrupted by the store", partial(_reraise, ended), stop)
+            log.warning("job %s interrupted by a store outage: running it again", job.id)
+
+    def _train_polling(
+        self, job: TrainingJobRow, stop: threading.Event
+    ) -> JobOutcome | BaseException | None:
+        """Train in a thread while the consumer polls with its partitions paused (membership
+        and poll interval kept). The outcome, the error the thread ended with, or None when a
+        stop was asked for."""
+        ended: list[JobOutcome | BaseException] = []
+
+        def train() -> None:
+            try:
+                ended.append(self.runner.run(job))
+            except Exception as exc:  # noqa: BLE001 - judged by the caller
+                ended.append(exc)
+
         assignment = self.consumer.assignment()
         self.consumer.pause(assignment)
-        result: list[JobOutcome] = []
-        worker = threading.Thread(target=lambda: result.append(self.runner.run(job)), daemon=True)
+        worker = threading.Thread(target=train, name=f"job-{job.id}", daemon=True)
         worker.start()
         while worker.is_alive():
+            if stop.is_set():
+                return None
             self.consumer.poll(0.2)  # paused: keeps the membership alive, returns nothing
         self.consumer.resume(assignment)
-        if result:  # otherwise the store failed mid-job: the job is recovered at the next start
-            self._finish(result[0], job)
+        return ended[0]
 
     def _job_ended(self, job: TrainingJobRow) -> None:
         """Tell the field monitor a network job ended (its fields may move on)."""
@@ -289,6 +361,7 @@ class TrainerService:
     ) -> None:
         event = ModelUpdatedEvent(
             event_id=deterministic_id("model-updated", domain, scope, version, previous),
+            occurred_at=datetime.now(UTC),
             domain=domain,
             scope=scope,
             version=version,
@@ -316,6 +389,16 @@ class TrainerService:
             occurred_at=datetime.now(UTC),
         )
         self.producer.publish(self.settings.topic_dead_letter, record.key, encode_event(record))
+
+
+class _Stopping(Exception):
+    """A stop was asked for while waiting for the store."""
+
+
+def _reraise(error: BaseException) -> None:
+    """Raise the error a training thread ended with, to judge it like any store error: a
+    transient one is waited out (then the job runs again), any other stops the trainer."""
+    raise error
 
 
 def _published_at(msg: Message) -> datetime | None:

@@ -11,9 +11,10 @@ Exactly once, under faults:
   messages at or below it are skipped. A partition the broker no longer backs is refused.
 - A batch is written with the offsets its writer started from (fenced): if another worker
   committed the partition meanwhile, nothing is written and this worker stops.
-- A store that is down is waited for: reads and the commit are retried with backoff while the
-  batch's partitions are paused; nothing is acknowledged past what is stored. An error a retry
-  cannot cure stops the process with a clear message instead of skipping the batch.
+- A store that is down is waited for: reads and the commit are retried with backoff, the agent
+  takes no new batch meanwhile (fetching stops once Faust's buffer is full) and nothing is
+  acknowledged past what is stored. An error a retry cannot cure stops the process with a
+  clear message instead of skipping the batch.
 - SIGTERM ends the process within ``SHUTDOWN_TIMEOUT_SECONDS`` even with the broker or the
   store gone; what was not stored is consumed again after the restart.
 """
@@ -34,7 +35,7 @@ from faust.types import TP
 
 from millrace.kafka import encode_event
 from millrace.settings import Settings
-from millrace.shutdown import arm_watchdog, connect_store
+from millrace.shutdown import arm_watchdog, connect_store, stop_on_store_error
 from ml.domains import Domain, all_domains
 from ml.domains.network import NetworkDomain
 from ml.ingest import IngestBatch, MessageLike, fold_batch
@@ -45,10 +46,7 @@ from ml.streaming import PartitionProcessor, ProcessorOutput
 from schemas.events import DriftEvent
 from streams.positions import PositionKeeper, fingerprint
 
-__all__ = ["create_app", "run_worker", "drift_row", "EXIT_STORE_REFUSED"]
-
-#: exit status of a worker stopped by a store error that retrying cannot cure
-EXIT_STORE_REFUSED = 3
+__all__ = ["create_app", "run_worker", "drift_row"]
 
 R = TypeVar("R")
 
@@ -126,36 +124,36 @@ def create_app(
     def backoff() -> Backoff:
         return Backoff(settings.store_retry_initial_seconds, settings.store_retry_max_seconds)
 
-    async def stored(what: str, fn: Callable[[], R], tps: set | None = None) -> R:
-        """``fn()`` against the store, retried while the store is unreachable. Meanwhile the
-        partitions ``tps`` are paused; an error a retry cannot cure stops the process."""
-        delays, paused = backoff(), False
-        try:
-            while True:
-                try:
-                    return fn()
-                except Exception as exc:  # noqa: BLE001 - sorted just below
-                    if not is_transient(exc):
-                        stop_on_store_error(what, exc)
-                    delay = delays.next()
-                    if tps and not paused:
-                        app.consumer.pause_partitions(_faust_tps(app, tps))
-                        paused = True
-                    log.warning(
-                        "store unavailable during %s (%s: %s); retry %d in %.1f s, "
-                        "nothing acknowledged past what is stored",
-                        what,
-                        type(exc).__name__,
-                        str(exc).splitlines()[0] if str(exc) else "",
-                        delays.attempts,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-        finally:
-            if paused:
-                resumable = {tp for tp in tps or () if tp not in keeper.refused}
-                app.consumer.resume_partitions(_faust_tps(app, resumable))
-                log.info("store back: %s done, partitions resumed", what)
+    async def stored(what: str, fn: Callable[[], R]) -> R:
+        """``fn()`` against the store, retried with backoff while the store is unreachable; an
+        error a retry cannot cure stops the process.
+
+        While an agent waits here it takes no new batch: its partitions stop being fetched
+        once Faust's stream buffer is full (Faust's own flow control, which keeps what it
+        fetched). Partitions are not paused by hand: Faust silently drops records of a
+        partition paused while a fetch is in flight."""
+        delays = backoff()
+        while True:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - sorted just below
+                if not is_transient(exc):
+                    stop_on_store_error(log, what, exc)
+                delay = delays.next()
+                log.warning(
+                    "store unavailable during %s (%s: %s); retry %d in %.1f s, "
+                    "nothing acknowledged past what is stored",
+                    what,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                    delays.attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if delays.attempts:
+                log.info("store back after %d retries: %s done", delays.attempts, what)
+            return result
 
     async def read_positions() -> dict[tuple[str, int], StreamPosition]:
         return await stored("reading stream positions", lambda: store.positions(consumer))
@@ -326,18 +324,15 @@ def create_app(
                     for event in events
                     if (m := event.message) and (m.topic, m.partition) not in refused
                 ]
-                tps = {(m.topic, m.partition) for m in messages}
                 batch = await stored(
                     "validating a batch",
                     lambda: fold(domain, messages),  # noqa: B023 - awaited right here
-                    tps,
                 )
                 if not batch.offsets:
                     continue
                 live, configs = await stored(
                     "reading the live version",
                     lambda: live_state(domain),  # noqa: B023 - awaited right here
-                    tps,
                 )
                 output, states = process(domain, batch, live, configs)
                 # side effects first (deterministic ids make a replay harmless), then the store
@@ -350,7 +345,6 @@ def create_app(
                 await stored(
                     "committing a batch",
                     lambda: commit(domain, batch, output, states, prints),  # noqa: B023 - awaited
-                    tps,
                 )
                 checkpoints.update(batch.offsets)
 
@@ -360,22 +354,6 @@ def create_app(
         domain.partition_processor(settings)  # import the processors' modules now, not mid-batch
         make_agent(domain)
     return app
-
-
-def stop_on_store_error(what: str, exc: BaseException) -> None:
-    """The store refused something a retry cannot cure: stop rather than skip (exit status
-    :data:`EXIT_STORE_REFUSED`). Nothing past the stored offsets was acknowledged, so a
-    restart after the cause is fixed consumes the same messages again."""
-    log.critical(
-        "STOPPING: the store refused %s with an error retrying cannot cure: %s: %s. Nothing "
-        "was skipped; after fixing the cause, restart the worker and it resumes from the "
-        "stored offsets.",
-        what,
-        type(exc).__name__,
-        exc,
-    )
-    logging.shutdown()
-    os._exit(EXIT_STORE_REFUSED)
 
 
 def _faust_tps(app: faust.App, tps: set[tuple[str, int]]) -> set[TP]:

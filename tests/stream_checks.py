@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
+from ml.domains import get_domain
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor
 from tests.fixtures.broker import settings_from
@@ -33,6 +35,22 @@ def publish(env: dict, records: list) -> Store:
         producer.publish(settings.topic_sales, record.key, record.event)
     assert producer.flush() == 0 and producer.failed == 0
     return Store.from_url(env["DATABASE_URL"])
+
+
+def expected_counts(records: list) -> Counter:
+    """Events per (series, month) that ``records`` must add up to, counted once each."""
+    domain = get_domain("demand")
+    counts: Counter = Counter()
+    for record in records:
+        for delta in domain.observe(record.event):
+            counts[(delta.series_key, delta.period_start)] += delta.n_events
+    return counts
+
+
+def stored_counts(store: Store) -> Counter:
+    """Events per (series, month) in the store."""
+    rows = store.observations("demand")
+    return Counter({(r.series_key, r.period_start): r.n_events for r in rows})
 
 
 def final_state(store: Store, consumer: str) -> dict:

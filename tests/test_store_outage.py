@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from datetime import date
 
 import pytest
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
-from ml.domains import get_domain
 from ml.registry.store import Store
 from tests.fixtures.broker import settings_from, wait_for_progress
 from tests.fixtures.postgres import create_database
+from tests.stream_checks import expected_counts, stored_counts
 
 pytestmark = pytest.mark.integration
 
@@ -30,21 +29,6 @@ def records(n: int) -> list:
     out = list(source.records())[:n]
     assert len(out) == n
     return out
-
-
-def expected_counts(recs: list) -> Counter:
-    domain = get_domain("demand")
-    counts: Counter = Counter()
-    for record in recs:
-        for delta in domain.observe(record.event):
-            counts[(delta.series_key, delta.period_start)] += delta.n_events
-    return counts
-
-
-def stored_counts(store: Store) -> Counter:
-    return Counter(
-        {(r.series_key, r.period_start): r.n_events for r in store.observations("demand")}
-    )
 
 
 class Replay(threading.Thread):

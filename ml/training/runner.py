@@ -17,6 +17,7 @@ from typing import Any
 from ml.domains import get_domain
 from ml.metrics import score
 from ml.registry.entities import TrainingJobRow
+from ml.registry.errors import is_transient
 from ml.registry.store import Store
 from ml.training.base import Candidate, TrainingSet
 from ml.training.errors import TrainingDataError
@@ -76,6 +77,8 @@ class TrainingRunner:
         except TrainingDataError as exc:
             outcome = JobOutcome(job.id, "failed", reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded on the job, the trainer goes on
+            if is_transient(exc):
+                raise  # the store went away: not the job's failure, it runs again later
             outcome = JobOutcome(job.id, "failed", reason=f"{type(exc).__name__}: {exc}")
         self.store.update_job(
             job.id,
