@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime
 
 import pytest
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
+from schemas.events import RetrainRequest
 from tests.fixtures.broker import settings_from, wait_for_progress
 from tests.fixtures.postgres import create_database
 from tests.stream_checks import expected_counts, stored_counts
+from tests.training_data import seed_demand
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +108,38 @@ def test_worker_killed_while_postgres_is_down_resumes_from_the_store(
     first.kill()
     second = spawn(["streams"], env)  # starts while the store is still down: it waits
     replay.join()
-    time.sleep(3)
+    wait_for_progress(lambda: "store unreachable at start" in second.output())
     own_postgres.start()
     wait_for_progress(lambda: count(store) == 20_000, progress=lambda: count(store))
     assert stored_counts(store) == expected_counts(recs)
     assert second.alive(), second.output()[-3000:]
-    assert "store unreachable at start" in second.output()
+
+
+def test_trainer_waits_for_postgres_and_runs_each_request_once(
+    make_env, spawn, own_postgres
+) -> None:
+    url = create_database(own_postgres.admin_url, "trainer")
+    env = make_env(DATABASE_URL=url, STORE_RETRY_MAX_SECONDS="1")
+    settings = settings_from(env)
+    ensure_topics(settings)
+    store = Store.from_url(url)
+    seed_demand(store)
+    trainer = spawn(["trainer"], env)
+    wait_for_progress(lambda: "trainer consuming" in trainer.output())
+    own_postgres.stop()
+    producer = EventProducer(settings)
+    request = RetrainRequest(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        domain="demand",
+        requested_by="test",
+    )
+    producer.publish(settings.topic_retrain_requests, "demand/global", request)
+    assert producer.flush() == 0
+    wait_for_progress(lambda: "store unavailable during" in trainer.output())
+    own_postgres.start()
+    job = wait_for_progress(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j)
+    assert job.status == "completed", job.error
+    assert [j.id for j in store.list_jobs(domain="demand")] == [request.event_id]
+    assert store.active_version("demand") == job.version
+    assert trainer.alive(), trainer.output()[-3000:]
