@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 import millrace
 from api import commands, health, models, monitoring, network, observations, predict
-from api.auth import Authenticator
+from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
 from api.monitoring import _StateCache
@@ -102,10 +102,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.drift_cache = _StateCache()
 
     install_error_handlers(app)
+    document_security(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)  # outermost: counts 413s too
 
-    for module in (health, models, predict, monitoring, commands, network, observations):
+    # predictions first: the hot path is matched before the other routers are tried (the docs
+    # keep the order of the tags above)
+    for module in (predict, health, models, monitoring, commands, network, observations):
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     return app

@@ -278,6 +278,7 @@ class Publisher:
             target=publish, args=(bootstrap, topic, mode, rate, self.stop, self.sent)
         )
         self.proc.start()
+        ROLES[self.proc.pid] = "publisher"
 
     def close(self) -> None:
         self.stop.set()
@@ -287,8 +288,12 @@ class Publisher:
 
 
 # --- measurement helpers ---------------------------------------------------------------------
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy jiffies of the whole machine, jiffies of this process and its descendants)."""
+#: named processes of the benchmark (pid -> name); their descendants count with them
+ROLES: dict[int, str] = {}
+
+
+def _cpu_jiffies() -> tuple[int, dict[str, int]]:
+    """(busy jiffies of the whole machine, jiffies by role of this process tree)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     values = [int(v) for v in fields[:8]]
     busy = sum(values) - values[3] - values[4]  # minus idle and iowait
@@ -303,32 +308,37 @@ def _cpu_jiffies() -> tuple[int, int]:
         pid = int(stat.parent.name)
         parents[pid] = int(rest[1])
         times[pid] = int(rest[11]) + int(rest[12])  # utime + stime
-    ours = {os.getpid()}
+    role = {os.getpid(): "client", **ROLES}
     grew = True
     while grew:
         grew = False
         for pid, parent in parents.items():
-            if parent in ours and pid not in ours:
-                ours.add(pid)
+            if parent in role and pid not in role:
+                role[pid] = role[parent]
                 grew = True
-    return busy, sum(times.get(pid, 0) for pid in ours)
+    by_role: dict[str, int] = {}
+    for pid, name in role.items():
+        by_role[name] = by_role.get(name, 0) + times.get(pid, 0)
+    return busy, by_role
 
 
 class CpuWindow:
-    """Cores used over a window: by the machine, by the benchmark's processes, by others."""
+    """Cores used over a window: by the machine, by each benchmark process, by others."""
 
     def __init__(self) -> None:
         self.start = (time.perf_counter(), *_cpu_jiffies())
 
-    def stop(self) -> dict[str, float]:
-        wall, busy, ours = time.perf_counter(), *_cpu_jiffies()
+    def stop(self) -> dict[str, Any]:
+        wall, busy, roles = time.perf_counter(), *_cpu_jiffies()
         hz = os.sysconf("SC_CLK_TCK") * (wall - self.start[0])
+        used = {k: (v - self.start[2].get(k, 0)) / hz for k, v in roles.items()}
         machine = (busy - self.start[1]) / hz
-        benchmark = (ours - self.start[2]) / hz
+        ours = sum(used.values())
         return {
             "machine_busy_cores": round(machine, 2),
-            "benchmark_processes_cores": round(benchmark, 2),
-            "other_processes_cores": round(max(0.0, machine - benchmark), 2),
+            "benchmark_processes_cores": round(ours, 2),
+            "by_process_cores": {k: round(v, 2) for k, v in sorted(used.items())},
+            "other_processes_cores": round(max(0.0, machine - ours), 2),
         }
 
 
@@ -412,6 +422,7 @@ def main() -> None:
         store = Store.from_url(db_url, upgrade=False)
         broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=workdir / "broker.log")
         broker.start()
+        ROLES[broker.pid or -1] = "broker"
         port = free_port()
         env = {
             **os.environ,
@@ -436,6 +447,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
             procs.append(proc)
+            ROLES[proc.pid] = args[0]
             return proc
 
         api = spawn(["api"], "api.log")
