@@ -4,13 +4,18 @@ Pure logic: the stream adapter hands in (topic, partition, offset, key, bytes) t
 what to store, what to dead-letter and which offsets the stored state includes. Messages at or
 below a partition's checkpoint offset were already applied and are skipped, so redelivery after a
 crash or a rebalance never counts an event twice.
+
+No payload raises: whatever the bytes (invalid UTF-8, nesting beyond the parser's depth limit,
+values the contract refuses, times before ``min_time`` or past ``now + max_future``), the
+message becomes a :class:`Rejection` and then a dead letter, so poison never stops the worker
+and never reaches the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
 import orjson
@@ -20,7 +25,20 @@ from ml.domains.base import Domain
 from ml.observations import ObservationDelta, ObservationKey, accumulate
 from schemas.events import BaseEvent, DeadLetterRecord, deterministic_id
 
-__all__ = ["Message", "MessageLike", "Rejection", "IngestBatch", "validate_message", "fold_batch"]
+__all__ = [
+    "DEFAULT_MIN_TIME",
+    "IngestBatch",
+    "Message",
+    "MessageLike",
+    "Rejection",
+    "as_min_time",
+    "fold_batch",
+    "validate_message",
+]
+
+#: Events before this instant are ``too_old`` unless the caller says otherwise (the default of
+#: the ``MIN_EVENT_TIME`` setting).
+DEFAULT_MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 #: (topic, partition)
 TopicPartition = tuple[str, int]
@@ -68,15 +86,33 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def as_min_time(value: datetime | date) -> datetime:
+    """``value`` as an aware UTC instant (a day means its first instant, UTC)."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _latest(now: datetime, max_future: timedelta) -> datetime:
+    """``now + max_future``, or the largest instant when that is beyond the calendar."""
+    try:
+        return now + max_future
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
 def validate_message(
     domain: Domain,
     value: bytes | None,
     *,
     max_bytes: int,
     max_future: timedelta,
+    min_time: datetime | date = DEFAULT_MIN_TIME,
     now: datetime | None = None,
 ) -> BaseEvent | Rejection:
-    """Parse and validate one payload into the domain's event, or say why not."""
+    """Parse and validate one payload into the domain's event, or say why not (never raises
+    on the payload). ``min_time``: earlier ``occurred_at`` is ``too_old`` (a day or an instant).
+    """
     if value is None or len(value) == 0:
         return Rejection("invalid_json", "empty payload")
     if len(value) > max_bytes:
@@ -91,11 +127,21 @@ def validate_message(
         event = domain.parse(data)
     except ValidationError as exc:
         return Rejection("schema_violation", _describe(exc))
-    now = now or datetime.now(UTC)
-    if event.occurred_at > now + max_future:
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+        # a validator bug must not stop the worker: the message is refused, with the error
+        return Rejection("schema_violation", f"invalid event: {type(exc).__name__}: {exc}")
+    occurred_at = event.occurred_at
+    earliest = as_min_time(min_time)
+    if occurred_at < earliest:
+        return Rejection(
+            "too_old",
+            f"occurred_at {occurred_at.isoformat()} is before the minimum event time "
+            f"{earliest.isoformat()} (MIN_EVENT_TIME)",
+        )
+    if occurred_at > _latest(now or datetime.now(UTC), max_future):
         return Rejection(
             "future_timestamp",
-            f"occurred_at {event.occurred_at.isoformat()} is more than "
+            f"occurred_at {occurred_at.isoformat()} is more than "
             f"{max_future.total_seconds():.0f} s in the future",
         )
     return event
@@ -119,10 +165,13 @@ class IngestBatch:
 
 
 def _dead_letter(
-    msg: MessageLike, why: Rejection, consumer: str, max_bytes: int
+    msg: MessageLike, why: Rejection, consumer: str, max_bytes: int, now: datetime
 ) -> DeadLetterRecord:
+    """The record of a refusal at ``now`` (its id is the message's position: a redelivery
+    gives the same id)."""
     return DeadLetterRecord(
         event_id=deterministic_id("dead-letter", msg.topic, msg.partition, msg.offset),
+        occurred_at=now,
         source_topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
@@ -142,17 +191,20 @@ def fold_batch(
     consumer: str,
     max_bytes: int,
     max_future: timedelta,
+    min_time: datetime | date = DEFAULT_MIN_TIME,
     known_ids: Callable[[list[str]], set[str]] = lambda ids: set(),
     now: datetime | None = None,
 ) -> IngestBatch:
     """Validate every message not yet covered by ``checkpoints`` and fold it into a batch.
 
     ``known_ids`` answers which event ids were processed before (the store); those, and
-    repeats inside the batch, are refused as ``duplicate``. The batch's deltas come out
-    combined: one per observation key.
+    repeats inside the batch, are refused as ``duplicate``. Events before ``min_time`` (the
+    ``MIN_EVENT_TIME`` setting) are ``too_old``. The batch's deltas come out combined: one per
+    observation key.
     """
     batch = IngestBatch()
     now = now or datetime.now(UTC)
+    min_time = as_min_time(min_time)
     offsets = batch.offsets
     fresh: list[tuple[MessageLike, TopicPartition, BaseEvent | Rejection]] = []
     for msg in messages:
@@ -164,7 +216,12 @@ def fold_batch(
         if offset > offsets.get(tp, -1):
             offsets[tp] = offset
         result = validate_message(
-            domain, msg.value, max_bytes=max_bytes, max_future=max_future, now=now
+            domain,
+            msg.value,
+            max_bytes=max_bytes,
+            max_future=max_future,
+            min_time=min_time,
+            now=now,
         )
         fresh.append((msg, tp, result))
     candidates = [r.event_id for _, _, r in fresh if not isinstance(r, Rejection)]
@@ -177,10 +234,18 @@ def fold_batch(
                 result = Rejection("duplicate", f"event_id {result.event_id} already processed")
             else:
                 seen.add(result.event_id)
+        if not isinstance(result, Rejection):
+            try:
+                observed = domain.observe(result)
+            except (ValueError, TypeError, ArithmeticError) as exc:  # never stop the batch
+                seen.discard(result.event_id)
+                result = Rejection("schema_violation", f"cannot be observed: {exc}")
         if isinstance(result, Rejection):
-            batch.dead_letters.append((msg.key, _dead_letter(msg, result, consumer, max_bytes)))
+            batch.dead_letters.append(
+                (msg.key, _dead_letter(msg, result, consumer, max_bytes, now))
+            )
             continue
-        for delta in domain.observe(result):
+        for delta in observed:
             accumulate(combined, delta)
         event_ids.append(result.event_id)
         accepted = events.get(tp)

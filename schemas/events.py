@@ -1,20 +1,38 @@
 """Pydantic models of every event on Millrace's topics.
 
-Each event carries ``event_id``, ``schema_version`` and ``occurred_at`` (ISO 8601, UTC). Numbers
-must be finite (NaN/inf are rejected), prices non-negative, timestamps timezone-aware (naive ones
-are rejected rather than guessed). Unknown extra fields are ignored so publishers can add fields
-without breaking consumers.
+Each event carries ``event_id``, ``schema_version`` and ``occurred_at``. Since schema version 2
+``event_id`` and ``occurred_at`` are required (no generated defaults: a publisher's re-send keeps
+its id, so it is recognised as a duplicate) and ``occurred_at`` is an ISO 8601 string with a
+timezone (naive strings and epoch numbers are refused rather than guessed), stored in UTC.
+Only what every store can hold is accepted (see :mod:`schemas.types`): text without control
+characters or lone surrogates and within its column's length, finite numbers within sane ranges
+(booleans and numeric strings are not numbers), prices non-negative. Unknown extra fields are
+ignored so publishers can add fields without breaking consumers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.types import (
+    EventTime,
+    Finite,
+    FreeText,
+    JsonObject,
+    Label,
+    Measure,
+    Name,
+    Price,
+    Rate,
+    label,
+    number,
+)
 
 __all__ = [
     "EVENT_MODELS",
@@ -28,22 +46,30 @@ __all__ = [
     "NetworkMeasurementEvent",
     "RetrainReason",
     "RetrainRequest",
+    "SCHEMA_VERSION",
+    "SEGMENT_KEY_MAX",
     "SaleContractEvent",
     "VehicleType",
     "deterministic_id",
 ]
 
+#: Version of every event contract (2: ``event_id`` and ``occurred_at`` required, ISO strings).
+SCHEMA_VERSION = 2
+#: Longest segment key: it is also the ``scope`` of drift events and retrain requests.
+SEGMENT_KEY_MAX = 120
+#: What separates the parts of a segment key (so no part may contain it).
+SEGMENT_SEPARATOR = "|"
 
-def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("occurred_at must carry a timezone (ISO 8601 with Z or an offset)")
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Measure = Annotated[float, Field(allow_inf_nan=False)]
+# one-line texts sized to the columns (or keys) they end up in
+EventId = label(128, min_length=1)
+CellId = label(64, min_length=1, strip=True)
+Line = label(120, strip=True)
+Version = label(64)
+Text60 = label(60)
+Text20 = label(20)
+Text16 = label(16)
+Latitude = number(-90, 90)
+Longitude = number(-180, 180)
 
 
 def deterministic_id(*parts: object) -> str:
@@ -56,18 +82,26 @@ class BaseEvent(BaseModel):
     """Fields every event carries."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=True)
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
     #: File stem of the generated JSON Schema.
     SCHEMA_NAME: ClassVar[str] = "base"
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
-        default_factory=lambda: str(uuid.uuid4()),
-        description="Unique id of the event; duplicates are recognised by it.",
+    event_id: EventId = Field(
+        ...,
+        description="Unique id of the event, set by the publisher (deterministic from the fact, "
+        "so that a re-send is recognised as a duplicate).",
     )
-    schema_version: int = Field(1, ge=1, description="Version of this event's contract.")
-    occurred_at: UtcDatetime = Field(
-        default_factory=lambda: datetime.now(UTC),
-        description="When the fact happened (event time), ISO 8601 with timezone; stored in UTC.",
+    schema_version: int = Field(
+        SCHEMA_VERSION,
+        ge=1,
+        le=SCHEMA_VERSION,
+        strict=True,
+        description="Version of this event's contract (newer versions are refused).",
+    )
+    occurred_at: EventTime = Field(
+        ...,
+        description="When the fact happened (event time): an ISO 8601 string with a timezone "
+        "(Z or an offset; epoch numbers and naive times are refused); stored in UTC.",
     )
 
 
@@ -93,13 +127,27 @@ class SaleContractEvent(BaseEvent):
     vehicle_type: VehicleType
     brand: Name
     model: Name
-    line: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
+    line: Line = ""
     sale_price: Price | None = Field(None, description="Agreed sale price, if any.")
     purchase_price: Price | None = Field(None, description="Price paid to acquire the vehicle.")
-    contract_status: str | None = Field(None, max_length=60)
-    payment_method: str | None = Field(None, max_length=60)
-    plate: str | None = Field(None, max_length=20)
-    source: str | None = Field(None, max_length=60, description="Publisher / importer name.")
+    contract_status: Text60 | None = None
+    payment_method: Text60 | None = None
+    plate: Text20 | None = None
+    source: Text60 | None = Field(None, description="Publisher / importer name.")
+
+    @model_validator(mode="after")
+    def _segment_fits(self) -> Self:
+        """The segment key is a stored series key and a model scope: no part may contain the
+        separator, and the whole key must fit :data:`SEGMENT_KEY_MAX` characters."""
+        for name in ("brand", "model", "line"):
+            if SEGMENT_SEPARATOR in getattr(self, name):
+                raise ValueError(f"{name} must not contain {SEGMENT_SEPARATOR!r}")
+        if len(self.segment_key) > SEGMENT_KEY_MAX:
+            raise ValueError(
+                f"segment key vehicle_type|brand|model|line (upper case) is longer than "
+                f"{SEGMENT_KEY_MAX} characters"
+            )
+        return self
 
     @property
     def segment(self) -> tuple[str, str, str, str]:
@@ -141,20 +189,16 @@ class NetworkMeasurementEvent(BaseEvent):
         "speed",
     )
 
-    cell_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    network_mode: str | None = Field(None, max_length=16, description="5G, LTE, HSPA+ ...")
-    operator: str | None = Field(None, max_length=60)
+    cell_id: CellId
+    network_mode: Text16 | None = Field(None, description="5G, LTE, HSPA+ ...")
+    operator: Text60 | None = None
     rsrp: Measure | None = Field(None, description="dBm")
     rsrq: Measure | None = Field(None, description="dB")
     snr: Measure | None = Field(None, description="dB")
     cqi: Measure | None = None
     rssi: Measure | None = Field(None, description="dBm")
-    dl_bitrate: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
-        None, description="Downlink kbit/s"
-    )
-    ul_bitrate: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
-        None, description="Uplink kbit/s"
-    )
+    dl_bitrate: Rate | None = Field(None, description="Downlink kbit/s")
+    ul_bitrate: Rate | None = Field(None, description="Uplink kbit/s")
     ping_avg: Measure | None = Field(None, description="ms")
     ping_min: Measure | None = None
     ping_max: Measure | None = None
@@ -163,9 +207,9 @@ class NetworkMeasurementEvent(BaseEvent):
     nr_rsrp: Measure | None = None
     nr_rsrq: Measure | None = None
     speed: Measure | None = Field(None, description="km/h")
-    latitude: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
-    longitude: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
-    trace: str | None = Field(None, max_length=120, description="Source trace id, if any.")
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    trace: Label | None = Field(None, description="Source trace id, if any.")
 
     def measurements(self) -> dict[str, float]:
         """The measured (non-missing) numeric fields."""
@@ -190,8 +234,8 @@ class RetrainRequest(BaseEvent):
     reason: RetrainReason = RetrainReason.MANUAL
     start_date: date | None = None
     end_date: date | None = None
-    requested_by: str = Field("system", max_length=120)
-    evidence: dict[str, Any] = Field(default_factory=dict, description="What tripped the trigger.")
+    requested_by: Label = "system"
+    evidence: JsonObject = Field(default_factory=dict, description="What tripped the trigger.")
 
 
 class ModelCommandType(StrEnum):
@@ -219,13 +263,13 @@ class ModelCommand(BaseEvent):
     command: ModelCommandType
     domain: Name
     scope: Name = "global"
-    version: str | None = Field(None, max_length=64, description="Target version (activate).")
-    config: dict[str, Any] | None = Field(None, description="Model config (create_config).")
+    version: Version | None = Field(None, description="Target version (activate).")
+    config: JsonObject | None = Field(None, description="Model config (create_config).")
     metric: Literal["rmse", "mae", "mape", "r2"] | None = Field(
         None, description="Metric of an evaluate command (default rmse)."
     )
-    reason: str = Field("", max_length=500)
-    requested_by: str = Field("system", max_length=120)
+    reason: FreeText = ""
+    requested_by: Label = "system"
 
 
 class ModelUpdatedEvent(BaseEvent):
@@ -235,11 +279,11 @@ class ModelUpdatedEvent(BaseEvent):
 
     domain: Name
     scope: Name = "global"
-    version: str = Field(..., max_length=64)
-    previous_version: str | None = Field(None, max_length=64)
-    algorithm: str | None = None
-    metrics: dict[str, Measure | None] = Field(default_factory=dict)
-    reason: str = Field("", max_length=500)
+    version: Version
+    previous_version: Version | None = None
+    algorithm: Label | None = None
+    metrics: dict[str, Finite | None] = Field(default_factory=dict)
+    reason: FreeText = ""
 
 
 class DriftEvent(BaseEvent):
@@ -249,11 +293,11 @@ class DriftEvent(BaseEvent):
 
     domain: Name
     scope: Name = "global"
-    detector: str = Field(..., max_length=60, description="adwin, page_hinkley, input_shift...")
-    statistic: str = Field(..., max_length=60)
-    value: Measure
-    threshold: Measure | None = None
-    model_version: str | None = None
+    detector: Text60 = Field(..., description="adwin, page_hinkley, input_shift...")
+    statistic: Text60
+    value: Finite
+    threshold: Finite | None = None
+    model_version: Version | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -268,7 +312,13 @@ class DeadLetterRecord(BaseEvent):
     key: str | None = None
     reason: str = Field(..., description="Human-readable reason, e.g. the validation errors.")
     error_type: Literal[
-        "invalid_json", "schema_violation", "oversize", "future_timestamp", "duplicate", "other"
+        "invalid_json",
+        "schema_violation",
+        "oversize",
+        "future_timestamp",
+        "too_old",
+        "duplicate",
+        "other",
     ]
     consumer: str = Field(..., description="Which consumer rejected it.")
     payload: str = Field(

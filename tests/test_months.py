@@ -8,6 +8,7 @@ from schemas.events import SaleContractEvent
 
 def ev(day: str, brand: str = "A", kind: str = "SALE") -> SaleContractEvent:
     return SaleContractEvent(
+        event_id=f"{day}/{brand}/{kind}",
         contract_type=kind,
         vehicle_type="CAR",
         brand=brand,

@@ -40,7 +40,9 @@ def run(evts, processor: NetworkProcessor | None = None, batch: int = 500):
 
 
 def event(cell: str, at: datetime, **values) -> NetworkMeasurementEvent:
-    return NetworkMeasurementEvent(cell_id=cell, occurred_at=at, **values)
+    return NetworkMeasurementEvent(
+        event_id=f"{cell}@{at.isoformat()}", cell_id=cell, occurred_at=at, **values
+    )
 
 
 def test_forecasts_and_scores_of_every_online_model() -> None:

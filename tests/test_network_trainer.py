@@ -21,6 +21,7 @@ from ml.registry.network import CommandResultRow, NetworkRegistry, SqlFieldState
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelCommand
+from tests.factories import fresh
 from tests.fixtures.broker import read_json, settings_from, wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ class Network:
         self.proc = spawn(["trainer"], env)
 
     def send(self, command: str, scope: str, **fields) -> ModelCommand:
-        cmd = ModelCommand(command=command, domain="network", scope=scope, **fields)
+        cmd = ModelCommand(**fresh(), command=command, domain="network", scope=scope, **fields)
         self.publish(cmd)
         return cmd
 

@@ -99,6 +99,7 @@ def test_network_measurements_become_per_cell_windows(make_env, spawn) -> None:
     for i in range(300):  # 2 cells x 150 s -> windows of 60 s; RSRQ missing on odd seconds
         cell = f"cell-{i % 2}"
         body = {
+            "event_id": f"net-{i}",
             "cell_id": cell,
             "occurred_at": f"2020-01-01T00:0{(i // 2) // 60}:{(i // 2) % 60:02d}Z",
             "rsrp": -90.0 - i % 5,

@@ -12,6 +12,7 @@ import pytest
 from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
 from schemas.events import ModelCommand, RetrainRequest, deterministic_id
+from tests.factories import fresh
 from tests.fixtures.broker import read_json, settings_from, wait_until
 from tests.training_data import seed_demand
 
@@ -38,7 +39,7 @@ def trained(request, make_env, spawn):
 
 def test_request_yields_job_version_artifact_activation_and_event(trained) -> None:
     env, settings, store, proc, producer = trained
-    request = RetrainRequest(domain="demand", requested_by="test")
+    request = RetrainRequest(**fresh(), domain="demand", requested_by="test")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
     job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
@@ -57,7 +58,7 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
     now = datetime.now(UTC)
     ids = []
     for i in range(100):
-        req = RetrainRequest(domain="demand", occurred_at=now, evidence={"i": i})  # same instant
+        req = RetrainRequest(**fresh(now), domain="demand", evidence={"i": i})  # same instant
         ids.append(req.event_id)
         producer.publish(settings.topic_retrain_requests, "demand/global", req)
     producer.flush()
@@ -70,19 +71,21 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
 
 def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     env, settings, store, proc, producer = trained
-    bad = RetrainRequest(domain="demand", start_date=date(2023, 5, 1), end_date=date(2023, 1, 1))
+    bad = RetrainRequest(
+        **fresh(), domain="demand", start_date=date(2023, 5, 1), end_date=date(2023, 1, 1)
+    )
     producer.publish(settings.topic_retrain_requests, "demand/global", bad)
     producer.publish(settings.topic_retrain_requests, "demand/global", b"{not json")
     producer.flush()
     job = wait_until(lambda: (j := store.get_job(bad.event_id)) and j.finished_at and j, 60)
     assert (job.status, job.error) == ("failed", "end_date must be after start_date")
 
-    first = RetrainRequest(domain="demand")
+    first = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", first)
     producer.flush()
     v1 = wait_until(lambda: (j := store.get_job(first.event_id)) and j.version, 60)
     # a second version (kept even though not promoted) to roll forward to
-    second = RetrainRequest(domain="demand")
+    second = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", second)
     producer.flush()
     v2 = wait_until(lambda: (j := store.get_job(second.event_id)) and j.version, 60)
@@ -94,12 +97,13 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
         version=v2,
         requested_by="ops",
         event_id=deterministic_id("cmd", v2),
+        occurred_at=datetime.now(UTC),
     )
     producer.publish(settings.topic_model_commands, "demand/global", cmd)
     producer.publish(settings.topic_model_commands, "demand/global", cmd)  # replayed: no-op
     producer.flush()
     wait_until(lambda: store.active_version("demand") == v2, 30)
-    back = ModelCommand(command="rollback", domain="demand", requested_by="ops")
+    back = ModelCommand(**fresh(), command="rollback", domain="demand", requested_by="ops")
     producer.publish(settings.topic_model_commands, "demand/global", back)
     producer.flush()
     wait_until(lambda: store.active_version("demand") == v1, 30)
@@ -130,7 +134,7 @@ def test_cli_retrain_wait_and_models_list(trained, spawn) -> None:
 
 def test_sigkill_mid_job_then_restart_recovers(trained, spawn) -> None:
     env, settings, store, proc, producer = trained
-    request = RetrainRequest(domain="demand")
+    request = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
     wait_until(lambda: (j := store.get_job(request.event_id)) and j.status == "running", 60, 0.01)
