@@ -9,6 +9,8 @@ Phases, in ONE run:
 
 1. ``idle``: each endpoint (``POST /v1/ml/predict``, ``GET /v1/ml/models/latest``) at each of
    ``--rates``; nothing else runs.
+   ``idle_rebuilding``: predict at ``--ingest-request-rate`` while one event of a complete month
+   is stored every second (no worker): the book is rebuilt at every store check.
 2. ``ingesting_live``: a ``millrace streams`` worker consumes the sales topic into the same store
    while a publisher process sends ``--ingest-rate`` events/s of the contracts re-timed to now
    (the month still counting: what production sees); predict at ``--ingest-request-rate``.
@@ -43,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -95,18 +98,25 @@ def prepare(workdir: Path) -> tuple[str, str]:
 
 # --- load generator --------------------------------------------------------------------------
 class _Connections:
-    """Keep-alive HTTP/1.1 connections to one server; a request takes an idle one or opens one.
-    Requests are pre-encoded bytes and responses are read by ``Content-Length``: a few tens of
-    microseconds of client CPU per request, a fraction of what aiohttp spends."""
+    """Keep-alive HTTP/1.1 connections to one server, at most ``limit`` (as a gateway's pool:
+    aiohttp's default is 100); a request takes an idle one, opens one, or waits for one. The
+    wait counts in its latency (measured from the scheduled time). Requests are pre-encoded
+    bytes and responses are read by ``Content-Length``: a few tens of microseconds of client
+    CPU per request, a fraction of what aiohttp spends."""
 
     #: idle longer than this, a connection may be closing on the server (uvicorn: 5 s)
     MAX_IDLE = 2.0
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, limit: int = 64) -> None:
         self.host, self.port = host, port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self.slots = asyncio.Semaphore(limit)
 
     async def request(self, payload: bytes) -> int:
+        async with self.slots:
+            return await self._request(payload)
+
+    async def _request(self, payload: bytes) -> int:
         reader = writer = None
         while self.idle:
             reader, writer, since = self.idle.pop()
@@ -365,6 +375,41 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def rebuild_phase(
+    base: str, store: Store, args: argparse.Namespace, predict: tuple[str, str, dict]
+) -> dict[str, Any]:
+    """No worker: one event of a complete month is stored every second, so every store check
+    of the API (5 s) rebuilds the forecast book. The cost of rebuilding alone, on serving."""
+    domain = get_domain("demand")
+    template = next(iter(DealershipSource(DATA).records())).event
+    stop = threading.Event()
+    rng = random.Random(3)
+
+    def touch() -> None:
+        while not stop.wait(1.0):
+            now = datetime.now(UTC)
+            update = {"event_id": str(uuid.uuid4()), "occurred_at": _occurred_at("past", now, rng)}
+            store.apply_observations(domain.observe(template.model_copy(update=update)))
+
+    builds = metric(base, "millrace_forecast_book_builds_total")
+    toucher = threading.Thread(target=touch, daemon=True)
+    toucher.start()
+    try:
+        wait_for(
+            lambda: metric(base, "millrace_forecast_book_builds_total") > builds, 60, "a build"
+        )
+        builds0 = metric(base, "millrace_forecast_book_builds_total")
+        method, url, body = predict
+        row = measure(url, method, body, args.ingest_request_rate, args.seconds)
+        builds1 = metric(base, "millrace_forecast_book_builds_total")
+    finally:
+        stop.set()
+        toucher.join(10)
+    row["book_builds_during_window"] = int(builds1 - builds0)
+    print("idle_rebuilding", row)
+    return row
+
+
 def ingest_phase(
     name: str, base: str, store: Store, settings: Any, mode: str, args: argparse.Namespace,
     predict: tuple[str, str, dict], worker: subprocess.Popen,
@@ -481,6 +526,7 @@ def main() -> None:
                     "highest_rate_with_p99_under_10ms": max(ok, default=None),
                 }
             results["idle"] = idle
+            results["idle_rebuilding"] = rebuild_phase(base, store, args, predict)
 
             print("starting the streams worker ...")
             worker = spawn(["streams", "--loglevel", "warning"], "worker.log")
@@ -505,6 +551,7 @@ def main() -> None:
     idle_500 = next((r for r in results["idle"][PREDICT]["runs"] if r["rate"] == 500), None)
     summary = {
         "predict_idle_at_500": {k: idle_500[k] for k in ("p50_ms", "p99_ms")} if idle_500 else None,
+        "predict_idle_rebuilding": {k: results["idle_rebuilding"][k] for k in ("p50_ms", "p99_ms")},
         "predict_ingesting_live": {k: results["ingesting_live"][k] for k in ("p50_ms", "p99_ms")},
         "predict_ingesting_past": {k: results["ingesting_past"][k] for k in ("p50_ms", "p99_ms")},
     }
