@@ -270,6 +270,7 @@ def create_app(
             consumer=consumer,
             max_bytes=settings.max_event_bytes,
             max_future=timedelta(seconds=settings.max_future_seconds),
+            min_time=settings.min_event_time,
             known_ids=lambda ids: store.known_event_ids(domain.name, ids),
         )
 
