@@ -31,6 +31,7 @@ from ml.ingest import IngestBatch, Message, fold_batch
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from schemas.events import NetworkMeasurementEvent, SaleContractEvent
+from streams.app import drift_row
 from tests.factories import poison, sale
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -331,7 +332,7 @@ class Worker:
             states,
             event_ids=[(self.domain.name, event_id) for event_id in batch.event_ids],
             corrections=output.corrections,
-            drift_events=[_drift_row(event) for event in output.drift_events],
+            drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
             scores=output.scores,
         )
@@ -354,24 +355,6 @@ class Worker:
             output.extend(processor.process(events))
             states[(CONSUMER, *tp)] = processor.dumps()
         return output, states
-
-
-def _drift_row(event) -> dict:
-    """The store fields of a drift event (as ``streams.app.drift_row``)."""
-    return event.model_dump(
-        include={
-            "event_id",
-            "domain",
-            "scope",
-            "detector",
-            "statistic",
-            "value",
-            "threshold",
-            "model_version",
-            "evidence",
-            "occurred_at",
-        }
-    )
 
 
 PROPERTY = settings(

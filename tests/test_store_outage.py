@@ -17,6 +17,7 @@ import pytest
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
+from millrace.settings import Settings
 from ml.registry.store import Store
 from schemas.events import RetrainRequest
 from tests.fixtures.broker import settings_from, wait_for_progress
@@ -60,14 +61,19 @@ def count(store: Store) -> int:
         return -1
 
 
+def on_own_postgres(make_env, server, name: str, retry_max: str) -> tuple[dict, Settings, Store]:
+    """Environment, settings and store of a test whose database lives on ``server``."""
+    url = create_database(server.admin_url, name)
+    env = make_env(DATABASE_URL=url, STORE_RETRY_MAX_SECONDS=retry_max)
+    settings = settings_from(env)
+    ensure_topics(settings)
+    return env, settings, Store.from_url(url)
+
+
 def test_postgres_stopped_8_s_then_60_s_during_a_replay_loses_nothing(
     make_env, spawn, own_postgres
 ) -> None:
-    url = create_database(own_postgres.admin_url, "outage")
-    env = make_env(DATABASE_URL=url, STORE_RETRY_MAX_SECONDS="2")
-    settings = settings_from(env)
-    ensure_topics(settings)
-    store = Store.from_url(url)
+    env, settings, store = on_own_postgres(make_env, own_postgres, "outage", "2")
     recs = records(60_000)
     worker = spawn(["streams"], env)
     replay = Replay(settings, recs, rate=1500)
@@ -93,11 +99,7 @@ def test_postgres_stopped_8_s_then_60_s_during_a_replay_loses_nothing(
 def test_worker_killed_while_postgres_is_down_resumes_from_the_store(
     make_env, spawn, own_postgres
 ) -> None:
-    url = create_database(own_postgres.admin_url, "killed")
-    env = make_env(DATABASE_URL=url, STORE_RETRY_MAX_SECONDS="1")
-    settings = settings_from(env)
-    ensure_topics(settings)
-    store = Store.from_url(url)
+    env, settings, store = on_own_postgres(make_env, own_postgres, "killed", "1")
     recs = records(20_000)
     first = spawn(["streams"], env)
     replay = Replay(settings, recs, rate=4000)
@@ -118,11 +120,7 @@ def test_worker_killed_while_postgres_is_down_resumes_from_the_store(
 def test_trainer_waits_for_postgres_and_runs_each_request_once(
     make_env, spawn, own_postgres
 ) -> None:
-    url = create_database(own_postgres.admin_url, "trainer")
-    env = make_env(DATABASE_URL=url, STORE_RETRY_MAX_SECONDS="1")
-    settings = settings_from(env)
-    ensure_topics(settings)
-    store = Store.from_url(url)
+    env, settings, store = on_own_postgres(make_env, own_postgres, "trainer", "1")
     seed_demand(store)
     trainer = spawn(["trainer"], env)
     wait_for_progress(lambda: "trainer consuming" in trainer.output())
