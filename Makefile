@@ -13,13 +13,17 @@ LOCK_ARGS    ?=
 PIP_COMPILE   = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet \
 	--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test install lock schemas bench clean
+.PHONY: run test acceptance install lock schemas bench clean
 
 run: install ## create the venv, install, start broker + api + streams, feed the simulator
 	$(BIN)/millrace up
 
 test: install ## the whole test suite (real broker, real PostgreSQL, real HTTP)
 	$(BIN)/pytest
+
+# The long runs on whole real data sets (the Norway file's 1.35 M events), left out of `make test`.
+acceptance: install ## acceptance runs: whole-file replays (minutes; needs ../shared/data)
+	$(BIN)/pytest -m acceptance --timeout=3600 -s
 
 install: $(VENV)/.installed
 
