@@ -57,6 +57,7 @@ from river import compose, forest, linear_model, optim, preprocessing, tree
 
 from ml.features import demand_features
 from ml.metrics import RunningMetrics
+from ml.periods import index_month, month_index
 
 __all__ = [
     "FALLBACK_LEVELS",
@@ -96,14 +97,6 @@ def _hatr() -> Any:
 LEARNERS: dict[str, Callable[[], Any]] = {"linear": _linear, "arf": _arf, "hatr": _hatr}
 
 _TARGETS = ("log", "ratio")
-
-
-def _month_index(month: date) -> int:
-    return month.year * 12 + month.month - 1
-
-
-def _index_month(index: int) -> date:
-    return date(index // 12, index % 12 + 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +220,12 @@ class OnlineDemandForecaster:
         month's average prices; they feed the next month's margin input.
         """
         segment = self._check_segment(segment)
-        index = _month_index(month)
+        index = month_index(month)
         series = self._leaves.get(segment)
         if series is not None and index != series.last + 1:
-            expected = _index_month(series.last + 1)
+            expected = index_month(series.last + 1)
             raise ValueError(
-                f"segment {segment}: got {_index_month(index)}, expected {expected} "
+                f"segment {segment}: got {index_month(index)}, expected {expected} "
                 "(months must be consecutive; use fill_gaps for months with no sales)"
             )
         if series is None:
@@ -258,7 +251,7 @@ class OnlineDemandForecaster:
             self._parents[parent].add(index, actual, float(purchases), self.window)
         return MonthResult(
             segment=segment,
-            month=_index_month(index),
+            month=index_month(index),
             actual=actual,
             predicted=predicted,
             fallback_level=level,
@@ -274,8 +267,8 @@ class OnlineDemandForecaster:
         if series is None:
             return []
         return [
-            self.observe_month(segment, _index_month(i), 0.0)
-            for i in range(series.last + 1, _month_index(until_month))
+            self.observe_month(segment, index_month(i), 0.0)
+            for i in range(series.last + 1, month_index(until_month))
         ]
 
     def forecast(self, segment: Segment, horizon: int = 6, confidence: float = 0.95) -> Forecast:
@@ -314,7 +307,7 @@ class OnlineDemandForecaster:
             half = z * spread * math.sqrt(step)
             points.append(
                 ForecastPoint(
-                    _index_month(start + step - 1), value, max(0.0, value - half), value + half
+                    index_month(start + step - 1), value, max(0.0, value - half), value + half
                 )
             )
         return Forecast(segment, points, level, confidence, sigma)
@@ -337,7 +330,7 @@ class OnlineDemandForecaster:
     def last_month(self, segment: Segment) -> date | None:
         """Last observed month of a leaf segment, None when unknown."""
         series = self._leaves.get(tuple(segment))
-        return None if series is None else _index_month(series.last)
+        return None if series is None else index_month(series.last)
 
     # ------------------------------------------------------------------ internals
 
@@ -372,7 +365,7 @@ class OnlineDemandForecaster:
         sales, purchases = series.window(index, self.window)
         features = demand_features(
             sales,
-            _index_month(index),
+            index_month(index),
             t_index=t_index,
             purchases=purchases,
             sale_price=series.sale_price,
@@ -463,7 +456,7 @@ class OnlineDemandForecaster:
             index = start + step
             features = demand_features(
                 sales,
-                _index_month(index),
+                index_month(index),
                 t_index=t0 + step,
                 purchases=purchases,
                 sale_price=source.sale_price,

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from ml.demand.months import MonthlyBook, next_month
+from ml.demand.months import MonthlyBook
+from ml.periods import next_month
 from schemas.events import SaleContractEvent
 
 

@@ -14,10 +14,9 @@ from ml.network.features import (
     feature_names,
     features_at,
     history_steps,
-    index_start,
     supervised_rows,
-    window_index,
 )
+from ml.periods import index_start, window_index
 
 CONFIG = ModelConfig(
     id="c",

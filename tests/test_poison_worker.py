@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from millrace.kafka import ensure_topics
-from ml.domains.demand import month_start
+from ml.periods import month_start
 from ml.registry.store import Store
 from schemas.events import SaleContractEvent
 from tests.factories import poison, sale

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from millrace.kafka import EventProducer, ensure_topics
-from ml.domains.demand import month_start
+from ml.periods import month_start
 from ml.registry.store import Store
 from schemas.events import SaleContractEvent
 from tests.factories import invalid_payloads, sale

@@ -12,17 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ml.domains.demand import month_start
+from ml.periods import month_start, next_month
 from schemas.events import ContractType, SaleContractEvent
 
-__all__ = ["MonthCounts", "ClosedMonth", "MonthlyBook", "next_month"]
+__all__ = ["MonthCounts", "ClosedMonth", "MonthlyBook"]
 
 Segment = tuple[str, str, str, str]
-
-
-def next_month(month: datetime) -> datetime:
-    """First instant of the month after ``month`` (a month start)."""
-    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
 
 
 @dataclass(slots=True)

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ml.demand.months import ClosedMonth, MonthlyBook, next_month
-from ml.domains.demand import month_start
+from ml.demand.months import ClosedMonth, MonthlyBook
 from ml.drift import DriftMonitor
 from ml.online import OnlineDemandForecaster
+from ml.periods import month_start, next_month
 from ml.registry.entities import ForecastRow
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from ml.triggers import TriggerPolicy, reason_for

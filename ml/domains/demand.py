@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
+from ml.periods import month_start
 
 if TYPE_CHECKING:
     from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, ContractType, SaleContractEvent
 
-__all__ = ["DemandDomain", "month_start"]
-
-
-def month_start(when: datetime) -> datetime:
-    """First instant (UTC) of the calendar month containing ``when``."""
-    when = when.astimezone(UTC)
-    return datetime(when.year, when.month, 1, tzinfo=UTC)
+__all__ = ["DemandDomain"]
 
 
 class DemandDomain(Domain):

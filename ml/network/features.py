@@ -1,7 +1,7 @@
 """Supervised rows from a cell's window series: lags of the inputs -> an output steps ahead.
 
 Windows are indexed by ``index = epoch seconds of the window start // window seconds`` (windows
-aligned to the epoch, as :func:`ml.domains.network.window_start`). A cell's series holds, per
+aligned to the epoch, as :func:`ml.periods.window_start`). A cell's series holds, per
 closed window, the mean of every field measured in it; a field not measured in a window is
 *missing* there (never zero), and a window without any event does not exist.
 
@@ -34,7 +34,6 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from ml.network.configs import ModelConfig
 
@@ -45,22 +44,8 @@ __all__ = [
     "feature_names",
     "features_at",
     "history_steps",
-    "index_start",
     "supervised_rows",
-    "window_index",
 ]
-
-
-def window_index(when: datetime, seconds: int) -> int:
-    """Index of the ``seconds``-long window (aligned to the epoch) containing ``when``."""
-    if when.tzinfo is None:
-        raise ValueError("when must be timezone-aware")
-    return int(when.timestamp()) // seconds
-
-
-def index_start(index: int, seconds: int) -> datetime:
-    """Start (UTC) of window ``index`` of ``seconds``-long windows."""
-    return datetime.fromtimestamp(index * seconds, tz=UTC)
 
 
 def history_steps(config: ModelConfig) -> int:

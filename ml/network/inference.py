@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ml.network.configs import ModelConfig
-from ml.network.features import CellSeries, feature_names, features_at, index_start
+from ml.network.features import CellSeries, feature_names, features_at
 from ml.network.training import META, windows_from_observations
+from ml.periods import index_start
 
 __all__ = ["CellForecast", "NoCellData", "forecast_cell"]
 

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ml.network.candidates import NetworkCandidate
 from ml.network.configs import Architecture, ModelConfig
-from ml.network.training import NetworkCandidate
 
 __all__ = ["NeuralCandidate"]
 

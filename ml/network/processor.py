@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
-from ml.network.features import index_start
 from ml.network.online import ForecastPoint, OnlineForecaster, OnlineModel
+from ml.periods import index_start
 from ml.registry.entities import ForecastRow
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from schemas.events import BaseEvent, NetworkMeasurementEvent

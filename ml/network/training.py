@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ml.aggregates import FieldStats
+from ml.network.candidates import NetworkCandidate
 from ml.network.configs import (
     BATCH_ARCHITECTURES,
     DEFAULT_CONFIGS,
@@ -40,14 +41,14 @@ from ml.network.configs import (
     ModelConfig,
     configs_for_field,
 )
-from ml.network.features import SupervisedRow, feature_names, index_start, supervised_rows
-from ml.network.online import NON_NEGATIVE_FIELDS, OnlineModel, replay
+from ml.network.features import SupervisedRow, feature_names, supervised_rows
+from ml.network.online import OnlineModel, replay
+from ml.periods import index_start
 from ml.training.base import DomainTrainer, TrainingSet
 from ml.training.errors import TrainingDataError
 
 __all__ = [
     "MIN_WINDOWS",
-    "NetworkCandidate",
     "NetworkGBM",
     "NetworkTrainer",
     "OnlineReplay",
@@ -141,26 +142,6 @@ def _to_rows(frame: pd.DataFrame, config: ModelConfig, field: str) -> list[Super
             strict=True,
         )
     ]
-
-
-class NetworkCandidate:
-    """A model of one ``(config, field)`` the trainer fits on a rows frame (must pickle)."""
-
-    algorithm: str = ""
-
-    def __init__(self, config: ModelConfig, field: str) -> None:
-        self.config = config
-        self.field = field
-        self.features = feature_names(config, field)
-
-    def fit(self, train: pd.DataFrame) -> NetworkCandidate:
-        return self
-
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
-
-    def _clip(self, values: np.ndarray) -> np.ndarray:
-        return np.clip(values, 0, None) if self.field in NON_NEGATIVE_FIELDS else values
 
 
 class Persistence(NetworkCandidate):
