@@ -465,7 +465,7 @@ def field_status(
         active_jobs=list(state.jobs) if state else [],
         next_check_at=state.next_check_at if state else None,
         interval_seconds=settings.monitoring_interval_seconds,
-        factor=settings.monitoring_degradation_factor,
+        factor=settings.degradation_factor,
         best_model_id=state.best_model_id if state else None,
         metric=state.metric if state else "rmse",
         baseline=state.baseline if state else None,

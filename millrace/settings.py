@@ -112,9 +112,6 @@ class Settings(BaseSettings):
 
     # --- Trainer -------------------------------------------------------------------------------
     trainer_group_id: str = Field("millrace-trainer", description="Trainer consumer group.")
-    monitoring_degradation_factor: float = Field(
-        1.5, ge=1.0, description="Field degraded when score > baseline x factor (r2: / factor)."
-    )
     monitoring_interval_seconds: float = Field(
         300.0, gt=0, description="How often the trainer re-scores each field's best model."
     )
@@ -165,7 +162,11 @@ class Settings(BaseSettings):
         3.0, gt=0, description="Input drift when |mean - ref mean| > sigma x ref std."
     )
     degradation_factor: float = Field(
-        1.5, gt=1.0, description="Degraded when score > baseline x factor (equality is not)."
+        1.5,
+        gt=1.0,
+        description="Degraded when score > baseline x factor (r2: < baseline / factor; for an"
+        " r2 baseline <= 0: < baseline x factor); equality is not. Stream triggers and the"
+        " trainer's field monitor.",
     )
     max_latency_seconds: float = Field(1.0, gt=0, description="Avg prediction latency trigger.")
     max_model_age_days: float = Field(90.0, gt=0, description="Staleness trigger (days).")

@@ -22,6 +22,7 @@ from ml.drift import Detection
 from schemas.events import RetrainReason, RetrainRequest, deterministic_id
 
 __all__ = [
+    "DEFAULT_DEGRADATION_FACTOR",
     "ERROR_METRICS",
     "HIGHER_IS_BETTER",
     "MAX_COALESCED_REASONS",
@@ -34,8 +35,10 @@ __all__ = [
 
 #: Lower is better: degraded when ``score > baseline * factor``.
 ERROR_METRICS = frozenset({"rmse", "mae", "mape", "wape", "mase", "mse", "smape"})
-#: Higher is better, at most 1: compared on ``1 - score`` as an error (see :func:`is_degraded`).
+#: Higher is better: degraded when ``score < baseline / factor`` (see :func:`is_degraded`).
 HIGHER_IS_BETTER = frozenset({"r2"})
+#: ``DEGRADATION_FACTOR`` default.
+DEFAULT_DEGRADATION_FACTOR = 1.5
 #: How many of the latest coalesced reasons are kept per scope.
 MAX_COALESCED_REASONS = 10
 #: Retrain reason of each :class:`~ml.drift.Detection` detector.
@@ -55,16 +58,20 @@ def _worse(error: float, limit: float) -> bool:
     return error > limit and not math.isclose(error, limit, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
 
 
-def is_degraded(score: float, baseline: float, metric: str, factor: float) -> bool:
+def is_degraded(
+    score: float, baseline: float, metric: str, factor: float = DEFAULT_DEGRADATION_FACTOR
+) -> bool:
     """Whether ``score`` is worse than ``baseline`` by more than ``factor``. Equality never is.
 
-    * Error metrics (rmse, mae, mape, wape, mase, mse, smape): ``score > baseline * factor``. A
-      perfect baseline (0) makes any positive error degraded.
-    * R² (may be zero or negative): compared as the error ``1 - R²``, i.e. degraded when
-      ``1 - score > (1 - baseline) * factor``. This is well defined for any baseline <= 1 (a
-      baseline <= 0 is a weak model; the score must be correspondingly worse to count), and it
-      is the direction-correct mirror of the error rule. A perfect baseline (1) makes any
-      lower score degraded.
+    The one degradation rule of every process (stream triggers, the trainer's field monitor),
+    with ``factor`` from the ``DEGRADATION_FACTOR`` setting:
+
+    * Error metrics (rmse, mae, mape, wape, mase, mse, smape), lower is better: degraded when
+      ``score > baseline * factor``. A perfect baseline (0) makes any positive error degraded.
+    * R², higher is better (the mirror): degraded when ``score < baseline / factor`` for a
+      positive baseline. For a baseline <= 0 (a model no better than the mean) that limit would
+      sit *above* the baseline, so there it is ``score < baseline * factor``: always "worse than
+      the baseline by the factor".
 
     Values within float round-off of the limit count as equal (not degraded). ``factor`` must be
     >= 1; NaN inputs raise ``ValueError``; an infinite error score is degraded.
@@ -77,7 +84,8 @@ def is_degraded(score: float, baseline: float, metric: str, factor: float) -> bo
     if name in ERROR_METRICS:
         return _worse(score, baseline * factor)
     if name in HIGHER_IS_BETTER:
-        return _worse(1.0 - score, (1.0 - baseline) * factor)
+        limit = baseline / factor if baseline > 0 else baseline * factor
+        return _worse(-score, -limit)
     raise ValueError(f"unknown metric {metric!r}")
 
 
@@ -110,7 +118,7 @@ class TriggerPolicy:
     def __init__(
         self,
         *,
-        degradation_factor: float = 1.5,
+        degradation_factor: float = DEFAULT_DEGRADATION_FACTOR,
         max_latency_seconds: float = 1.0,
         max_model_age: timedelta = timedelta(days=90),
         cooldown: timedelta = timedelta(hours=1),

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ml.network.monitoring import FieldMonitor, JobGateway, is_degraded
+from ml.network.monitoring import FieldMonitor, JobGateway
 from ml.network.performance import PerformanceTracker
 from ml.network.state import InMemoryFieldStateRepository, MonitoringState
+from ml.triggers import is_degraded
 from tests.test_network_performance import Scorer
 
 M, R, E = MonitoringState.MONITORING, MonitoringState.RETRAINING, MonitoringState.EVALUATING

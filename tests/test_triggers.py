@@ -31,21 +31,23 @@ def test_error_metric_perfect_baseline() -> None:
 
 @pytest.mark.parametrize("baseline", [0.8, 0.5, 0.0, -0.4, 0.95])
 def test_r2_boundaries(baseline: float) -> None:
-    # r2 compared as the error 1 - r2: the limit is 1 - (1 - baseline) * factor.
-    limit = 1 - (1 - baseline) * 1.5
+    # r2 mirrors the error rule: the limit is baseline / factor (baseline x factor when <= 0).
+    limit = baseline / 1.5 if baseline > 0 else baseline * 1.5
     assert not is_degraded(limit, baseline, "r2", 1.5)
-    assert is_degraded(1 - (1 - baseline) * 1.51, baseline, "r2", 1.5)
-    assert not is_degraded(1 - (1 - baseline) * 1.49, baseline, "r2", 1.5)
+    assert is_degraded(limit - 0.01, baseline, "r2", 1.5)
+    assert not is_degraded(limit + 0.01, baseline, "r2", 1.5)
     assert not is_degraded(baseline, baseline, "r2", 1.5)
     assert not is_degraded(min(1.0, baseline + 0.1), baseline, "r2", 1.5)
 
 
 def test_r2_examples() -> None:
-    assert not is_degraded(0.7, 0.8, "r2", 1.5)  # 0.3 == 0.2 x 1.5
-    assert is_degraded(0.69, 0.8, "r2", 1.5)
-    assert not is_degraded(-0.5, 0.0, "r2", 1.5)  # 1.5 == 1.0 x 1.5
-    assert is_degraded(-0.51, 0.0, "r2", 1.5)
-    assert is_degraded(0.99, 1.0, "r2", 1.5)  # perfect baseline: any loss is degraded
+    assert not is_degraded(0.7, 0.8, "r2", 1.5)
+    assert not is_degraded(0.8 / 1.5, 0.8, "r2", 1.5)  # equality
+    assert is_degraded(0.53, 0.8, "r2", 1.5)
+    assert not is_degraded(0.0, 0.0, "r2", 1.5)  # baseline 0: any negative r2 is degraded
+    assert is_degraded(-0.01, 0.0, "r2", 1.5)
+    assert not is_degraded(-0.6, -0.4, "r2", 1.5) and is_degraded(-0.61, -0.4, "r2", 1.5)
+    assert is_degraded(0.66, 1.0, "r2", 1.5) and not is_degraded(0.99, 1.0, "r2", 1.5)
 
 
 def test_is_degraded_validation() -> None:

@@ -3,8 +3,8 @@
 * MONITORING: on every check (:meth:`FieldMonitor.check`, due every ``interval``; or at once
   when the stream's online score of the best model arrives, :meth:`FieldMonitor.on_online_score`)
   the best model is re-scored (``auto_monitor``). If it is degraded against the field's
-  baseline (:func:`is_degraded`), the field takes its training lock and every model of the
-  field is retrained: one job each, through the :class:`JobGateway`; state RETRAINING.
+  baseline (:func:`ml.triggers.is_degraded`), the field takes its training lock and every model
+  of the field is retrained: one job each, through the :class:`JobGateway`; state RETRAINING.
 * RETRAINING: :meth:`FieldMonitor.poll` (or :meth:`FieldMonitor.job_finished`) watches the
   jobs. When all have ended: if every one failed, back to MONITORING (best and baseline
   unchanged); otherwise EVALUATING.
@@ -19,7 +19,6 @@ fields left EVALUATING evaluate again. Time comes from the injected clock.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from ml.network.performance import EvaluationError, PerformanceTracker
 from ml.network.state import FieldState, MonitoringState
+from ml.triggers import DEFAULT_DEGRADATION_FACTOR, is_degraded
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -35,36 +35,15 @@ __all__ = [
     "FieldMonitor",
     "FieldStatus",
     "JobGateway",
-    "is_degraded",
 ]
 
-#: MONITORING_DEGRADATION_FACTOR default.
-DEFAULT_FACTOR = 1.5
+#: DEGRADATION_FACTOR default.
+DEFAULT_FACTOR = DEFAULT_DEGRADATION_FACTOR
 #: MONITORING_INTERVAL_SECONDS default.
 DEFAULT_INTERVAL = timedelta(seconds=300)
 #: Job statuses that end a job (``unknown``: the job store forgot it, counted as failed).
 JOB_ENDED = frozenset({"completed", "failed", "cancelled", "unknown"})
 _SUCCEEDED = "completed"
-
-
-def is_degraded(score: float, baseline: float, metric: str, factor: float = DEFAULT_FACTOR) -> bool:
-    """Whether ``score`` is degraded against ``baseline``; equality never is.
-
-    * rmse, mae, mape: ``score > baseline * factor``;
-    * r2: ``score < baseline / factor`` for a positive baseline. For a baseline <= 0 (a model
-      no better than the mean) that limit would sit *above* the baseline, so it is
-      ``score < baseline * factor`` there: always "worse than the baseline by the factor".
-    """
-    if factor < 1 or math.isnan(factor):
-        raise ValueError(f"factor must be >= 1, got {factor}")
-    if math.isnan(score) or math.isnan(baseline):
-        raise ValueError("score and baseline must not be NaN")
-    name = metric.lower()
-    if name in ("rmse", "mae", "mape"):
-        return score > baseline * factor
-    if name == "r2":
-        return score < (baseline / factor if baseline > 0 else baseline * factor)
-    raise ValueError(f"unknown metric {metric!r}")
 
 
 class JobGateway(ABC):
@@ -124,11 +103,11 @@ class FieldMonitor:
     def from_settings(
         cls, settings: object, tracker: PerformanceTracker, jobs: JobGateway, owner: str
     ) -> FieldMonitor:
-        """MONITORING_DEGRADATION_FACTOR / MONITORING_INTERVAL_SECONDS, defaults otherwise."""
+        """DEGRADATION_FACTOR / MONITORING_INTERVAL_SECONDS, defaults otherwise."""
         return cls(
             tracker,
             jobs,
-            factor=getattr(settings, "monitoring_degradation_factor", DEFAULT_FACTOR),
+            factor=getattr(settings, "degradation_factor", DEFAULT_FACTOR),
             interval=timedelta(
                 seconds=getattr(
                     settings, "monitoring_interval_seconds", DEFAULT_INTERVAL.total_seconds()
