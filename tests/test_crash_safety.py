@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from tests.fixtures.broker import wait_until
+from tests.fixtures.broker import wait_for_events
 from tests.stream_checks import events, final_state, publish
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(make_env, spawn, tmp_pat
     clean_env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'clean.db'}")
     clean = publish(clean_env, records)
     worker = spawn(["streams", "--loglevel", "warning"], clean_env)
-    wait_until(lambda: clean.count_events("demand") == total, 300, 0.5)
+    wait_for_events(clean, "demand", total, exact=True, interval=0.5)
     worker.stop()
 
     env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'killed.db'}")
@@ -33,10 +33,10 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(make_env, spawn, tmp_pat
     print(f"CRASH_SEED={seed} kill points {points}")
     worker = spawn(["streams", "--loglevel", "warning"], env)
     for point in points:
-        wait_until(lambda p=point: store.count_events("demand") >= p, 300, 0.05)
+        wait_for_events(store, "demand", point, interval=0.05)
         worker.kill()
         worker = spawn(["streams", "--loglevel", "warning"], env)
-    wait_until(lambda: store.count_events("demand") == total, 300, 0.5)
+    wait_for_events(store, "demand", total, exact=True, interval=0.5)
     worker.stop()
 
     expected = final_state(clean, clean_env["STREAMS_APP_ID"])

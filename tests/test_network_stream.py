@@ -17,7 +17,7 @@ from ml.network.configs import DEFAULT_CONFIGS, parse_config
 from ml.network.processor import forecast_series_key, online_model_version
 from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import settings_from, wait_for_events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path) -> 
     for r in records:
         producer.publish(settings.topic_network, r.key, encode_event(r.event))
     assert producer.flush(60) == 0 and producer.failed == 0
-    wait_until(lambda: store.count_events("network") >= TOTAL, 400, interval=2)
+    wait_for_events(store, "network", TOTAL, interval=2)
     elapsed = time.monotonic() - started
     print(f"\n{TOTAL} network events through the worker in {elapsed:.1f} s")
     assert store.count_events("network") == TOTAL

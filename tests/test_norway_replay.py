@@ -32,7 +32,7 @@ from millrace.kafka import encode_event, ensure_topics
 from ml.demand.processor import ONLINE_MODEL
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor
-from tests.fixtures.broker import settings_from, wait_for_progress
+from tests.fixtures.broker import settings_from, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -174,8 +174,7 @@ def test_norway_by_make_replay_closes_every_month(
     assert all("missing make" in r.reason for r in rejected)
     published = time.monotonic()
     # fails only when the worker stops storing events, however slow the machine
-    count = lambda: store.count_events("demand")  # noqa: E731
-    wait_for_progress(lambda: count() >= TOTAL, count, stall=120, interval=1)
+    wait_for_events(store, "demand", TOTAL, stall=120, interval=1)
     done = time.monotonic()
     print(
         f"\nNorway by make ({MONTHS} months): {TOTAL:,} events serialized and published in "

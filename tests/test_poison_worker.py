@@ -15,7 +15,7 @@ from ml.periods import month_start
 from ml.registry.store import Store
 from schemas.events import SaleContractEvent
 from tests.factories import poison, sale
-from tests.fixtures.broker import read_topic, settings_from, wait_until
+from tests.fixtures.broker import read_topic, settings_from, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_poison_is_dead_lettered_good_events_stored_worker_never_restarts(
         sender.send(settings.topic_sales, f"poison-{kind}", payload, kind)
     sender.flush()
 
-    wait_until(lambda: store.count_events("demand") >= GOOD, 90)
+    wait_for_events(store, "demand", GOOD)
     for kind, _, payload in resent:
         sender.send(settings.topic_sales, "again", payload, kind)
     sender.flush()
@@ -131,7 +131,7 @@ def test_poison_is_dead_lettered_good_events_stored_worker_never_restarts(
     # the worker is still the same process, still consuming, and its agent never crashed
     sender.send(settings.topic_sales, "late", orjson.dumps(sale(GOOD)), "good")
     sender.flush()
-    wait_until(lambda: store.count_events("demand") == GOOD + 1, 30)
+    wait_for_events(store, "demand", GOOD + 1, exact=True)
     log = worker.output()
     assert worker.alive(), log[-3000:]
     for sign in ("Traceback", "crashed", "Restarting", "restart"):

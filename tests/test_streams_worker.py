@@ -13,7 +13,7 @@ from ml.periods import month_start
 from ml.registry.store import Store
 from schemas.events import SaleContractEvent
 from tests.factories import invalid_payloads, sale
-from tests.fixtures.broker import read_topic, settings_from, wait_until
+from tests.fixtures.broker import read_topic, settings_from, wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
         producer.publish(settings.topic_sales, "bad", bad.pop()[1])
     assert producer.flush() == 0
 
-    wait_until(lambda: store.count_events("demand") >= 1000, 60)
+    wait_for_events(store, "demand", 1000)
 
     expected: Counter[tuple[str, object]] = Counter()
     for body in valid:
@@ -70,7 +70,7 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     for i in range(1000, 1010):
         producer.publish(settings.topic_sales, "late", orjson.dumps(sale(i)))
     producer.flush()
-    wait_until(lambda: store.count_events("demand") == 1010, 30)
+    wait_for_events(store, "demand", 1010, exact=True)
 
     # a publisher re-sends five processed events: refused as duplicates, not counted again
     for i in range(5):
@@ -109,7 +109,7 @@ def test_network_measurements_become_per_cell_windows(make_env, spawn) -> None:
         }
         producer.publish(settings.topic_network, cell, orjson.dumps(body))
     producer.flush()
-    wait_until(lambda: store.count_events("network") == 300, 60)
+    wait_for_events(store, "network", 300, exact=True)
     rows = store.observations("network")
     assert {r.series_key for r in rows} == {"cell-0", "cell-1"}
     assert sorted({r.period_start.minute for r in rows}) == [0, 1, 2]

@@ -13,7 +13,13 @@ from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
 from schemas.events import ModelCommand, RetrainRequest, deterministic_id
 from tests.factories import fresh
-from tests.fixtures.broker import read_json, settings_from, wait_until
+from tests.fixtures.broker import (
+    read_json,
+    settings_from,
+    wait_for_job,
+    wait_for_progress,
+    wait_until,
+)
 from tests.training_data import seed_demand
 
 pytestmark = pytest.mark.integration
@@ -42,7 +48,7 @@ def test_request_yields_job_version_artifact_activation_and_event(trained) -> No
     request = RetrainRequest(**fresh(), domain="demand", requested_by="test")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
-    job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
+    job = wait_for_job(store, request.event_id)
     assert job.status == "completed", job.error
     version = store.get_version("demand", "global", job.version)
     assert version.status == "active" and Path(version.artifact_path).is_file()
@@ -62,11 +68,15 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
         ids.append(req.event_id)
         producer.publish(settings.topic_retrain_requests, "demand/global", req)
     producer.flush()
-    wait_until(lambda: sum(len(j.request_ids) for j in store.list_jobs(domain="demand")) == 100, 60)
+
+    def coalesced() -> int:
+        return sum(len(j.request_ids) for j in store.list_jobs(domain="demand"))
+
+    wait_for_progress(lambda: coalesced() == 100, coalesced)
     jobs = store.list_jobs(domain="demand")
     assert len(jobs) == 1
     assert sorted(jobs[0].request_ids) == sorted(ids)
-    wait_until(lambda: store.get_job(jobs[0].id).status == "completed", 60)
+    wait_for_job(store, jobs[0].id, lambda j: j.status == "completed")
 
 
 def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
@@ -77,18 +87,18 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     producer.publish(settings.topic_retrain_requests, "demand/global", bad)
     producer.publish(settings.topic_retrain_requests, "demand/global", b"{not json")
     producer.flush()
-    job = wait_until(lambda: (j := store.get_job(bad.event_id)) and j.finished_at and j, 60)
+    job = wait_for_job(store, bad.event_id)
     assert (job.status, job.error) == ("failed", "end_date must be after start_date")
 
     first = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", first)
     producer.flush()
-    v1 = wait_until(lambda: (j := store.get_job(first.event_id)) and j.version, 60)
+    v1 = wait_for_job(store, first.event_id, lambda j: j.version).version
     # a second version (kept even though not promoted) to roll forward to
     second = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", second)
     producer.flush()
-    v2 = wait_until(lambda: (j := store.get_job(second.event_id)) and j.version, 60)
+    v2 = wait_for_job(store, second.event_id, lambda j: j.version).version
     assert store.active_version("demand") == v1
 
     cmd = ModelCommand(
@@ -137,12 +147,12 @@ def test_sigkill_mid_job_then_restart_recovers(trained, spawn) -> None:
     request = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
-    wait_until(lambda: (j := store.get_job(request.event_id)) and j.status == "running", 60, 0.01)
+    wait_for_job(store, request.event_id, lambda j: j.status == "running", interval=0.01)
     proc.kill()  # SIGKILL while the job trains
     assert store.get_job(request.event_id).status == "running"
     assert store.active_version("demand") is None  # nothing partial became active
     restarted = spawn(["trainer"], env)
-    job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
+    job = wait_for_job(store, request.event_id)
     assert job.status == "completed", job.error
     active = store.list_versions(domain="demand", status="active")
     assert len(active) == 1 and active[0].version == job.version

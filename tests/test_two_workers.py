@@ -8,7 +8,7 @@ import re
 import pytest
 
 from millrace.kafka import EventProducer
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import settings_from, wait_for_events, wait_until
 from tests.stream_checks import events, final_state, publish
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path)
     clean_env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'one.db'}")
     clean = publish(clean_env, records)
     worker = spawn(["streams"], clean_env)
-    wait_until(lambda: clean.count_events("demand") == total, 300, 0.5)
+    wait_for_events(clean, "demand", total, exact=True, interval=0.5)
     worker.stop()
 
     env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'two.db'}")
@@ -47,13 +47,13 @@ def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path)
         return bool(pa and pb and not pa & pb and pa | pb == {0, 1, 2, 3})
 
     wait_until(split, 60)
-    wait_until(lambda: store.count_events("demand") == half, 120, 0.5)
+    wait_for_events(store, "demand", half, exact=True, interval=0.5)
     a.kill()
     producer = EventProducer(settings_from(env))
     for record in records[half:]:
         producer.publish(env["TOPIC_SALES"], record.key, record.event)
     assert producer.flush() == 0
-    wait_until(lambda: store.count_events("demand") == total, 300, 0.5)
+    wait_for_events(store, "demand", total, exact=True, interval=0.5)
     assert last_assignment(b.output(), topic) == {0, 1, 2, 3}
     b.stop()
 
