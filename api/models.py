@@ -69,7 +69,7 @@ class ModelVersionOut(BaseModel):
     total_samples: int
     segments_covered: int
     job_id: str | None
-    reason: str = Field(examples=["first version: mae 35.3 beats seasonal naive 44.7"])
+    reason: str = Field(examples=["first version: mae 35.3 beats seasonal_naive 44.7"])
     trained_at: datetime
 
 

@@ -122,10 +122,12 @@ class TrainingRunner:
         value = _value(best.metrics, metric)
         active = self.store.active_version(job.domain, job.scope)
         if active is None:
+            # the domain's baseline is its trainer's first candidate (seasonal_naive, persistence)
             base = _value(baseline.metrics, metric)
+            name = baseline.algorithm or "baseline"
             if value < base:
-                return True, f"first version: {metric} {value:.4g} beats seasonal naive {base:.4g}"
-            return False, f"{metric} {value:.4g} does not beat the baseline {base:.4g}"
+                return True, f"first version: {metric} {value:.4g} beats {name} {base:.4g}"
+            return False, f"{metric} {value:.4g} does not beat the baseline {name} {base:.4g}"
         try:
             live = load_model(self.store, job.domain, job.scope, active)
         except (KeyError, FileNotFoundError) as exc:
