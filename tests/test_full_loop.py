@@ -6,14 +6,12 @@ from __future__ import annotations
 import time
 from datetime import date
 
-import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
-from tests.fixtures.broker import settings_from, wait_until
+from tests.fixtures.broker import read_json, settings_from, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,17 +54,7 @@ def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     assert set(job.request_ids)  # the stream's request(s), coalesced into this job
     assert store.active_version("demand") == job.version
 
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "loop"})
-    consumer.assign([TopicPartition(settings.topic_model_updated, p, 0) for p in range(4)])
-    got: list[dict] = []
-    wait_until(
-        lambda: (
-            got.extend(orjson.loads(m.value()) for m in consumer.consume(10, 0.5) if not m.error())
-            or got
-        ),
-        30,
-    )
-    consumer.close()
+    got = read_json(settings.bootstrap_servers, settings.topic_model_updated, 4, 1)
     elapsed = time.monotonic() - started
     assert got[0]["version"] == job.version and got[0]["domain"] == "demand"
     assert elapsed < LOOP_SECONDS

@@ -6,30 +6,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from tests.fixtures.broker import settings_from
+from tests.fixtures.broker import drain_topic, settings_from
 
 pytestmark = pytest.mark.integration
 
 
 def topic_size(bootstrap: str, topic: str, partitions: int, expect: int) -> int:
-    """Messages in the topic, counted by reading it (Tansu's high watermarks are not counts)."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "sizer", "enable.auto.commit": False}
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    seen, empty_polls = 0, 0
-    try:
-        # Read until 2 s of silence once the expected count is reached (10 s before), so extra
-        # messages would be counted too.
-        while empty_polls < (4 if seen >= expect else 20):
-            batch = [m for m in consumer.consume(10_000, 0.5) if not m.error()]
-            seen += len(batch)
-            empty_polls = 0 if batch else empty_polls + 1
-        return seen
-    finally:
-        consumer.close()
+    """Messages in the topic, counted by reading it (Tansu's high watermarks are not counts):
+    until 2 s of silence once the expected count is reached, so extra ones are counted too."""
+    return drain_topic(bootstrap, topic, partitions, expect, timeout=10.0, settle=2.0)
 
 
 def summary_number(output: str, label: str) -> int:
