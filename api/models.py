@@ -4,6 +4,7 @@ the activation history, and ``POST /v1/ml/models/{version}/activate`` (published
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,12 +25,15 @@ from api.common import (
     store,
 )
 from api.limits import StrictJSONRoute, client_event
-from api.network import ConfigOut, config_list
 from api.publisher import BrokerUnavailable
 from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
 from schemas.events import ModelCommand, ModelCommandType
 
-__all__ = ["router", "LatestModel", "ModelVersionOut"]
+__all__ = ["CONFIG_LISTERS", "router", "LatestModel", "ModelVersionOut"]
+
+#: Domain name -> ``(request, include_details) -> its model configs`` (pydantic models), listed
+#: by ``GET /v1/ml/models`` next to the versions. A domain's router adds its own.
+CONFIG_LISTERS: dict[str, Callable[[Request, bool], list[BaseModel]]] = {}
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["models"])
 
@@ -78,8 +82,10 @@ class ModelPage(BaseModel):
     total: int = Field(examples=[3])
     limit: int = Field(examples=[50])
     offset: int = Field(examples=[0])
-    configs: list[ConfigOut] | None = Field(
-        None, description="Network model configs (domain network or all; details on request)"
+    configs: list[dict[str, Any]] | None = Field(
+        None,
+        description="Model configs of the domains that have them (the domain asked, or all; "
+        "details on request)",
     )
 
 
@@ -206,8 +212,18 @@ def list_models(
         total=s.count_versions(domain=domain, status=status_),
         limit=limit,
         offset=offset,
-        configs=config_list(request, include_details) if domain in (None, "network") else None,
+        configs=_configs(request, domain, include_details),
     )
+
+
+def _configs(request: Request, domain: str | None, include_details: bool) -> list | None:
+    """The model configs of ``domain`` (or of every domain); None when it has no configs."""
+    listers = [lister for name, lister in CONFIG_LISTERS.items() if domain in (None, name)]
+    if not listers:
+        return None
+    return [
+        c.model_dump(mode="json") for lister in listers for c in lister(request, include_details)
+    ]
 
 
 @router.get(

@@ -107,7 +107,7 @@ def drift(
 ) -> DriftReport:
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
-    topic = getattr(request.app.state.settings, get_domain(domain).topic_setting)
+    topic = get_domain(domain).topic(request.app.state.settings)
     cache: _StateCache = request.app.state.drift_cache
     partitions, stats = cache.statistics(request, topic)
     if scope is not None:

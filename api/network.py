@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ML_MODELS, ML_PREDICT, ML_RETRAIN, Principal, require
 from api.common import AUTH_ERRORS, NOT_FOUND, Detail, store
 from api.limits import StrictJSONRoute, client_event
+from api.models import CONFIG_LISTERS
 from api.publisher import BrokerUnavailable
 from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
 from ml.network.inference import NoCellData, forecast_cell
@@ -266,6 +267,9 @@ def config_list(request: Request, include_details: bool) -> list[ConfigOut]:
         )
         for row in _registry(request).configs()
     ]
+
+
+CONFIG_LISTERS[DOMAIN] = config_list
 
 
 # --- inference ---------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     topic_sales: str = Field("sales.transactions", description="Sale/purchase contract events.")
     topic_network: str = Field("network.measurements", description="5G/LTE cell measurements.")
     topic_retrain_requests: str = Field("ml.retrain-requests", description="Retrain requests.")
+    extra_domains: str = Field(
+        "",
+        description="Domains to register besides the shipped ones: comma-separated module:Class.",
+    )
     topic_model_commands: str = Field("ml.model-commands", description="Activate / roll back.")
     topic_model_updated: str = Field("ml.model-updated", description="New active versions.")
     topic_drift_events: str = Field("ml.drift-events", description="Drift detections.")
@@ -189,6 +193,16 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql")):
             raise ValueError("must start with sqlite:// or postgresql (+psycopg)://")
         return value
+
+    @field_validator("extra_domains")
+    @classmethod
+    def _register_domains(cls, value: str) -> str:
+        """Import and register the named domains (every process loading settings sees them)."""
+        if value.strip():
+            from ml.domains.registry import load_domains
+
+            load_domains(value)
+        return value.strip()
 
     @model_validator(mode="after")
     def _check_topics(self) -> Settings:

@@ -10,14 +10,12 @@
 - An ``activate`` / ``rollback`` command records an activation (idempotent by command id).
 - Every new active version is announced on the model-updated topic.
 - Invalid messages go to the dead-letter topic with their reason.
-- Network domain: the shipped model configs are seeded at the first start; ``create_config``,
-  ``delete_config``, ``evaluate``, ``set_best`` and ``monitor`` commands are applied and their
-  results stored by command id (:class:`millrace.fields.NetworkCommands`).
-- The per-field monitor (:class:`ml.network.monitoring.FieldMonitor`) runs in the poll loop of
-  the trainer that owns partition 0 of the model-commands topic (one per consumer group): on
-  taking that partition it clears stale training locks and resumes interrupted fields; then it
-  checks fields when due, follows the stream's online score of each best model, and re-elects
-  when a field's retraining jobs have all ended (:class:`millrace.fields.FieldLoop`).
+- Every registered domain's process hooks (:class:`ml.domains.base.TrainerHooks`, called through
+  :class:`millrace.domain_hooks.DomainHooks`; this module never names a domain): its start-up
+  seeding before consuming; the model commands it handles (results stored by the domain, by
+  command id); its start and periodic tick in the poll loop of the trainer that owns partition 0
+  of the model-commands topic (one per consumer group; start once per leadership); and the end
+  of its jobs (leader only), e.g. a domain's per-field model monitor.
 """
 
 from __future__ import annotations
@@ -35,17 +33,14 @@ from typing import TypeVar
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
-from millrace.fields import FieldLoop, NetworkCommands, RequestJobGateway, StoreScorer
+from millrace.domain_hooks import DomainHooks, RequestGateway
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from millrace.settings import Settings
 from millrace.shutdown import connect_store, stop_on_store_error
 from ml.domains import get_domain
-from ml.network.configs import DEFAULT_CONFIGS
-from ml.network.monitoring import FieldMonitor
-from ml.network.performance import PerformanceTracker
+from ml.domains.base import TrainerContext
 from ml.registry.entities import TrainingJobRow
 from ml.registry.errors import Backoff, is_transient
-from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.runner import JobOutcome, TrainingRunner
 from schemas.events import (
@@ -89,27 +84,17 @@ class TrainerService:
                 "max.poll.interval.ms": max(session_ms, 60_000),
             }
         )
-        self.registry = NetworkRegistry(self.store)
-        tracker = PerformanceTracker(SqlFieldStateRepository(self.store), StoreScorer(self.store))
         owner = f"trainer:{socket.gethostname()}:{os.getpid()}"
-        jobs = RequestJobGateway(self.store, self.producer, settings)
-        self.monitor = FieldMonitor.from_settings(settings, tracker, jobs, owner)
-        self.network = NetworkCommands(self.registry, self.monitor)
-        self.fields = FieldLoop(self.monitor, self.registry, self.store)
-        #: whether this trainer owns partition 0 of the commands topic (runs the field monitor)
+        gateway = RequestGateway(self.store, self.producer, settings)
+        self.domains = DomainHooks(TrainerContext(settings, self.store, gateway, owner))
+        #: whether this trainer owns partition 0 of the commands topic (runs the domains' ticks)
         self.leader = False
         self._lead_started = False
 
     # --- lifecycle -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         ensure_topics(self.settings)
-        try:
-            seeded = self.registry.seed_configs(list(DEFAULT_CONFIGS))
-        except Exception:  # noqa: BLE001 - another trainer seeding at the same moment
-            log.exception("seeding the default network model configs failed")
-            seeded = 0
-        if seeded:
-            log.info("seeded %d default network model configs", seeded)
+        self.domains.seed(self.store)
         self.recover(stop)
         topics = [self.settings.topic_retrain_requests, self.settings.topic_model_commands]
         self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked)
@@ -117,7 +102,7 @@ class TrainerService:
         try:
             while not stop.is_set():
                 msg = self.consumer.poll(0.5)
-                self._stored("the field monitor", self._monitor_step, stop)
+                self._stored("the domains' tick", self._monitor_step, stop)
                 if msg is None:
                     continue
                 if msg.error():
@@ -175,7 +160,7 @@ class TrainerService:
             for tp in partitions
         )
         if lead != self.leader:
-            log.info("field monitor %s", "taken over" if lead else "left to another trainer")
+            log.info("domain ticks %s", "taken over" if lead else "left to another trainer")
         self.leader = lead
         self._lead_started = self._lead_started and lead
 
@@ -187,16 +172,13 @@ class TrainerService:
             self.leader = self._lead_started = False
 
     def _monitor_step(self) -> None:
-        """The field monitor's turn (leader only): start once per leadership, then tick."""
+        """The domains' turn (leader only): start once per leadership, then tick."""
         if not self.leader:
             return
         if not self._lead_started:
             self._lead_started = True
-            try:
-                self.fields.start()
-            except Exception:  # noqa: BLE001 - retried at the next leadership
-                log.exception("field monitor start failed")
-        self.fields.tick()
+            self.domains.start()  # a failure is logged; retried at the next leadership
+        self.domains.tick()
 
     def recover(self, stop: threading.Event) -> None:
         """Run again the jobs a crashed trainer left queued or running."""
@@ -250,10 +232,9 @@ class TrainerService:
         )
 
     def command(self, cmd: ModelCommand) -> None:
-        """Apply a command (idempotent by its event id): activate / rollback here, the
-        network commands through :class:`~millrace.fields.NetworkCommands`."""
-        if self.network.handles(cmd):
-            self.network.apply(cmd)
+        """Apply a command (idempotent by its event id): activate / rollback here, any other
+        through the hooks of the domain handling it."""
+        if self.domains.command(cmd):
             return
         if cmd.command not in (ModelCommandType.ACTIVATE, ModelCommandType.ROLLBACK):
             raise ValueError(f"command {cmd.command} is not handled by the trainer")
@@ -329,10 +310,10 @@ class TrainerService:
         return ended[0]
 
     def _job_ended(self, job: TrainingJobRow) -> None:
-        """Tell the field monitor a network job ended (its fields may move on)."""
-        if job.domain == "network" and self.leader:
+        """Tell the job's domain it ended (leader only; e.g. its monitor may move on)."""
+        if self.leader and job.domain in self.domains.hooks:
             row = self.store.get_job(job.id)
-            self.fields.job_finished(list(row.request_ids if row else job.request_ids))
+            self.domains.job_finished(job.domain, list(row.request_ids if row else job.request_ids))
 
     def _finish(self, outcome: JobOutcome, job: TrainingJobRow) -> None:
         log.info("job %s %s %s %s", job.id, outcome.status, outcome.version or "", outcome.reason)

@@ -31,6 +31,7 @@ __all__ = [
     "TriggerPolicy",
     "is_degraded",
     "reason_for",
+    "retrain_request",
 ]
 
 #: Lower is better: degraded when ``score > baseline * factor``.
@@ -51,6 +52,32 @@ REASON_BY_DETECTOR: dict[str, RetrainReason] = {
 
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12
+
+
+def retrain_request(
+    *,
+    domain: str,
+    scope: str,
+    reason: RetrainReason | str,
+    at: datetime,
+    key: str,
+    requested_by: str,
+    evidence: dict[str, Any],
+    id_parts: tuple[object, ...] | None = None,
+) -> RetrainRequest:
+    """The one way a retrain request is made (stream triggers, field monitor). Its id is
+    ``deterministic_id(*id_parts)``, by default ``(domain, scope, reason, key)``: the same
+    trigger on the same events always yields the same request, so a replay never adds work."""
+    reason = RetrainReason(reason)
+    return RetrainRequest(
+        event_id=deterministic_id(*(id_parts or (domain, scope, reason, key))),
+        occurred_at=at,
+        domain=domain,
+        scope=scope,
+        reason=reason,
+        requested_by=requested_by,
+        evidence=evidence,
+    )
 
 
 def _worse(error: float, limit: float) -> bool:
@@ -174,12 +201,12 @@ class TriggerPolicy:
         if scope_key in self._pending or (last is not None and at < last + self.cooldown):
             self.coalesced.setdefault(scope_key, CoalescedTriggers()).add(str(reason))
             return None
-        request = RetrainRequest(
-            event_id=deterministic_id(domain, scope, reason, key),
-            occurred_at=at,
+        request = retrain_request(
             domain=domain,
             scope=scope,
             reason=reason,
+            at=at,
+            key=key,
             requested_by=self.requested_by,
             evidence={**evidence, "trigger_key": key},
         )

@@ -37,7 +37,6 @@ from millrace.kafka import encode_event
 from millrace.settings import Settings
 from millrace.shutdown import arm_watchdog, connect_store, stop_on_store_error
 from ml.domains import Domain, all_domains
-from ml.domains.network import NetworkDomain
 from ml.ingest import IngestBatch, MessageLike, fold_batch
 from ml.registry.entities import StreamPosition
 from ml.registry.errors import Backoff, is_transient
@@ -57,12 +56,8 @@ CONFIG_CHECK_SECONDS = 5.0
 
 
 def _domains(settings: Settings) -> list[Domain]:
-    domains: list[Domain] = []
-    for domain in all_domains():
-        if isinstance(domain, NetworkDomain):
-            domain = NetworkDomain(window_seconds=settings.network_window_seconds)
-        domains.append(domain)
-    return domains
+    """Every registered domain, as the settings configure it (:meth:`Domain.configure`)."""
+    return [domain.configure(settings) for domain in all_domains()]
 
 
 def drift_row(event: DriftEvent) -> dict[str, Any]:
@@ -119,7 +114,7 @@ def create_app(
         settings.topic_retrain_requests, value_serializer="raw", key_serializer="raw"
     )
     domains = _domains(settings)
-    input_topics = {getattr(settings, d.topic_setting) for d in domains}
+    input_topics = {d.topic(settings) for d in domains}
 
     def backoff() -> Backoff:
         return Backoff(settings.store_retry_initial_seconds, settings.store_retry_max_seconds)
@@ -307,7 +302,7 @@ def create_app(
         )
 
     def make_agent(domain: Domain) -> None:
-        topic_name = getattr(settings, domain.topic_setting)
+        topic_name = domain.topic(settings)
         topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
 
         async def ingest(stream: faust.StreamT) -> None:

@@ -1,8 +1,20 @@
-"""The Domain ABC: the one interface the stream, trainer and API use for every domain."""
+"""The Domain ABC: the one interface the stream, trainer and API use for every domain.
+
+Process hooks (all optional, no-ops by default), called by the processes for every registered
+domain without naming any:
+
+* :meth:`Domain.configure` - the domain as the process settings configure it (stream, trainer);
+* :meth:`Domain.topic` - its input topic in those settings;
+* :meth:`Domain.seed` - start-up seeding of the store (trainer, before consuming);
+* :meth:`Domain.trainer_hooks` - its share of the trainer: the model commands it handles, the
+  periodic tick and leadership start (run by the trainer owning commands partition 0), and
+  what to do when one of its jobs ends. See :class:`TrainerHooks`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.observations import ObservationDelta
@@ -10,9 +22,58 @@ from ml.observations import ObservationDelta
 if TYPE_CHECKING:  # the training stack (pandas, lightgbm) is imported only by the trainer
     from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
-from schemas.events import BaseEvent
+from schemas.events import BaseEvent, ModelCommand, RetrainRequest
 
-__all__ = ["Domain"]
+__all__ = ["Domain", "RetrainGateway", "TrainerContext", "TrainerHooks"]
+
+
+class RetrainGateway(ABC):
+    """How a domain's trainer hooks ask for retraining: a request goes to the retrain topic
+    (the trainer's intake makes it a job, or coalesces it), its job is read back by id."""
+
+    @abstractmethod
+    def submit(self, request: RetrainRequest) -> str:
+        """Publish ``request`` (raises when not delivered); returns its id (the job id)."""
+
+    @abstractmethod
+    def status(self, request_id: str) -> str:
+        """``queued`` | ``running`` | ``completed`` | ``failed`` | ``cancelled`` | ``unknown``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainerContext:
+    """What the trainer process lends a domain's hooks."""
+
+    settings: object
+    store: object
+    retrain: RetrainGateway
+    #: a stable name of this trainer process (e.g. for locks)
+    owner: str
+
+
+class TrainerHooks:
+    """A domain's share of the trainer process; every method is a no-op by default.
+
+    ``handles``/``apply``: model commands of ``ml.model-commands`` beyond activate/rollback
+    (``apply`` raises ``ValueError`` for an invalid command: it is dead-lettered). ``start`` and
+    ``tick``: only in the trainer owning partition 0 of the commands topic (one per consumer
+    group), ``start`` once per leadership, ``tick`` at every poll (short, never raising).
+    ``job_finished``: one of the domain's jobs ended (leader only), by its request ids."""
+
+    def handles(self, cmd: ModelCommand) -> bool:
+        return False
+
+    def apply(self, cmd: ModelCommand) -> None:
+        raise ValueError(f"command {cmd.command} is not handled by the {cmd.domain} domain")
+
+    def start(self) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+    def job_finished(self, request_ids: list[str]) -> None:
+        return None
 
 
 class Domain(ABC):
@@ -52,6 +113,24 @@ class Domain(ABC):
 
     def model_configs(self, store: object) -> list | None:
         """The domain's stored model configs for the stream (None: it has none to follow)."""
+        return None
+
+    # --- process hooks (optional) ------------------------------------------------------------
+    def configure(self, settings: object) -> Domain:
+        """The domain as the process ``settings`` configure it (default: itself)."""
+        return self
+
+    def topic(self, settings: object) -> str:
+        """The input topic (default: the settings attribute named by ``topic_setting``)."""
+        return str(getattr(settings, self.topic_setting))
+
+    def seed(self, store: object) -> int:
+        """Start-up seeding of the store by the trainer (e.g. default configs); how many rows
+        were added. Idempotent: called at every trainer start."""
+        return 0
+
+    def trainer_hooks(self, context: TrainerContext) -> TrainerHooks | None:
+        """The domain's share of the trainer process (None: nothing beyond batch jobs)."""
         return None
 
     def parse(self, payload: bytes | str | dict) -> BaseEvent:

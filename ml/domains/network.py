@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
-from ml.domains.base import Domain
+from ml.domains.base import Domain, TrainerContext, TrainerHooks
 from ml.observations import ObservationDelta
+from ml.periods import window_start
 from ml.streaming import PartitionProcessor
 from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, NetworkMeasurementEvent
@@ -16,15 +16,7 @@ if TYPE_CHECKING:
     from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
 
-__all__ = ["NetworkDomain", "window_start"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def window_start(when: datetime, seconds: int) -> datetime:
-    """Start of the ``seconds``-long window (aligned to the epoch) containing ``when``."""
-    offset = int((when - _EPOCH).total_seconds()) // seconds * seconds
-    return datetime.fromtimestamp(offset, tz=UTC)
+__all__ = ["NetworkDomain"]
 
 
 class NetworkDomain(Domain):
@@ -41,6 +33,25 @@ class NetworkDomain(Domain):
     def key(self, event: BaseEvent) -> str:
         assert isinstance(event, NetworkMeasurementEvent)
         return event.cell_id
+
+    def configure(self, settings: object) -> NetworkDomain:
+        """The window length from ``NETWORK_WINDOW_SECONDS``."""
+        return type(self)(
+            window_seconds=int(getattr(settings, "network_window_seconds", self.window_seconds))
+        )
+
+    def seed(self, store: object) -> int:
+        """The shipped model configs, stored at the first start (none is re-added later)."""
+        from ml.network.configs import DEFAULT_CONFIGS
+        from ml.registry.network import NetworkRegistry
+
+        return NetworkRegistry(store).seed_configs(list(DEFAULT_CONFIGS))  # type: ignore[arg-type]
+
+    def trainer_hooks(self, context: TrainerContext) -> TrainerHooks:
+        """The network commands and the per-field monitor (:mod:`ml.network.hooks`)."""
+        from ml.network.hooks import NetworkTrainerHooks
+
+        return NetworkTrainerHooks(context, base_window_seconds=self.window_seconds)
 
     def partition_processor(self, settings: object) -> PartitionProcessor:
         """Online models of the default configs; the stream worker swaps in the stored

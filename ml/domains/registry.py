@@ -1,10 +1,14 @@
-"""The domain registry: name -> Domain instance. The two shipped domains register on import."""
+"""The domain registry: name -> Domain instance. The two shipped domains register on import;
+others through :func:`register_domain` or :func:`load_domains` (the ``EXTRA_DOMAINS`` setting:
+comma-separated ``module:Class``, registered by every process that loads its settings)."""
 
 from __future__ import annotations
 
+import importlib
+
 from ml.domains.base import Domain
 
-__all__ = ["register_domain", "get_domain", "all_domains"]
+__all__ = ["register_domain", "get_domain", "all_domains", "load_domains"]
 
 _DOMAINS: dict[str, Domain] = {}
 
@@ -15,6 +19,25 @@ def register_domain(domain: Domain) -> Domain:
         raise ValueError(f"domain {domain.name!r} is already registered")
     _DOMAINS[domain.name] = domain
     return domain
+
+
+def load_domains(spec: str) -> list[Domain]:
+    """Import and register the domains named by ``spec`` (comma-separated ``module:Class``,
+    each class built without arguments); raises ``ValueError`` naming a bad entry."""
+    loaded = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, sep, class_name = entry.partition(":")
+        if not sep or not module_name or not class_name:
+            raise ValueError(f"expected module:Class, got {entry!r}")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot load {entry!r}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Domain)):
+            raise ValueError(f"{entry!r} is not a Domain subclass")
+        _load_builtin()
+        loaded.append(register_domain(cls()))
+    return loaded
 
 
 def _load_builtin() -> None:

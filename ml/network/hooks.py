@@ -1,16 +1,18 @@
-"""The network field monitor inside a process: store-backed adapters and the trainer's loop.
+"""The network domain's trainer hooks: model commands, the field monitor's loop, its scorer.
 
 * :class:`StoreScorer` scores a field's models from the store: an online config by its latest
   running score from the stream (``score_history``, trigger ``online``), a batch config by
   re-scoring its live version (scope = config id) on the current test window.
-* :class:`RequestJobGateway` retrains a model by publishing a retrain request (domain
-  ``network``, scope = config id) on the retrain topic; the trainer's intake makes it a job (or
-  coalesces it into the scope's job), so a job's status is read with ``store.job_for_request``.
+* :class:`RetrainJobs` retrains a model by a retrain request (domain ``network``, scope = config
+  id) through the process's :class:`~ml.domains.base.RetrainGateway`; the trainer's intake makes
+  it a job (or coalesces it into the scope's job), so a job's id is the request id.
 * :class:`NetworkCommands` applies the network commands of ``ml.model-commands``
   (``create_config``, ``delete_config``, ``evaluate``, ``set_best``, ``monitor``) and records
   each result by command id, so the API can answer with it and a replay does nothing.
 * :class:`FieldLoop` is what the trainer does between two polls: interval checks of every field
   that has configs, the stream's online score of each best model, the jobs of retraining fields.
+* :class:`NetworkTrainerHooks` bundles them as the domain's
+  :class:`~ml.domains.base.TrainerHooks`.
 """
 
 from __future__ import annotations
@@ -18,16 +20,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
-
-from millrace.kafka import EventProducer
-from millrace.settings import Settings
-from ml.domains import get_domain
+from ml.domains.base import RetrainGateway, TrainerContext, TrainerHooks
 from ml.metrics import score as batch_score
 from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
 from ml.network.monitoring import FieldMonitor, JobGateway
@@ -42,26 +39,24 @@ from ml.network.performance import (
 )
 from ml.network.state import DOMAIN, MonitoringState
 from ml.network.training import NetworkTrainer
-from ml.registry.models import ScoreHistory
-from ml.registry.network import NetworkRegistry
+from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.versioning import load_model
-from schemas.events import ModelCommand, ModelCommandType, RetrainReason, RetrainRequest
-from schemas.events import deterministic_id as _deterministic_id
+from ml.triggers import retrain_request
+from schemas.events import ModelCommand, ModelCommandType, RetrainReason
 
 __all__ = [
     "NETWORK_COMMANDS",
     "CommandRejected",
     "FieldLoop",
     "NetworkCommands",
-    "OnlineScore",
-    "RequestJobGateway",
+    "NetworkTrainerHooks",
+    "RetrainJobs",
     "StoreScorer",
-    "latest_online_score",
     "monitored_fields",
 ]
 
-log = logging.getLogger("millrace.fields")
+log = logging.getLogger("millrace.fields")  # the name operators grep for
 
 #: Commands of ``ml.model-commands`` applied by :class:`NetworkCommands`.
 NETWORK_COMMANDS = frozenset(
@@ -75,35 +70,7 @@ NETWORK_COMMANDS = frozenset(
 )
 
 
-# --- store reads ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class OnlineScore:
-    """One running score the stream recorded (``id`` orders rows written at the same time)."""
-
-    id: int
-    score: float
-    recorded_at: datetime
-
-
-def latest_online_score(store: Store, field: str, model_id: str, metric: str) -> OnlineScore | None:
-    """The stream's most recent running score of ``model_id`` for ``field`` on ``metric``."""
-    query = (
-        select(ScoreHistory.id, ScoreHistory.score, ScoreHistory.recorded_at)
-        .where(
-            ScoreHistory.domain == DOMAIN,
-            ScoreHistory.scope == field,
-            ScoreHistory.model_id == model_id,
-            ScoreHistory.metric == metric,
-            ScoreHistory.trigger == "online",
-        )
-        .order_by(ScoreHistory.recorded_at.desc(), ScoreHistory.id.desc())
-        .limit(1)
-    )
-    with sessionmaker(store.engine)() as session:
-        row = session.execute(query).first()
-    return OnlineScore(int(row[0]), float(row[1]), row[2]) if row else None
-
-
+# --- fields ------------------------------------------------------------------------------------
 def monitored_fields(configs: list[ModelConfig]) -> list[str]:
     """The output fields of ``configs`` (every field that has models), sorted."""
     return sorted({name for config in configs for name in config.output_fields})
@@ -113,10 +80,12 @@ def monitored_fields(configs: list[ModelConfig]) -> list[str]:
 class StoreScorer(ModelScorer):
     """The models of a field are the live configs forecasting it; scores come from the store."""
 
-    def __init__(self, store: Store, registry: NetworkRegistry | None = None) -> None:
+    def __init__(
+        self, store: Store, registry: NetworkRegistry | None = None, base_window_seconds: int = 60
+    ) -> None:
         self.store = store
         self.registry = registry or NetworkRegistry(store)
-        self.base_window_seconds = int(getattr(get_domain(DOMAIN), "window_seconds", 60))
+        self.base_window_seconds = base_window_seconds
 
     def models(self, field: str) -> list[str]:
         return [c.id for c in configs_for_field(self.registry.live_configs(), field)]
@@ -130,7 +99,7 @@ class StoreScorer(ModelScorer):
     def score(self, field: str, model_id: str, metric: str) -> float:
         config = self.config(field, model_id)
         if config.online:
-            latest = latest_online_score(self.store, field, model_id, metric)
+            latest = self.registry.latest_online_score(field, model_id, metric)
             if latest is None:
                 raise LookupError(f"no online score yet for {model_id} ({field}, {metric})")
             return latest.score
@@ -154,49 +123,27 @@ class StoreScorer(ModelScorer):
 
 
 # --- jobs ----------------------------------------------------------------------------------------
-class RequestJobGateway(JobGateway):
-    """Retraining through retrain requests on the retrain topic; job ids are request ids."""
+class RetrainJobs(JobGateway):
+    """The field monitor's jobs: retrain requests through the process's gateway."""
 
-    def __init__(
-        self,
-        store: Store,
-        producer: EventProducer,
-        settings: Settings,
-        *,
-        lost_after_seconds: float = 3600.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.producer = producer
-        self.topic = settings.topic_retrain_requests
-        self.lost_after = lost_after_seconds
-        self.monotonic = monotonic
-        self._waiting: dict[str, float] = {}
+    def __init__(self, gateway: RetrainGateway) -> None:
+        self.gateway = gateway
 
     def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
-        request = RetrainRequest(
-            event_id=_deterministic_id("field-retrain", field, model_id, at.isoformat()),
-            occurred_at=at,
+        request = retrain_request(
             domain=DOMAIN,
             scope=model_id,
             reason=RetrainReason.DEGRADATION,
+            at=at,
+            key=f"{field}@{at.isoformat()}",
             requested_by=f"monitor:{field}",
             evidence={"field": field, "model_id": model_id, "reason": reason},
+            id_parts=("field-retrain", field, model_id, at.isoformat()),
         )
-        failed = self.producer.failed
-        self.producer.publish(self.topic, f"{DOMAIN}/{model_id}", request)
-        if self.producer.flush(10) or self.producer.failed != failed:
-            raise RuntimeError(f"retrain request for {model_id} not delivered")
-        self._waiting[request.event_id] = self.monotonic()
-        return request.event_id
+        return self.gateway.submit(request)
 
     def status(self, job_id: str) -> str:
-        job = self.store.job_for_request(job_id)
-        if job is not None:
-            self._waiting.pop(job_id, None)
-            return job.status
-        since = self._waiting.setdefault(job_id, self.monotonic())
-        return "unknown" if self.monotonic() - since > self.lost_after else "queued"
+        return self.gateway.status(job_id)
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -381,10 +328,41 @@ class FieldLoop:
         config = configs.get(model_id)
         if config is None or not config.online:
             return
-        latest = latest_online_score(self.store, field, model_id, state.metric)
+        latest = self.registry.latest_online_score(field, model_id, state.metric)
         key = (field, model_id, state.metric)
         if latest is None or self._seen.get(key) == latest.id:
             return
         self._seen[key] = latest.id
         if self.monitor.on_online_score(field, model_id, state.metric, latest.score):
             log.info("field %s retraining: %s", field, self.monitor.status(field).reason)
+
+
+# --- the domain's trainer hooks ------------------------------------------------------------------
+class NetworkTrainerHooks(TrainerHooks):
+    """The network commands and the field monitor, as the trainer's hooks of the domain."""
+
+    def __init__(self, context: TrainerContext, base_window_seconds: int = 60) -> None:
+        store = context.store
+        assert isinstance(store, Store)
+        self.registry = NetworkRegistry(store)
+        scorer = StoreScorer(store, self.registry, base_window_seconds)
+        tracker = PerformanceTracker(SqlFieldStateRepository(store), scorer)
+        jobs = RetrainJobs(context.retrain)
+        self.monitor = FieldMonitor.from_settings(context.settings, tracker, jobs, context.owner)
+        self.commands = NetworkCommands(self.registry, self.monitor)
+        self.fields = FieldLoop(self.monitor, self.registry, store)
+
+    def handles(self, cmd: ModelCommand) -> bool:
+        return self.commands.handles(cmd)
+
+    def apply(self, cmd: ModelCommand) -> None:
+        self.commands.apply(cmd)
+
+    def start(self) -> None:
+        self.fields.start()
+
+    def tick(self) -> None:
+        self.fields.tick()
+
+    def job_finished(self, request_ids: list[str]) -> None:
+        self.fields.job_finished(request_ids)

@@ -18,10 +18,22 @@ from sqlalchemy.orm import sessionmaker
 from ml.network.configs import ModelConfig, parse_config
 from ml.network.state import DOMAIN, FieldState, FieldStateRepository, MonitoringState
 from ml.registry.entities import ScoreRow
-from ml.registry.models import CommandResult, FieldStateRecord, ModelConfigRecord, utcnow
+from ml.registry.models import (
+    CommandResult,
+    FieldStateRecord,
+    ModelConfigRecord,
+    ScoreHistory,
+    utcnow,
+)
 from ml.registry.store import Store
 
-__all__ = ["CommandResultRow", "ConfigRow", "NetworkRegistry", "SqlFieldStateRepository"]
+__all__ = [
+    "CommandResultRow",
+    "ConfigRow",
+    "NetworkRegistry",
+    "OnlineScore",
+    "SqlFieldStateRepository",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +56,40 @@ class CommandResultRow:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OnlineScore:
+    """One running score the stream recorded (``id`` orders rows written at the same time)."""
+
+    id: int
+    score: float
+    recorded_at: datetime
+
+
 class NetworkRegistry:
-    """Model configs and command results."""
+    """Model configs, command results and the stream's online scores."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._session = sessionmaker(store.engine, expire_on_commit=False)
+
+    # --- scores ------------------------------------------------------------------------------
+    def latest_online_score(self, field: str, model_id: str, metric: str) -> OnlineScore | None:
+        """The stream's most recent running score of ``model_id`` for ``field`` on ``metric``."""
+        query = (
+            select(ScoreHistory.id, ScoreHistory.score, ScoreHistory.recorded_at)
+            .where(
+                ScoreHistory.domain == DOMAIN,
+                ScoreHistory.scope == field,
+                ScoreHistory.model_id == model_id,
+                ScoreHistory.metric == metric,
+                ScoreHistory.trigger == "online",
+            )
+            .order_by(ScoreHistory.recorded_at.desc(), ScoreHistory.id.desc())
+            .limit(1)
+        )
+        with self._session() as session:
+            row = session.execute(query).first()
+        return OnlineScore(int(row[0]), float(row[1]), row[2]) if row else None
 
     # --- configs -----------------------------------------------------------------------------
     def configs(self, include_deleted: bool = False) -> list[ConfigRow]:
