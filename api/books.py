@@ -32,11 +32,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ml.demand.forecast import ForecastBook
+from ml.periods import month_start
 from ml.registry.models import Observation
 from ml.registry.store import Store
 from ml.training.versioning import load_model
 
-__all__ = ["BookBuilder", "BuiltBook", "Builder", "data_fingerprint", "month_start"]
+__all__ = ["BookBuilder", "BuiltBook", "Builder", "data_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,6 @@ class BuiltBook:
     book: ForecastBook
     pid: int
     seconds: float
-
-
-def month_start(now: datetime) -> datetime:
-    """First instant (UTC) of the calendar month of ``now``."""
-    now = now.astimezone(UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime | str | None) -> datetime | None:

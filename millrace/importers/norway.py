@@ -21,7 +21,7 @@ import csv
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from millrace.importers.base import (
     Rejected,
     validation_reason,
 )
+from ml.periods import next_month
 from schemas.events import ContractType, SaleContractEvent, VehicleType, deterministic_id
 
 __all__ = [
@@ -78,10 +79,6 @@ def is_norway_header(line: str) -> bool:
 
 def _month_start(year: str, month: str) -> datetime:
     return datetime(int(year), int(month), 1, tzinfo=UTC)
-
-
-def _next_month(start: datetime) -> datetime:
-    return (start + timedelta(days=32)).replace(day=1)
 
 
 def _clean(text: str) -> str:
@@ -170,7 +167,7 @@ class NorwaySource(FileSource):
             return
         key = template.segment_key
         make_id = IdFactory(SOURCE_NAME, self.path.name, row.line)
-        step = (_next_month(row.month) - row.month) / row.quantity
+        step = (next_month(row.month) - row.month) / row.quantity
         for i in range(row.quantity):
             at = row.month + step * (i + 0.5)
             event = template.model_copy(

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 
 from millrace.importers.base import IdFactory, Record, Rejected, Source
+from ml.periods import add_months
 from schemas.events import (
     ContractType,
     NetworkMeasurementEvent,
@@ -99,11 +100,6 @@ def _catalog(n: int) -> list[Segment]:
         )
         for i in range(n)
     ]
-
-
-def _add_months(start: date, months: int) -> datetime:
-    total = start.year * 12 + start.month - 1 + months
-    return datetime(total // 12, total % 12 + 1, 1, tzinfo=UTC)
 
 
 def _pick(
@@ -194,11 +190,11 @@ def simulate_demand(
     weights *= segments / weights.sum()
     phases = rng.normal(0.0, 0.3, size=segments)
     drifted = _pick(rng, segments, drift_segments, keys) if drift_at else set()
-    drift_month = _add_months(drift_at, 0) if drift_at else None
+    drift_month = add_months(drift_at, 0) if drift_at else None
 
     seconds, seg_idx, purchase = [], [], []
     for m in range(months):
-        lo, hi = _add_months(start, m), _add_months(start, m + 1)
+        lo, hi = add_months(start, m), add_months(start, m + 1)
         season = 1.0 + seasonality * np.sin(2 * np.pi * (lo.month - 1) / 12 + phases)
         rate = base_rate * weights * max(0.0, 1.0 + trend * m) * np.clip(season, 0, None)
         if drift_month is not None and lo >= drift_month:
