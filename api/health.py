@@ -46,7 +46,7 @@ def _broker_check(request: Request) -> str:
 
 
 def _streams_check(store: Store) -> str:
-    """"ok", or the partitions a stream worker refused (the broker lost what the store
+    """ "ok", or the partitions a stream worker refused (the broker lost what the store
     includes) with the command that reconciles them."""
     faults = store.faults()
     if not faults:
