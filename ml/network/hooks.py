@@ -40,7 +40,6 @@ from ml.network.performance import (
 from ml.network.state import DOMAIN, MonitoringState
 from ml.network.training import NetworkTrainer
 from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
-from ml.registry.store import Store
 from ml.training.versioning import load_model
 from ml.triggers import retrain_request
 from schemas.events import ModelCommand, ModelCommandType, RetrainReason
@@ -81,7 +80,7 @@ class StoreScorer(ModelScorer):
     """The models of a field are the live configs forecasting it; scores come from the store."""
 
     def __init__(
-        self, store: Store, registry: NetworkRegistry | None = None, base_window_seconds: int = 60
+        self, store: Any, registry: NetworkRegistry | None = None, base_window_seconds: int = 60
     ) -> None:
         self.store = store
         self.registry = registry or NetworkRegistry(store)
@@ -265,7 +264,7 @@ class FieldLoop:
         self,
         monitor: FieldMonitor,
         registry: NetworkRegistry,
-        store: Store,
+        store: Any,
         *,
         tick_seconds: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -342,8 +341,7 @@ class NetworkTrainerHooks(TrainerHooks):
     """The network commands and the field monitor, as the trainer's hooks of the domain."""
 
     def __init__(self, context: TrainerContext, base_window_seconds: int = 60) -> None:
-        store = context.store
-        assert isinstance(store, Store)
+        store = context.store  # the registry Store (this package never imports it)
         self.registry = NetworkRegistry(store)
         scorer = StoreScorer(store, self.registry, base_window_seconds)
         tracker = PerformanceTracker(SqlFieldStateRepository(store), scorer)
