@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from millrace.kafka import ensure_topics
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
-from tests.fixtures.broker import Proc, build_env, settings_from, wait_until
+from tests.fixtures.broker import Proc, build_env, settings_from, wait_for_progress
 from tests.training_data import seed_demand
 
 SECRET = "test-secret-with-at-least-32-bytes!!"
@@ -127,7 +127,9 @@ def start_api(
             return False
 
     try:
-        wait_until(lambda: up() or not proc.alive(), 60)
+        # a slow machine only slows the start: fail when the process stops working (no CPU
+        # time, no log line) for 60 s without answering
+        wait_for_progress(lambda: up() or not proc.alive(), proc.progress, stall=60)
     except AssertionError:
         proc.stop()
         raise

@@ -32,7 +32,7 @@ from millrace.importers.simulate import simulate_demand
 from ml.domains import get_domain
 from ml.registry.store import Store
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version
-from tests.fixtures.broker import wait_until
+from tests.fixtures.broker import wait_for_progress, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -285,19 +285,24 @@ def test_the_open_month_never_rebuilds_the_book_a_complete_month_does(api: ApiSe
     # (zeros): that changes the book once
     _store_events(api.store, now)
     wait_until(lambda: api.get("/v1/ml/segments").json()["items"], 30)
-    first = _metric(api, checks)
-    wait_until(lambda: _metric(api, checks) >= first + 3, 60)
+
+    def checked() -> float:
+        return _metric(api, checks)
+
+    # the store checks counted so far are the progress: waits fail only when they stop
+    first = checked()
+    wait_for_progress(lambda: checked() >= first + 3, checked)
     settled = _metric(api, builds)
     for _ in range(5):  # the month still counting grows: no rebuild
         _store_events(api.store, now)
-        seen = _metric(api, checks)
-        wait_until(lambda seen=seen: _metric(api, checks) >= seen + 2, 60)
+        seen = checked()
+        wait_for_progress(lambda seen=seen: checked() >= seen + 2, checked)
     assert _metric(api, builds) == settled
     last_month = now.replace(day=1) - timedelta(days=1)
     _store_events(api.store, last_month)  # a late event of a complete month: one rebuild
     wait_until(lambda: _metric(api, builds) >= settled + 1, 60)
-    seen = _metric(api, checks)
-    wait_until(lambda: _metric(api, checks) >= seen + 3, 60)
+    seen = checked()
+    wait_for_progress(lambda: checked() >= seen + 3, checked)
     assert _metric(api, builds) == settled + 1
 
 

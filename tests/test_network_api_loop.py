@@ -20,7 +20,7 @@ from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, start_api
-from tests.fixtures.broker import Proc, wait_until
+from tests.fixtures.broker import Proc, wait_for_progress
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,8 @@ def test_degradation_retrains_every_model_and_reelects(api: ApiServer) -> None:
             seen.append(status["state"])
         return "RETRAINING" in seen and status["state"] == "MONITORING"
 
-    wait_until(back_to_monitoring_after_retraining, 90, interval=0.1)
+    # fails when the state stops changing for 90 s, however long the retraining takes
+    wait_for_progress(back_to_monitoring_after_retraining, lambda: len(seen), 90, interval=0.1)
     assert seen[0] in ("MONITORING", "RETRAINING") and seen[-1] == "MONITORING"
     jobs = api.get("/v1/ml/training/jobs", params={"domain": "network"}).json()["items"]
     retrained = {j["scope"] for j in jobs if j["trigger"] == "degradation"}

@@ -22,7 +22,7 @@ from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelCommand
 from tests.factories import fresh
-from tests.fixtures.broker import read_json, settings_from, wait_until
+from tests.fixtures.broker import read_json, settings_from, wait_for_progress, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def wait_state(net: Network, field: str, predicate, timeout: float = 40) -> list
             seen.append(state.state)
         return state is not None and predicate(state)
 
-    wait_until(done, timeout, 0.02)
+    wait_for_progress(done, lambda: len(seen), stall=timeout, interval=0.02)  # a new state
     return seen
 
 
