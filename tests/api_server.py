@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from millrace.kafka import ensure_topics
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
-from tests.fixtures.broker import Proc, build_env, settings_from, wait_for_progress
+from tests.fixtures.broker import Proc, build_env, settings_from, wait_for_start
 from tests.training_data import seed_demand
 
 SECRET = "test-secret-with-at-least-32-bytes!!"
@@ -127,13 +127,9 @@ def start_api(
             return False
 
     try:
-        # a slow machine only slows the start: fail when the process stops working (no CPU
-        # time, no log line) for 60 s without answering
-        wait_for_progress(lambda: up() or not proc.alive(), proc.progress, stall=60)
+        wait_for_start(proc, up)  # a slow machine only slows the start
     except AssertionError:
         proc.stop()
         raise
-    if not proc.alive():
-        raise AssertionError("the API exited:\n" + proc.output())
     time.sleep(0.2)
     return ApiServer(url, env, store, proc)

@@ -7,7 +7,7 @@ from datetime import UTC
 import httpx
 import pytest
 
-from tests.fixtures.broker import free_port, wait_until
+from tests.fixtures.broker import free_port, wait_for_start
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,8 @@ def _get(url: str) -> httpx.Response | None:
 @pytest.mark.parametrize("path", ["/health", "/actuator/health"])
 def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
     env = make_env()
-    spawn(["api"], env)
-    resp = wait_until(lambda: _get(f"http://127.0.0.1:{env['API_PORT']}{path}"), 30)
+    api = spawn(["api"], env)
+    resp = wait_for_start(api, lambda: _get(f"http://127.0.0.1:{env['API_PORT']}{path}"))
     assert resp.status_code == 200
     body = resp.json()
     assert body == {
@@ -37,8 +37,8 @@ def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
 
 def test_degraded_but_200_when_broker_is_down(make_env, spawn) -> None:
     env = make_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
-    spawn(["api"], env)
-    resp = wait_until(lambda: _get(f"http://127.0.0.1:{env['API_PORT']}/health"), 30)
+    api = spawn(["api"], env)
+    resp = wait_for_start(api, lambda: _get(f"http://127.0.0.1:{env['API_PORT']}/health"))
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "degraded"
@@ -63,9 +63,9 @@ def test_observation_stats_over_http(make_env, spawn) -> None:
             )
         ]
     )
-    spawn(["api"], env)
+    api = spawn(["api"], env)
     url = f"http://127.0.0.1:{env['API_PORT']}/v1/ml/observations/stats"
-    wait_until(lambda: _get(url), 30)
+    wait_for_start(api, lambda: _get(url))
     assert httpx.get(url).status_code == 401
     resp = httpx.get(url, headers={"X-Internal-Service-Key": "health-test-key"})
     assert resp.status_code == 200

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from millrace.broker import BrokerError, EmbeddedBroker
-from tests.fixtures.broker import free_port, wait_until
+from tests.fixtures.broker import free_port, wait_for_start
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_cli_broker_creates_topics_and_stops_on_sigterm(make_env, spawn) -> None
     env.pop("KAFKA_BOOTSTRAP_SERVERS")
     env["EMBEDDED_BROKER_PORT"] = str(port)
     proc = spawn(["broker"], env)
-    wait_until(lambda: "embedded broker ready" in proc.output(), 30)
+    wait_for_start(proc, lambda: "embedded broker ready" in proc.output())
     topics = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=5).topics
     assert len(topics[env["TOPIC_SALES"]].partitions) == 3
     assert env["TOPIC_DEAD_LETTER"] in topics
