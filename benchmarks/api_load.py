@@ -591,7 +591,7 @@ def main() -> None:
     out = {
         "benchmark": "api_load",
         "server": "millrace api (one uvicorn worker, httptools + uvloop), SQLite store, "
-        "dealership contracts model; books built in the API's niced worker process",
+        "dealership contracts model; books built in the API's worker process",
         "client": "open-loop raw HTTP/1.1 keep-alive client on uvloop in the benchmark "
         "process; latency from the scheduled send time",
         "seconds_per_rate": args.seconds,
