@@ -167,9 +167,7 @@ def create_app(
             lambda: store.clear_fault(consumer, position.topic, position.partition),
         )
 
-    keeper = PositionKeeper(
-        settings.bootstrap_servers, consumer, read_positions, record_fault, clear_fault
-    )
+    keeper = PositionKeeper(settings.bootstrap_servers, read_positions, record_fault, clear_fault)
 
     #: set once this assignment's positions are decided and its state loaded
     decided = asyncio.Event()
@@ -207,10 +205,9 @@ def create_app(
     @app.timer(CONFIG_CHECK_SECONDS)
     async def resume_reconciled() -> None:
         """Resume refused partitions whose position an operator reset."""
-        for (topic, partition), target in (await keeper.recheck()).items():
-            position = (await read_positions()).get((topic, partition))
-            checkpoints[(topic, partition)] = position.offset if position else -1
-            (tp,) = _faust_tps(app, {(topic, partition)})
+        for (topic, partition), (target, stored_offset) in (await keeper.recheck()).items():
+            checkpoints[(topic, partition)] = stored_offset
+            tp = TP(topic, partition)
             await app.consumer.seek(tp, target)
             app.consumer.resume_partitions({tp})
             log.warning("%s[%d] reconciled: consuming again from offset %d", topic, partition,
@@ -352,7 +349,7 @@ def create_app(
     return app
 
 
-def _faust_tps(app: faust.App, tps: set[tuple[str, int]]) -> set[TP]:
+def _faust_tps(tps: set[tuple[str, int]]) -> set[TP]:
     """Faust's TopicPartition tuples for (topic, partition) pairs."""
     return {TP(t, p) for t, p in tps}
 
@@ -385,7 +382,7 @@ def _seek_to_store(app: faust.App, keeper: PositionKeeper, decided: asyncio.Even
             if target is not None:
                 await consumer.seek(tp, target)
                 committed[tp] = target
-        refused = _faust_tps(app, set(keeper.refused))
+        refused = _faust_tps(set(keeper.refused))
         if refused:
             consumer.pause_partitions(refused)
         return committed

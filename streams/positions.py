@@ -170,13 +170,11 @@ class PositionKeeper:
     def __init__(
         self,
         bootstrap: str,
-        consumer: str,
         read_positions: Callable[[], Awaitable[Mapping[TP, StreamPosition]]],
         record_fault: Callable[[StreamPosition, str], Awaitable[Any]],
         clear_fault: Callable[[StreamPosition], Awaitable[Any]],
     ) -> None:
         self.bootstrap = bootstrap
-        self.consumer = consumer
         self.read_positions = read_positions
         self.record_fault = record_fault
         self.clear_fault = clear_fault
@@ -193,9 +191,9 @@ class PositionKeeper:
         self.refused = {}
         await self._decide({tp: stored.get(tp) or _beginning(tp) for tp in sorted(tps)})
 
-    async def recheck(self) -> dict[TP, int]:
+    async def recheck(self) -> dict[TP, tuple[int, int]]:
         """For refused partitions whose stored position moved (a reset): decide again.
-        Returns the partitions to resume, with the offset to seek to."""
+        Returns the partitions to resume: (offset to seek to, stored offset now)."""
         if not self.refused:
             return {}
         stored = await self.read_positions()
@@ -210,7 +208,7 @@ class PositionKeeper:
         for tp in moved:
             self.refused.pop(tp)
         await self._decide(moved)
-        return {tp: self.targets[tp] for tp in moved if tp not in self.refused}
+        return {tp: (self.targets[tp], moved[tp].offset) for tp in moved if tp not in self.refused}
 
     async def _decide(self, positions: Mapping[TP, StreamPosition]) -> None:
         if not positions:

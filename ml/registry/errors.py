@@ -32,7 +32,7 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class Backoff:
-    """Doubling waits from ``initial`` up to ``maximum`` seconds; ``reset`` after a success."""
+    """Doubling waits from ``initial`` up to ``maximum`` seconds (one per wait for the store)."""
 
     initial: float = 0.5
     maximum: float = 10.0
@@ -43,6 +43,3 @@ class Backoff:
         delay = min(self.maximum, self.initial * 2 ** min(self.attempts, 30))
         self.attempts += 1
         return delay
-
-    def reset(self) -> None:
-        self.attempts = 0
