@@ -25,6 +25,7 @@ import asyncio
 import gc
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -90,6 +91,8 @@ def create_app(
         settings.streams_app_id,
         broker=brokers,
         store="memory://",
+        # Tables live in memory; keep Faust's data directory out of the working tree.
+        datadir=os.path.join(tempfile.gettempdir(), "millrace-faust", settings.streams_app_id),
         autodiscover=False,
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
