@@ -87,12 +87,14 @@ def create_app(
     ``freeze_gc`` (the worker process): after the first assignment, see
     :func:`freeze_startup_objects`."""
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
+    # Tables live in memory; keep Faust's data directory out of the working tree.
+    datadir = os.path.join(tempfile.gettempdir(), "millrace-faust", settings.streams_app_id)
+    os.makedirs(datadir, exist_ok=True)
     app = faust.App(
         settings.streams_app_id,
         broker=brokers,
         store="memory://",
-        # Tables live in memory; keep Faust's data directory out of the working tree.
-        datadir=os.path.join(tempfile.gettempdir(), "millrace-faust", settings.streams_app_id),
+        datadir=datadir,
         autodiscover=False,
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
