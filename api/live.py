@@ -20,9 +20,9 @@ from typing import Any
 
 from api.books import BookBuilder, Builder, BuiltBook, data_fingerprint
 from ml.demand.forecast import ForecastBook, build_book
+from ml.demand.training import demand_panel
 from ml.registry.entities import ModelVersionRow
 from ml.registry.store import Store
-from ml.training.demand import demand_panel
 
 __all__ = ["LiveModel", "LiveModels", "ServedBook", "demand_book"]
 

@@ -80,7 +80,7 @@ class PredictResponse(BaseModel):
         examples=["CAR|TOYOTA|COROLLA|XEI"],
     )
     fallback_level: str | None = Field(
-        description="brand+model or brand when a parent answered", examples=[None]
+        description="brand_model or brand when a parent answered", examples=[None]
     )
     confidence: float = Field(examples=[0.95])
     metrics: Metrics
@@ -97,7 +97,7 @@ class PredictWithHistoryResponse(PredictResponse):
 
 _ERRORS = {
     **AUTH_ERRORS,
-    **NOT_FOUND("Unknown segment CAR|NOPE|X|: no data for it, its brand+model or brand"),
+    **NOT_FOUND("Unknown segment CAR|NOPE|X|: no data for it, its brand_model or brand"),
 }
 
 
@@ -113,7 +113,7 @@ def _serve(request: Request, body: PredictRequest) -> tuple[LiveModel, Predictio
         raise HTTPException(
             404,
             detail=f"Unknown segment {key}: model {current.version.version} has no data for "
-            "it, its brand+model or its brand",
+            "it, its brand_model or its brand",
         ) from None
     if not prediction.points:
         raise HTTPException(404, detail=f"Model {current.version.version} has no months yet")
@@ -127,9 +127,9 @@ def _response(current: LiveModel, prediction: Prediction, confidence: float) -> 
         "predictions": [
             {
                 "month": p.month.isoformat(),
-                "demand": p.demand,
-                "lower_ci": p.lower_ci,
-                "upper_ci": p.upper_ci,
+                "demand": p.value,
+                "lower_ci": p.lower,
+                "upper_ci": p.upper,
             }
             for p in prediction.points
         ],

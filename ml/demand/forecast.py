@@ -8,7 +8,7 @@ one response never mixes two versions.
 
 Intervals: ``expm1(log1p(value) -/+ z * sigma * sqrt(step))``, the lower end clipped at 0, so
 ``0 <= lower <= value <= upper`` always holds. Cold or unknown segments fall back to the mean
-per segment of their nearest parent level (brand+model, then brand) and say so; a brand the
+per segment of their nearest parent level (``brand_model``, then ``brand``) and say so; a brand the
 data has never seen is unknown.
 """
 
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.training.demand_model import add_features
+from ml.demand.candidates import add_features
+from ml.demand.segments import PARENT_LEVELS, ForecastPoint
 
 __all__ = [
-    "FALLBACK_LEVELS",
+    "BOOK_LEVELS",
     "ForecastBook",
-    "ForecastPoint",
     "Prediction",
     "SegmentForecast",
     "UnknownSegmentError",
@@ -38,9 +38,8 @@ __all__ = [
 #: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
 #: A brand never seen is an unknown segment, not a vehicle-type average: a typo in a brand
 #: must not get a confident-looking forecast.
-FALLBACK_LEVELS: tuple[tuple[str, int], ...] = (
-    ("brand+model", 3),
-    ("brand", 2),
+BOOK_LEVELS: tuple[tuple[str, int], ...] = tuple(
+    (name, keep) for name, keep in PARENT_LEVELS if name != "vehicle_type"
 )
 #: Months of one-step errors behind a segment's interval width.
 RESIDUAL_MONTHS = 12
@@ -50,14 +49,6 @@ SHRINK = 6.0
 
 class UnknownSegmentError(KeyError):
     """Neither the segment nor any of its parents is covered by the model."""
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastPoint:
-    month: date
-    demand: float
-    lower_ci: float
-    upper_ci: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +89,7 @@ class ForecastBook:
         key = "|".join(parts)
         if key in self.segments:
             return [self.segments[key]], None, key
-        for level, keep in FALLBACK_LEVELS:
+        for level, keep in BOOK_LEVELS:
             prefix = "|".join(parts[:keep]) + "|"
             children = [s for k, s in self.segments.items() if k.startswith(prefix)]
             if children:

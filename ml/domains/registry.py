@@ -41,8 +41,8 @@ def load_domains(spec: str) -> list[Domain]:
 
 
 def _load_builtin() -> None:
-    from ml.domains.demand import DemandDomain
-    from ml.domains.network import NetworkDomain
+    from ml.demand.domain import DemandDomain
+    from ml.network.domain import NetworkDomain
 
     for domain in (DemandDomain(), NetworkDomain()):
         _DOMAINS.setdefault(domain.name, domain)
