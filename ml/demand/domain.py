@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
@@ -43,6 +44,12 @@ class DemandDomain(Domain):
         from ml.demand.training import DemandTrainer
 
         return DemandTrainer()
+
+    def forecast_book(self) -> Callable[[object, object, str], object]:
+        """Every segment's forecasts of a version (:func:`ml.demand.forecast.demand_book`)."""
+        from ml.demand.forecast import demand_book
+
+        return demand_book  # type: ignore[return-value]
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, SaleContractEvent)

@@ -24,14 +24,17 @@ import pandas as pd
 
 from ml.demand.candidates import add_features
 from ml.demand.segments import PARENT_LEVELS, ForecastPoint
+from ml.demand.training import demand_panel
 
 __all__ = [
+    "BOOK_HORIZON",
     "BOOK_LEVELS",
     "ForecastBook",
     "Prediction",
     "SegmentForecast",
     "UnknownSegmentError",
     "build_book",
+    "demand_book",
     "complete_months",
 ]
 
@@ -78,11 +81,17 @@ class ForecastBook:
     segments: dict[str, SegmentForecast]
     built_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def __post_init__(self) -> None:
+        # computed once: pandas date arithmetic costs ~0.3 ms, too much for every prediction
+        months: tuple[date, ...] = ()
+        if self.first_month is not None:
+            start = pd.Timestamp(self.first_month)
+            months = tuple((start + pd.DateOffset(months=i)).date() for i in range(self.horizon))
+        object.__setattr__(self, "_months", months)
+
     def months(self, horizon: int) -> list[date]:
-        if self.first_month is None:
-            return []
-        start = pd.Timestamp(self.first_month)
-        return [(start + pd.DateOffset(months=i)).date() for i in range(horizon)]
+        """The first ``horizon`` forecast months (at most the book's horizon)."""
+        return list(self._months[:horizon])  # type: ignore[attr-defined]
 
     def resolve(self, parts: tuple[str, ...]) -> tuple[list[SegmentForecast], str | None, str]:
         """The segments that answer for ``parts`` (one, or a parent's children) and the level."""
@@ -125,6 +134,16 @@ class ForecastBook:
     def history(self, key: str) -> tuple[tuple[date, int], ...]:
         source = self.segments.get(key)
         return source.history if source else ()
+
+
+#: Months every book forecasts: the longest horizon a prediction may ask for.
+BOOK_HORIZON = 24
+
+
+def demand_book(store: Any, model: Any, version: str) -> ForecastBook:
+    """Forecast every segment stored in ``store`` with ``model`` (a fitted candidate of
+    ``version``) from its complete months, :data:`BOOK_HORIZON` months ahead."""
+    return build_book(model, demand_panel(store), version, horizon=BOOK_HORIZON)
 
 
 def complete_months(panel: pd.DataFrame, today: date | None = None) -> pd.DataFrame:
