@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 __all__ = [
     "FEATURE_NAMES",
@@ -118,26 +119,10 @@ def fill_missing(row: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def demand_features(
-    sales: Sequence[float],
-    month: date,
-    *,
-    t_index: int,
-    purchases: Sequence[float] = (),
-    sale_price: float | None = None,
-    purchase_price: float | None = None,
-) -> dict[str, float]:
-    """:func:`feature_row` as the online learner sees it (:func:`fill_missing`): all finite."""
-    return fill_missing(
-        feature_row(
-            sales,
-            month,
-            t_index=t_index,
-            purchases=purchases,
-            sale_price=sale_price,
-            purchase_price=purchase_price,
-        )
-    )
+def demand_features(sales: Sequence[float], month: date, **context: Any) -> dict[str, float]:
+    """:func:`feature_row` (same arguments) as the online learner sees it
+    (:func:`fill_missing`): every value finite."""
+    return fill_missing(feature_row(sales, month, **context))
 
 
 def series_features(
