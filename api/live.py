@@ -50,7 +50,7 @@ def forecast_books() -> dict[str, Builder]:
     return {
         domain.name: builder
         for domain in all_domains()
-        if (builder := domain.forecast_book()) is not None  # type: ignore[misc]
+        if (builder := domain.forecast_book()) is not None
     }
 
 

@@ -40,15 +40,19 @@ def _price(value: float) -> float | None:
 def add_features(panel: pd.DataFrame) -> pd.DataFrame:
     """Panel (series_key, month, sales, purchases, sale_price, purchase_price) + features."""
     df = panel.sort_values(["series_key", "month"]).reset_index(drop=True)
+    keys = df["series_key"].to_numpy()
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(df)]
+    columns = [
+        list(df["month"].dt.to_pydatetime()),
+        df["sales"].tolist(),
+        df["purchases"].tolist(),
+        df["sale_price"].tolist(),
+        df["purchase_price"].tolist(),
+    ]
     rows: list[dict[str, float]] = []
-    for _, part in df.groupby("series_key", sort=False):
-        rows += series_features(
-            list(part["month"]),
-            part["sales"].tolist(),
-            part["purchases"].tolist(),
-            part["sale_price"].tolist(),
-            part["purchase_price"].tolist(),
-        )
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi > lo:
+            rows += series_features(*(column[lo:hi] for column in columns))
     features = pd.DataFrame.from_records(rows, columns=list(FEATURE_NAMES), index=df.index)
     return pd.concat([df.drop(columns=list(FEATURE_NAMES), errors="ignore"), features], axis=1)
 
