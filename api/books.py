@@ -1,6 +1,6 @@
 """Forecast books built off the serving process, and what a book depends on in the store.
 
-Building a demand book is ~0.1-1 s of pandas / model CPU. In a thread of the API process it
+Building a forecast book is ~0.1-1 s of pandas / model CPU. In a thread of the API process it
 holds the GIL for long stretches, and every request waits for it (predict p99 went from 8 ms
 to 2.4 s while books were rebuilt). :class:`BookBuilder` builds in one worker process instead
 (``spawn``, started at the first build and kept): the worker opens the store and loads
@@ -31,7 +31,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ml.demand.forecast import ForecastBook
 from ml.periods import month_start
 from ml.registry.models import Observation
 from ml.registry.store import Store
@@ -41,15 +40,16 @@ __all__ = ["BookBuilder", "BuiltBook", "Builder", "data_fingerprint"]
 
 log = logging.getLogger(__name__)
 
-#: ``builder(store, model, version)``: a module-level function (the worker imports it by name).
-Builder = Callable[[Store, Any, str], ForecastBook]
+#: ``builder(store, model, version)``: a module-level function (the worker imports it by name),
+#: a domain's :meth:`~ml.domains.base.Domain.forecast_book`.
+Builder = Callable[[Store, Any, str], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltBook:
     """A book and where and how long it was built."""
 
-    book: ForecastBook
+    book: Any
     pid: int
     seconds: float
 

@@ -20,7 +20,17 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
-from api.common import AUTH_ERRORS, NOT_FOUND, Detail, Metrics, iso_z, metrics_of, store
+from api.common import (
+    AUTH_ERRORS,
+    DOMAIN_EXAMPLES,
+    NOT_FOUND,
+    Detail,
+    Metrics,
+    domain_or_default,
+    iso_z,
+    metrics_of,
+    store,
+)
 from api.limits import StrictJSONRoute, client_event
 from api.publisher import BrokerUnavailable
 from ml.domains import all_domains
@@ -70,7 +80,7 @@ class JobAccepted(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
     scope: str = Field(examples=["global"])
     status: str = Field(examples=["completed"])
     trigger: str = Field(examples=["manual"])
@@ -129,7 +139,14 @@ def _job_out(job: TrainingJobRow) -> JobOut:
 async def retrain(
     request: Request,
     body: RetrainBody | None = None,
-    domain: Annotated[str, Query(max_length=60, examples=["demand"])] = "demand",
+    domain: Annotated[
+        str | None,
+        Query(
+            max_length=60,
+            description="Domain (default: the `DEFAULT_DOMAIN` setting)",
+            examples=DOMAIN_EXAMPLES[:1],
+        ),
+    ] = None,
     scope: Annotated[
         str,
         Query(min_length=1, max_length=120, description="Model scope (network: a config id)"),
@@ -138,6 +155,7 @@ async def retrain(
     principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
 ) -> Any:
     body = body or RetrainBody()
+    domain = domain_or_default(request, domain)
     if body.start_date and body.end_date and body.end_date <= body.start_date:
         raise HTTPException(400, detail="end_date must be after start_date")
     if domain not in {d.name for d in all_domains()}:

@@ -11,20 +11,26 @@ from pydantic import BaseModel, Field
 
 from api.live import LiveModels
 from millrace.settings import Settings
+from ml.domains import all_domains
 from ml.registry.store import Store
 
 __all__ = [
     "AUTH_ERRORS",
+    "DOMAIN_EXAMPLES",
     "Detail",
     "Metrics",
     "NOT_FOUND",
     "NO_MODELS",
+    "domain_or_default",
     "iso_z",
     "live",
     "metrics_of",
     "settings",
     "store",
 ]
+
+#: The registered domains' names, as documentation examples.
+DOMAIN_EXAMPLES = [domain.name for domain in all_domains()]
 
 #: What the dealership clients expect when no model exists (200 on models/latest).
 NO_MODELS = "No hay modelos disponibles"
@@ -107,3 +113,8 @@ def settings(request: Request) -> Settings:
 
 def live(request: Request) -> LiveModels:
     return request.app.state.live
+
+
+def domain_or_default(request: Request, domain: str | None = None) -> str:
+    """``domain``, or the ``DEFAULT_DOMAIN`` setting when it is omitted."""
+    return domain or settings(request).default_domain

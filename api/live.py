@@ -1,6 +1,7 @@
 """The versions the API serves: one immutable snapshot per domain, swapped whole.
 
-A snapshot holds the live version's row and, for the demand domain, its :class:`ForecastBook`.
+A snapshot holds the live version's row and, for a domain with a forecast book
+(:meth:`ml.domains.base.Domain.forecast_book`), the book built for that version.
 It is rebuilt when a model-updated event arrives (``api.updates``) and when the periodic check
 finds a new live version or a change in what the book depends on (:func:`api.books.
 data_fingerprint`: the complete months, not the month still counting). Books are built in a
@@ -14,17 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from api.books import BookBuilder, Builder, BuiltBook, data_fingerprint
-from ml.demand.forecast import ForecastBook, build_book
+from ml.domains import all_domains
 from ml.registry.entities import ModelVersionRow
 from ml.registry.store import Store
-from ml.training.demand import demand_panel
 
-__all__ = ["LiveModel", "LiveModels", "ServedBook", "demand_book"]
+__all__ = ["LiveModel", "LiveModels", "forecast_books"]
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +38,20 @@ class LiveModel:
 
     domain: str
     version: ModelVersionRow
-    book: ForecastBook | None
+    #: the domain's forecast book of this version (None: the domain has none)
+    book: Any
     fingerprint: tuple[Any, ...]
     loaded_at: datetime
     built: BuiltBook | None = None
 
 
-@dataclass(frozen=True)
-class ServedBook(ForecastBook):
-    """A built book with its month list computed once: ``ForecastBook.months`` does pandas
-    date arithmetic on every call (~0.3 ms per prediction); a snapshot's months never change."""
-
-    month_list: tuple[date, ...] = ()
-
-    @classmethod
-    def of(cls, book: ForecastBook) -> ServedBook:
-        values = {f.name: getattr(book, f.name) for f in fields(ForecastBook)}
-        return cls(**values, month_list=tuple(book.months(book.horizon)))
-
-    def months(self, horizon: int) -> list[date]:
-        return list(self.month_list[:horizon])
-
-
-def demand_book(store: Store, model: Any, version: str) -> ForecastBook:
-    """Forecast every demand segment with the version's model from the stored months."""
-    return build_book(model, demand_panel(store), version, horizon=MAX_HORIZON)
+def forecast_books() -> dict[str, Builder]:
+    """The book builder of every registered domain that serves forecasts (by domain)."""
+    return {
+        domain.name: builder
+        for domain in all_domains()
+        if (builder := domain.forecast_book()) is not None
+    }
 
 
 class LiveModels:
@@ -76,7 +65,7 @@ class LiveModels:
     def __init__(
         self,
         store: Store,
-        domains: tuple[str, ...] = ("demand",),
+        domains: tuple[str, ...] | None = None,
         books: dict[str, Builder] | None = None,
         on_change: Callable[[str, LiveModel | None], None] | None = None,
         builder: BookBuilder | None = None,
@@ -85,8 +74,9 @@ class LiveModels:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
-        self.domains = domains
-        self.books = books if books is not None else {"demand": demand_book}
+        self.books = books if books is not None else forecast_books()
+        #: the domains served: by default those with a forecast book
+        self.domains = domains if domains is not None else tuple(self.books)
         self.on_change = on_change
         self.on_check = on_check
         self.on_build = on_build
@@ -138,7 +128,7 @@ class LiveModels:
             built = self.builder.build(builder, domain, activation.scope, activation.version)
             if self.on_build is not None:
                 self.on_build(domain, built)
-        book = ServedBook.of(built.book) if built else None
+        book = built.book if built else None
         live = LiveModel(domain, row, book, fingerprint, datetime.now(UTC), built)
         self._set(domain, live)
         self.errors.pop(domain, None)

@@ -15,10 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ML_MODELS, ML_RETRAIN, Principal, require
 from api.common import (
     AUTH_ERRORS,
+    DOMAIN_EXAMPLES,
     NO_MODELS,
     NOT_FOUND,
     Detail,
     Metrics,
+    domain_or_default,
     iso_z,
     live,
     metrics_of,
@@ -38,8 +40,15 @@ CONFIG_LISTERS: dict[str, Callable[[Request, bool], list[BaseModel]]] = {}
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["models"])
 
 Domain = Annotated[
-    str, Query(min_length=1, max_length=60, description="Domain", examples=["demand"])
+    str | None,
+    Query(
+        min_length=1,
+        max_length=60,
+        description="Domain (default: the `DEFAULT_DOMAIN` setting)",
+        examples=DOMAIN_EXAMPLES[:1],
+    ),
 ]
+_VERSION_NOT_FOUND = f"Model version v9.9.9-20260101 not found for {DOMAIN_EXAMPLES[0]}"
 Scope = Annotated[str, Query(min_length=1, max_length=120, description="Model scope")]
 
 
@@ -58,7 +67,7 @@ class LatestModel(BaseModel):
 
 
 class ModelVersionOut(BaseModel):
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
     scope: str = Field(examples=["global"])
     version: str = Field(examples=["v1.0.0-20261122"])
     status: str = Field(examples=["active"])
@@ -99,7 +108,7 @@ class ActivationOut(BaseModel):
 
 
 class ActivationHistory(BaseModel):
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
     scope: str = Field(examples=["global"])
     at: datetime | None = Field(description="The instant asked about (now when omitted)")
     live_version: str | None = Field(description="The version live at `at`")
@@ -109,7 +118,7 @@ class ActivationHistory(BaseModel):
 class CommandAccepted(BaseModel):
     command_id: str = Field(examples=["0b6f2f0e-3c1e-4f8e-9a51-2f7d1c1f9a10"])
     command: str = Field(examples=["activate"])
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
     version: str = Field(examples=["v1.0.0-20261122"])
     status: str = Field("published", examples=["published"])
 
@@ -167,9 +176,10 @@ def version_out(row: ModelVersionRow) -> ModelVersionOut:
 )
 async def latest(
     request: Request,
-    domain: Domain = "demand",
+    domain: Domain = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> LatestModel | Detail:
+    domain = domain_or_default(request, domain)
     current = live(request).get(domain)
     if current is None:
         return Detail(detail=NO_MODELS)
@@ -195,7 +205,7 @@ async def latest(
 )
 def list_models(
     request: Request,
-    domain: Annotated[str | None, Query(max_length=60, examples=["demand"])] = None,
+    domain: Annotated[str | None, Query(max_length=60, examples=DOMAIN_EXAMPLES[:1])] = None,
     status_: Annotated[
         str | None,
         Query(alias="status", pattern="^(" + "|".join(sorted(VERSION_STATUSES)) + ")$"),
@@ -230,15 +240,16 @@ def _configs(request: Request, domain: str | None, include_details: bool) -> lis
     "/models/{version}",
     response_model=ModelVersionOut,
     summary="One model version",
-    responses={**AUTH_ERRORS, **NOT_FOUND("Model version v9.9.9-20260101 not found for demand")},
+    responses={**AUTH_ERRORS, **NOT_FOUND(_VERSION_NOT_FOUND)},
 )
 def get_model(
     request: Request,
     version: str,
-    domain: Domain = "demand",
+    domain: Domain = None,
     scope: Scope = "global",
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> ModelVersionOut:
+    domain = domain_or_default(request, domain)
     row = store(request).get_version(domain, scope, version)
     if row is None:
         raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
@@ -253,11 +264,12 @@ def get_model(
 )
 def activations(
     request: Request,
-    domain: Domain = "demand",
+    domain: Domain = None,
     scope: Scope = "global",
     at: Annotated[datetime | None, Query(examples=["2026-11-22T10:00:00Z"])] = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> ActivationHistory:
+    domain = domain_or_default(request, domain)
     s = store(request)
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
@@ -293,7 +305,7 @@ class ActivateBody(BaseModel):
     summary="Publish an activate command for a version (the trainer applies it)",
     responses={
         **AUTH_ERRORS,
-        **NOT_FOUND("Model version v9.9.9-20260101 not found for demand"),
+        **NOT_FOUND(_VERSION_NOT_FOUND),
         503: {"model": Detail, "description": "The broker did not acknowledge the command"},
     },
 )
@@ -302,10 +314,11 @@ async def activate(
     response: Response,
     version: str,
     body: ActivateBody | None = None,
-    domain: Domain = "demand",
+    domain: Domain = None,
     scope: Scope = "global",
     principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
 ) -> Any:
+    domain = domain_or_default(request, domain)
     s = store(request)
     row = await run_in_threadpool(s.get_version, domain, scope, version)
     if row is None:

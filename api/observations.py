@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, Principal, require
-from api.common import AUTH_ERRORS
+from api.common import AUTH_ERRORS, DOMAIN_EXAMPLES
 from api.limits import StrictJSONRoute
 
 __all__ = ["router"]
@@ -17,7 +17,7 @@ router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["observat
 
 
 class DomainStats(BaseModel):
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
     events: int = Field(description="Events folded into observations", examples=[1200])
     series: int = Field(description="Distinct series (segments / cells)", examples=[39])
     latest_period: datetime | None = Field(examples=["2026-11-01T00:00:00Z"])

@@ -1,5 +1,5 @@
-"""Predictions from the live demand version: ``POST /v1/ml/predict``, ``/predict-with-history``
-and ``GET /v1/ml/segments``.
+"""Predictions from the live version of the ``DEFAULT_DOMAIN``: ``POST /v1/ml/predict``,
+``/predict-with-history`` and ``GET /v1/ml/segments``.
 
 A prediction reads one snapshot (``api.live``) and answers from its precomputed forecast book,
 so it is a lookup plus an interval computation, and never mixes two versions.
@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
-from api.common import AUTH_ERRORS, NO_MODELS, NOT_FOUND, Metrics, live, metrics_of, store
+from api.common import (
+    AUTH_ERRORS,
+    NO_MODELS,
+    NOT_FOUND,
+    Metrics,
+    domain_or_default,
+    live,
+    metrics_of,
+    store,
+)
 from api.limits import StrictJSONRoute
 from api.live import MAX_HORIZON, LiveModel
-from ml.demand.forecast import Prediction, UnknownSegmentError
 from schemas.events import VehicleType
 
 __all__ = ["router", "PredictRequest", "PredictResponse"]
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["predictions"])
-
-DOMAIN = "demand"
 
 Text = Annotated[str, Field(min_length=1, max_length=120)]
 
@@ -80,7 +86,7 @@ class PredictResponse(BaseModel):
         examples=["CAR|TOYOTA|COROLLA|XEI"],
     )
     fallback_level: str | None = Field(
-        description="brand+model or brand when a parent answered", examples=[None]
+        description="brand_model or brand when a parent answered", examples=[None]
     )
     confidence: float = Field(examples=[0.95])
     metrics: Metrics
@@ -97,39 +103,39 @@ class PredictWithHistoryResponse(PredictResponse):
 
 _ERRORS = {
     **AUTH_ERRORS,
-    **NOT_FOUND("Unknown segment CAR|NOPE|X|: no data for it, its brand+model or brand"),
+    **NOT_FOUND("Unknown segment CAR|NOPE|X|: no data for it, its brand_model or brand"),
 }
 
 
-def _serve(request: Request, body: PredictRequest) -> tuple[LiveModel, Prediction, float]:
+def _serve(request: Request, body: PredictRequest) -> tuple[LiveModel, Any, float]:
     started = time.perf_counter()
-    current = live(request).get(DOMAIN)
+    current = live(request).get(domain_or_default(request))
     if current is None or current.book is None:
         raise HTTPException(404, detail=NO_MODELS)
     try:
         prediction = current.book.predict(body.parts(), body.horizon_months, body.confidence)
-    except UnknownSegmentError:
+    except KeyError:  # the book holds neither the segment nor a parent
         key = "|".join(body.parts())
         raise HTTPException(
             404,
             detail=f"Unknown segment {key}: model {current.version.version} has no data for "
-            "it, its brand+model or its brand",
+            "it, its brand_model or its brand",
         ) from None
     if not prediction.points:
         raise HTTPException(404, detail=f"Model {current.version.version} has no months yet")
     return current, prediction, started
 
 
-def _response(current: LiveModel, prediction: Prediction, confidence: float) -> dict:
+def _response(current: LiveModel, prediction: Any, confidence: float) -> dict:
     """The response body as plain JSON types (serialised by orjson, no second validation:
     every value is built here from the book's already-checked floats)."""
     return {
         "predictions": [
             {
                 "month": p.month.isoformat(),
-                "demand": p.demand,
-                "lower_ci": p.lower_ci,
-                "upper_ci": p.upper_ci,
+                "demand": p.value,
+                "lower_ci": p.lower,
+                "upper_ci": p.upper,
             }
             for p in prediction.points
         ],
@@ -141,16 +147,19 @@ def _response(current: LiveModel, prediction: Prediction, confidence: float) -> 
     }
 
 
-def _record(request: Request, current: LiveModel, prediction: Prediction, started: float) -> None:
+def _record(request: Request, current: LiveModel, prediction: Any, started: float) -> None:
     request.app.state.telemetry.prediction(
-        DOMAIN, current.version.version, prediction.fallback_level, time.perf_counter() - started
+        current.domain,
+        current.version.version,
+        prediction.fallback_level,
+        time.perf_counter() - started,
     )
 
 
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    summary="Monthly demand forecast of a segment with confidence intervals",
+    summary="Monthly forecast of a segment with confidence intervals",
     responses=_ERRORS,
 )
 async def predict(
@@ -231,9 +240,10 @@ def segments(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> SegmentPage:
     s = store(request)
-    summary = s.series_summary(DOMAIN)
-    errors = s.latest_scores(DOMAIN, "online", "mae")
-    current = live(request).get(DOMAIN)
+    domain = domain_or_default(request)
+    summary = s.series_summary(domain)
+    errors = s.latest_scores(domain, "online", "mae")
+    current = live(request).get(domain)
     covered = current.book.segments if current and current.book else {}
     items = []
     for row in summary[offset : offset + limit]:

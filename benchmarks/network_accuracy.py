@@ -44,9 +44,9 @@ import river  # noqa: E402
 
 from millrace.importers.base import Record  # noqa: E402
 from millrace.importers.irish5g import Irish5GSource  # noqa: E402
-from ml.domains.network import NetworkDomain  # noqa: E402
 from ml.metrics import score  # noqa: E402
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig  # noqa: E402
+from ml.network.domain import NetworkDomain  # noqa: E402
 from ml.network.processor import NetworkProcessor  # noqa: E402
 from ml.network.training import NetworkTrainer, torch_available  # noqa: E402
 from ml.observations import combine  # noqa: E402

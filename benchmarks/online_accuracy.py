@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ml.demand.online import OnlineDemandForecaster  # noqa: E402
 from ml.metrics import score  # noqa: E402
-from ml.online import OnlineDemandForecaster  # noqa: E402
 
 __all__ = ["load_series", "run", "main"]
 

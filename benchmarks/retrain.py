@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from millrace.importers.dealership import DealershipSource  # noqa: E402
 from ml.aggregates import FieldStats  # noqa: E402
+from ml.demand.training import DemandTrainer  # noqa: E402
 from ml.domains import get_domain  # noqa: E402
 from ml.metrics import score  # noqa: E402
 from ml.observations import ObservationDelta  # noqa: E402
 from ml.registry.store import Store  # noqa: E402
-from ml.training.demand import DemandTrainer  # noqa: E402
 from ml.training.runner import TrainingRunner  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "vehicle"

@@ -189,7 +189,7 @@ def _wait_for_job(store: Store, request_id: str, timeout: float) -> TrainingJobR
 
 @app.command()
 def retrain(
-    domain: str = "demand",
+    domain: Annotated[str | None, typer.Option(help="Default: the DEFAULT_DOMAIN setting")] = None,
     scope: str = "global",
     start_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     end_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
@@ -204,6 +204,7 @@ def retrain(
     from schemas.events import RetrainRequest
 
     settings = _settings()
+    domain = domain or settings.default_domain
     try:
         request = RetrainRequest(
             event_id=str(uuid.uuid4()),  # this invocation is the fact; a re-send keeps the id
@@ -265,7 +266,7 @@ def models_list(domain: str | None = None, status: str | None = None, limit: int
 @models_app.command("activate")
 def models_activate(
     version: str,
-    domain: str = "demand",
+    domain: Annotated[str | None, typer.Option(help="Default: the DEFAULT_DOMAIN setting")] = None,
     scope: str = "global",
     reason: str = "manual activation",
     timeout: float = 30.0,
@@ -278,6 +279,7 @@ def models_activate(
     from schemas.events import ModelCommand
 
     settings = _settings()
+    domain = domain or settings.default_domain
     store = Store.from_url(settings.database_url)
     if store.get_version(domain, scope, version) is None:
         console.print(f"[red]unknown version {version!r} for {domain}/{scope}[/red]")
@@ -416,7 +418,9 @@ def replay(
 
 @app.command()
 def simulate(
-    domain: Annotated[str, typer.Option(help="demand or network")] = "demand",
+    domain: Annotated[
+        str | None, typer.Option(help="A shipped domain; default: the DEFAULT_DOMAIN setting")
+    ] = None,
     seed: int = 42,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2023-01-01",
     months: Annotated[int, typer.Option(help="demand: months to generate")] = 36,
@@ -433,6 +437,7 @@ def simulate(
     from millrace.importers.simulate import simulate_demand, simulate_network
 
     settings = _settings()
+    domain = domain or settings.default_domain
     first = date.fromisoformat(start)
     drift = date.fromisoformat(drift_at) if drift_at else None
     if domain == "demand":

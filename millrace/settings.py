@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         "",
         description="Domains to register besides the shipped ones: comma-separated module:Class.",
     )
+    default_domain: str = Field(
+        "demand",
+        min_length=1,
+        description="Domain of the prediction routes and of --domain / ?domain= when omitted.",
+    )
     topic_model_commands: str = Field("ml.model-commands", description="Activate / roll back.")
     topic_model_updated: str = Field("ml.model-updated", description="New active versions.")
     topic_drift_events: str = Field("ml.drift-events", description="Drift detections.")

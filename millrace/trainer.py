@@ -37,7 +37,7 @@ from millrace.domain_hooks import DomainHooks, RequestGateway
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from millrace.settings import Settings
 from millrace.shutdown import connect_store, stop_on_store_error
-from ml.domains import get_domain
+from ml.domains import configured_domains, get_domain
 from ml.domains.base import TrainerContext
 from ml.registry.entities import TrainingJobRow
 from ml.registry.errors import Backoff, is_transient
@@ -65,11 +65,14 @@ class TrainerService:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or connect_store(settings, log)
+        #: every registered domain as the settings configure it, as in the stream worker
+        self.domain_set = configured_domains(settings)
         self.runner = TrainingRunner(
             self.store,
             settings.model_dir,
             min_periods=settings.min_training_months,
             artifacts_in_db=settings.artifacts_in_database,
+            domains=self.domain_set,
         )
         self.producer = EventProducer(settings)
         session_ms = int(settings.broker_session_timeout_seconds * 1000)
@@ -86,7 +89,9 @@ class TrainerService:
         )
         owner = f"trainer:{socket.gethostname()}:{os.getpid()}"
         gateway = RequestGateway(self.store, self.producer, settings)
-        self.domains = DomainHooks(TrainerContext(settings, self.store, gateway, owner))
+        self.domains = DomainHooks(
+            TrainerContext(settings, self.store, gateway, owner), list(self.domain_set.values())
+        )
         #: whether this trainer owns partition 0 of the commands topic (runs the domains' ticks)
         self.leader = False
         self._lead_started = False
@@ -213,7 +218,8 @@ class TrainerService:
         published_at = published_at or datetime.now(UTC)
         if self.store.get_job(request.event_id) is not None:
             return None  # replay of a request that created a job
-        scope = get_domain(request.domain).model_scope(request.scope)
+        domain = self.domain_set.get(request.domain) or get_domain(request.domain)
+        scope = domain.model_scope(request.scope)
         for job in self.store.list_jobs(domain=request.domain, scope=scope, limit=1):
             covered = job.finished_at is None or published_at <= job.finished_at
             if covered:

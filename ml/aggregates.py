@@ -28,7 +28,14 @@ class FieldStats:
         return cls(1, value, value**2, value, value)
 
     def add(self, value: float) -> None:
-        self.merge(FieldStats.of(value))
+        value = float(value)
+        self.count += 1
+        self.total += value
+        self.sumsq += value**2
+        if self.min is None or value < self.min:
+            self.min = value
+        if self.max is None or value > self.max:
+            self.max = value
 
     def merge(self, other: FieldStats) -> None:
         if other.count == 0:

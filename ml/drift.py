@@ -56,7 +56,7 @@ __all__ = [
     "MIN_REFERENCE_N",
     "Detection",
     "DriftMonitor",
-    "FieldStats",
+    "ReferenceStats",
     "Reference",
     "critical_z",
 ]
@@ -86,7 +86,7 @@ class Detection:
 
 
 @dataclass(frozen=True)
-class FieldStats:
+class ReferenceStats:
     """Mean, sample standard deviation and count of one input field."""
 
     mean: float
@@ -94,7 +94,7 @@ class FieldStats:
     n: int
 
     @classmethod
-    def from_values(cls, values: Sequence[float]) -> FieldStats:
+    def from_values(cls, values: Sequence[float]) -> ReferenceStats:
         xs = [float(v) for v in values if v is not None and math.isfinite(v)]
         if not xs:
             raise ValueError("no finite values")
@@ -107,15 +107,15 @@ class FieldStats:
 class Reference:
     """Per-field statistics of the active model's reference (training) window."""
 
-    fields: Mapping[str, FieldStats]
+    fields: Mapping[str, ReferenceStats]
 
     @classmethod
     def from_values(cls, values: Mapping[str, Sequence[float]]) -> Reference:
         """Build from raw values per field; fields without any finite value are left out."""
-        out: dict[str, FieldStats] = {}
+        out: dict[str, ReferenceStats] = {}
         for name, xs in values.items():
             try:
-                out[name] = FieldStats.from_values(xs)
+                out[name] = ReferenceStats.from_values(xs)
             except ValueError:
                 continue
         return cls(fields=out)
@@ -124,7 +124,7 @@ class Reference:
     def from_dict(cls, data: Mapping[str, Mapping[str, float]]) -> Reference:
         return cls(
             fields={
-                k: FieldStats(mean=float(v["mean"]), std=float(v["std"]), n=int(v["n"]))
+                k: ReferenceStats(mean=float(v["mean"]), std=float(v["std"]), n=int(v["n"]))
                 for k, v in data.items()
             }
         )
@@ -199,7 +199,7 @@ class DriftMonitor:
 
         self.n = 0
         self._windows: dict[str, deque[float]] = {}
-        self._reference: dict[str, FieldStats] = {}
+        self._reference: dict[str, ReferenceStats] = {}
         self._pending_ref: dict[str, list[float]] = {}
         self._shift_out: set[str] = set()
         self._critical: dict[int, float] = {}
@@ -321,7 +321,7 @@ class DriftMonitor:
             pending = self._pending_ref.setdefault(name, [])
             pending.append(x)
             if len(pending) >= self.window:
-                self._reference[name] = FieldStats.from_values(pending)
+                self._reference[name] = ReferenceStats.from_values(pending)
                 del self._pending_ref[name]
             return None
         test = self._shift_test(name)

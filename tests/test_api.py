@@ -125,7 +125,7 @@ def test_predict_shape_intervals_and_consecutive_months(api: ApiServer, segment)
 
 def test_predict_falls_back_to_a_parent_and_refuses_unknown_segments(api, segment) -> None:
     cold = api.post("/v1/ml/predict", json={**segment, "line": "BRAND NEW LINE"})
-    assert cold.status_code == 200 and cold.json()["fallback_level"] == "brand+model"
+    assert cold.status_code == 200 and cold.json()["fallback_level"] == "brand_model"
     unknown = api.post("/v1/ml/predict", json={**segment, "brand": "NO SUCH BRAND"})
     assert unknown.status_code == 404
     assert "Unknown segment" in unknown.json()["detail"]

@@ -26,9 +26,10 @@ import httpx
 import pytest
 
 from api.books import BookBuilder
-from api.live import LiveModels, demand_book
+from api.live import LiveModels
 from api.throttle import FailureThrottle
 from millrace.importers.simulate import simulate_demand
+from ml.demand.forecast import demand_book
 from ml.domains import get_domain
 from ml.registry.store import Store
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from millrace.importers.simulate import simulate_network
-from ml.domains.network import NetworkDomain
 from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.domain import NetworkDomain
 from ml.network.state import FieldState
 from ml.observations import combine
 from ml.registry.entities import ForecastRow, ScoreRow

@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.demand.forecast import UnknownSegmentError, build_book, complete_months
-from ml.registry.store import Store
-from ml.training.demand import demand_panel
-from ml.training.demand_model import (
+from ml.demand.candidates import (
     FEATURES,
     GlobalGBM,
     OnlineReplay,
     SeasonalNaive,
-    _SegmentState,
     add_features,
+    segment_window,
 )
+from ml.demand.forecast import UnknownSegmentError, build_book, complete_months
+from ml.demand.training import demand_panel
+from ml.registry.store import Store
 from tests.training_data import seed_demand
 
 TODAY = date(2026, 11, 22)
@@ -39,8 +39,8 @@ def test_next_month_features_equal_the_training_features(panel: pd.DataFrame) ->
     extra = panel.groupby("series_key").tail(1).assign(month=nxt, sales=np.nan)
     expected = add_features(pd.concat([panel, extra], ignore_index=True))
     expected = expected[expected["month"] == nxt].sort_values("series_key")
-    rows = [_SegmentState.of(p).next_row(nxt) for _, p in panel.groupby("series_key")]
-    got = pd.DataFrame(rows, columns=["series_key", "month", *FEATURES])
+    rows = [segment_window(p).row(nxt) for _, p in panel.groupby("series_key")]
+    got = pd.DataFrame(rows)
     np.testing.assert_allclose(
         got[FEATURES].to_numpy(float), expected[FEATURES].to_numpy(float), rtol=1e-12
     )
@@ -63,9 +63,9 @@ def test_book_intervals_are_ordered_and_months_consecutive(panel, candidate) -> 
         for a, b in zip(months, months[1:], strict=False)
     )
     for w, n in zip(wide.points, narrow.points, strict=True):
-        assert 0 <= w.lower_ci <= n.lower_ci <= w.demand <= n.upper_ci <= w.upper_ci
-        assert w.demand == n.demand
-    assert wide.points[-1].upper_ci - wide.points[-1].lower_ci > 0
+        assert 0 <= w.lower <= n.lower <= w.value <= n.upper <= w.upper
+        assert w.value == n.value
+    assert wide.points[-1].upper - wide.points[-1].lower > 0
 
 
 def test_parent_fallback_and_unknown_segment(panel: pd.DataFrame) -> None:
@@ -73,7 +73,7 @@ def test_parent_fallback_and_unknown_segment(panel: pd.DataFrame) -> None:
     key = sorted(book.segments)[0]
     vehicle_type, brand, model, _ = key.split("|")
     cold = book.predict((vehicle_type, brand, model, "NEW LINE"), 3, 0.95)
-    assert cold.fallback_level == "brand+model"
+    assert cold.fallback_level == "brand_model"
     assert cold.segment == f"{vehicle_type}|{brand}|{model}"
     brand_only = book.predict((vehicle_type, brand, "NO SUCH MODEL", ""), 3, 0.95)
     assert brand_only.fallback_level == "brand"

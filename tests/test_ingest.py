@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import pytest
 
+from ml.demand.domain import DemandDomain
 from ml.domains import get_domain
-from ml.domains.demand import DemandDomain
 from ml.ingest import Message, Rejection, fold_batch, validate_message
 from schemas.events import BaseEvent, SaleContractEvent
 from tests.factories import invalid_payloads, sale

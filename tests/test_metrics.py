@@ -7,7 +7,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from ml.features import FEATURE_NAMES, demand_features
+from ml.demand.features import FEATURE_NAMES, demand_features
 from ml.metrics import RunningMetrics, score, seasonal_naive_mae
 
 
@@ -98,7 +98,7 @@ def test_demand_features_exact_values() -> None:
         purchase_price=100.0,
     )
     assert tuple(f) == FEATURE_NAMES
-    assert f["month"] == 3 and f["year"] == 2024 and f["trend"] == 15
+    assert f["month_of_year"] == 3 and f["year"] == 2024 and f["trend"] == 15
     assert f["season_sin"] == pytest.approx(1.0)
     assert f["season_cos"] == pytest.approx(0.0, abs=1e-12)
     assert f["lag_1"] == 150 and f["lag_3"] == 130 and f["lag_12"] == 40

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from millrace.importers.simulate import simulate_network
-from ml.domains.network import NetworkDomain
 from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.domain import NetworkDomain
 from ml.observations import combine
 from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store

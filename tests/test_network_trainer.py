@@ -13,8 +13,8 @@ import pytest
 
 from millrace.importers.simulate import simulate_network
 from millrace.kafka import EventProducer, ensure_topics
-from ml.domains.network import NetworkDomain
 from ml.network.configs import DEFAULT_CONFIGS
+from ml.network.domain import NetworkDomain
 from ml.network.processor import NetworkProcessor
 from ml.network.state import FieldState, MonitoringState
 from ml.registry.network import CommandResultRow, NetworkRegistry, SqlFieldStateRepository

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from millrace.importers.simulate import simulate_network
-from ml.domains.network import NetworkDomain
 from ml.metrics import score
 from ml.network.configs import ModelConfig
+from ml.network.domain import NetworkDomain
 from ml.network.training import (
     NetworkTrainer,
     Persistence,

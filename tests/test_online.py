@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from ml.features import FEATURE_NAMES
+from ml.demand.features import FEATURE_NAMES
+from ml.demand.online import Forecast, MonthResult, OnlineDemandForecaster
 from ml.metrics import RunningMetrics
-from ml.online import Forecast, MonthResult, OnlineDemandForecaster
 
 COROLLA_LE = ("CAR", "Toyota", "Corolla", "LE")
 COROLLA_XLE = ("CAR", "Toyota", "Corolla", "XLE")

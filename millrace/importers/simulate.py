@@ -39,7 +39,7 @@ __all__ = [
     "CATALOG",
     "DemandSource",
     "NetworkSource",
-    "Segment",
+    "SegmentProfile",
     "simulate_demand",
     "simulate_network",
 ]
@@ -48,7 +48,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class Segment:
+class SegmentProfile:
     """A demand segment with its typical sale price (COP)."""
 
     vehicle_type: VehicleType
@@ -66,32 +66,32 @@ class Segment:
 
 _CAR, _MOTO = VehicleType.CAR, VehicleType.MOTORCYCLE
 #: Segments used in order; more segments than listed get numbered trim lines.
-CATALOG: tuple[Segment, ...] = (
-    Segment(_CAR, "Mazda", "3 Touring", "Skyactiv", 95e6),
-    Segment(_MOTO, "Yamaha", "FZ 2.0", "FZN-150", 11e6),
-    Segment(_CAR, "Chevrolet", "Onix", "LT", 70e6),
-    Segment(_MOTO, "Bajaj", "Boxer CT100", "CT100 KS", 6e6),
-    Segment(_CAR, "Renault", "Duster", "Zen", 80e6),
-    Segment(_MOTO, "Honda", "CB 190R", "CBR-R", 12e6),
-    Segment(_CAR, "Hyundai", "Accent", "i25 GL", 60e6),
-    Segment(_MOTO, "Suzuki", "GN 125", "GN125", 7e6),
-    Segment(_CAR, "Kia", "Picanto", "Vibrant", 55e6),
-    Segment(_MOTO, "Kawasaki", "Ninja 400", "Ninja 400 KRT", 30e6),
-    Segment(_CAR, "Ford", "Explorer", "Explorer XLT", 190e6),
-    Segment(_MOTO, "Yamaha", "MT-03", "MT", 22e6),
-    Segment(_CAR, "Toyota", "Corolla Cross", "XLI", 120e6),
-    Segment(_MOTO, "Honda", "Wave 110", "Wave Alpha", 5.5e6),
-    Segment(_CAR, "Mazda", "CX-5", "CX-5 Sport", 140e6),
-    Segment(_MOTO, "Bajaj", "Discover 125", "Discover", 6.5e6),
+CATALOG: tuple[SegmentProfile, ...] = (
+    SegmentProfile(_CAR, "Mazda", "3 Touring", "Skyactiv", 95e6),
+    SegmentProfile(_MOTO, "Yamaha", "FZ 2.0", "FZN-150", 11e6),
+    SegmentProfile(_CAR, "Chevrolet", "Onix", "LT", 70e6),
+    SegmentProfile(_MOTO, "Bajaj", "Boxer CT100", "CT100 KS", 6e6),
+    SegmentProfile(_CAR, "Renault", "Duster", "Zen", 80e6),
+    SegmentProfile(_MOTO, "Honda", "CB 190R", "CBR-R", 12e6),
+    SegmentProfile(_CAR, "Hyundai", "Accent", "i25 GL", 60e6),
+    SegmentProfile(_MOTO, "Suzuki", "GN 125", "GN125", 7e6),
+    SegmentProfile(_CAR, "Kia", "Picanto", "Vibrant", 55e6),
+    SegmentProfile(_MOTO, "Kawasaki", "Ninja 400", "Ninja 400 KRT", 30e6),
+    SegmentProfile(_CAR, "Ford", "Explorer", "Explorer XLT", 190e6),
+    SegmentProfile(_MOTO, "Yamaha", "MT-03", "MT", 22e6),
+    SegmentProfile(_CAR, "Toyota", "Corolla Cross", "XLI", 120e6),
+    SegmentProfile(_MOTO, "Honda", "Wave 110", "Wave Alpha", 5.5e6),
+    SegmentProfile(_CAR, "Mazda", "CX-5", "CX-5 Sport", 140e6),
+    SegmentProfile(_MOTO, "Bajaj", "Discover 125", "Discover", 6.5e6),
 )
 
 
-def _catalog(n: int) -> list[Segment]:
+def _catalog(n: int) -> list[SegmentProfile]:
     base = list(CATALOG)
     return [
         base[i % len(base)]
         if i < len(base)
-        else Segment(
+        else SegmentProfile(
             base[i % len(base)].vehicle_type,
             base[i % len(base)].brand,
             base[i % len(base)].model,
@@ -122,7 +122,7 @@ class DemandSource(Source):
 
     def __init__(
         self,
-        segments: list[Segment],
+        segments: list[SegmentProfile],
         drifted: set[int],
         seconds: np.ndarray,
         segment_idx: np.ndarray,

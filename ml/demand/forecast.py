@@ -8,7 +8,7 @@ one response never mixes two versions.
 
 Intervals: ``expm1(log1p(value) -/+ z * sigma * sqrt(step))``, the lower end clipped at 0, so
 ``0 <= lower <= value <= upper`` always holds. Cold or unknown segments fall back to the mean
-per segment of their nearest parent level (brand+model, then brand) and say so; a brand the
+per segment of their nearest parent level (``brand_model``, then ``brand``) and say so; a brand the
 data has never seen is unknown.
 """
 
@@ -22,25 +22,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.training.demand_model import add_features
+from ml.demand.candidates import add_features
+from ml.demand.segments import PARENT_LEVELS, ForecastPoint
+from ml.demand.training import demand_panel
 
 __all__ = [
-    "FALLBACK_LEVELS",
+    "BOOK_HORIZON",
+    "BOOK_LEVELS",
     "ForecastBook",
-    "ForecastPoint",
     "Prediction",
     "SegmentForecast",
     "UnknownSegmentError",
     "build_book",
+    "demand_book",
     "complete_months",
 ]
 
 #: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
 #: A brand never seen is an unknown segment, not a vehicle-type average: a typo in a brand
 #: must not get a confident-looking forecast.
-FALLBACK_LEVELS: tuple[tuple[str, int], ...] = (
-    ("brand+model", 3),
-    ("brand", 2),
+BOOK_LEVELS: tuple[tuple[str, int], ...] = tuple(
+    (name, keep) for name, keep in PARENT_LEVELS if name != "vehicle_type"
 )
 #: Months of one-step errors behind a segment's interval width.
 RESIDUAL_MONTHS = 12
@@ -50,14 +52,6 @@ SHRINK = 6.0
 
 class UnknownSegmentError(KeyError):
     """Neither the segment nor any of its parents is covered by the model."""
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastPoint:
-    month: date
-    demand: float
-    lower_ci: float
-    upper_ci: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +81,24 @@ class ForecastBook:
     segments: dict[str, SegmentForecast]
     built_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def __post_init__(self) -> None:
+        # computed once: pandas date arithmetic costs ~0.3 ms, too much for every prediction
+        months: tuple[date, ...] = ()
+        if self.first_month is not None:
+            start = pd.Timestamp(self.first_month)
+            months = tuple((start + pd.DateOffset(months=i)).date() for i in range(self.horizon))
+        object.__setattr__(self, "_months", months)
+
     def months(self, horizon: int) -> list[date]:
-        if self.first_month is None:
-            return []
-        start = pd.Timestamp(self.first_month)
-        return [(start + pd.DateOffset(months=i)).date() for i in range(horizon)]
+        """The first ``horizon`` forecast months (at most the book's horizon)."""
+        return list(self._months[:horizon])  # type: ignore[attr-defined]
 
     def resolve(self, parts: tuple[str, ...]) -> tuple[list[SegmentForecast], str | None, str]:
         """The segments that answer for ``parts`` (one, or a parent's children) and the level."""
         key = "|".join(parts)
         if key in self.segments:
             return [self.segments[key]], None, key
-        for level, keep in FALLBACK_LEVELS:
+        for level, keep in BOOK_LEVELS:
             prefix = "|".join(parts[:keep]) + "|"
             children = [s for k, s in self.segments.items() if k.startswith(prefix)]
             if children:
@@ -134,6 +134,16 @@ class ForecastBook:
     def history(self, key: str) -> tuple[tuple[date, int], ...]:
         source = self.segments.get(key)
         return source.history if source else ()
+
+
+#: Months every book forecasts: the longest horizon a prediction may ask for.
+BOOK_HORIZON = 24
+
+
+def demand_book(store: Any, model: Any, version: str) -> ForecastBook:
+    """Forecast every segment stored in ``store`` with ``model`` (a fitted candidate of
+    ``version``) from its complete months, :data:`BOOK_HORIZON` months ahead."""
+    return build_book(model, demand_panel(store), version, horizon=BOOK_HORIZON)
 
 
 def complete_months(panel: pd.DataFrame, today: date | None = None) -> pd.DataFrame:

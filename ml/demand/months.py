@@ -12,44 +12,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ml.aggregates import FieldStats
+from ml.demand.segments import Segment, contract_fields
 from ml.periods import month_start, next_month
-from schemas.events import ContractType, SaleContractEvent
+from schemas.events import SaleContractEvent
 
 __all__ = ["MonthCounts", "ClosedMonth", "MonthlyBook"]
-
-Segment = tuple[str, str, str, str]
 
 
 @dataclass(slots=True)
 class MonthCounts:
-    """What one segment did in one month."""
+    """What one segment did in one month: the fields of its contracts
+    (:func:`ml.demand.segments.contract_fields`, as the stored observations count them)."""
 
-    sales: int = 0
-    purchases: int = 0
-    sale_price_sum: float = 0.0
-    sale_price_n: int = 0
-    purchase_price_sum: float = 0.0
-    purchase_price_n: int = 0
+    fields: dict[str, FieldStats] = field(default_factory=dict)
 
     def add(self, event: SaleContractEvent) -> None:
-        if event.contract_type == ContractType.SALE:
-            self.sales += 1
-            if event.sale_price is not None:
-                self.sale_price_sum += event.sale_price
-                self.sale_price_n += 1
-        else:
-            self.purchases += 1
-            if event.purchase_price is not None:
-                self.purchase_price_sum += event.purchase_price
-                self.purchase_price_n += 1
+        for name, value in contract_fields(event).items():
+            stats = self.fields.get(name)
+            if stats is None:
+                self.fields[name] = FieldStats.of(value)
+            else:
+                stats.add(value)
+
+    @property
+    def sales(self) -> int:
+        stats = self.fields.get("sales")
+        return stats.count if stats else 0
+
+    @property
+    def purchases(self) -> int:
+        stats = self.fields.get("purchases")
+        return stats.count if stats else 0
 
     @property
     def avg_sale_price(self) -> float | None:
-        return self.sale_price_sum / self.sale_price_n if self.sale_price_n else None
+        stats = self.fields.get("sale_price")
+        return stats.mean if stats else None
 
     @property
     def avg_purchase_price(self) -> float | None:
-        return self.purchase_price_sum / self.purchase_price_n if self.purchase_price_n else None
+        stats = self.fields.get("purchase_price")
+        return stats.mean if stats else None
 
 
 @dataclass(frozen=True, slots=True)

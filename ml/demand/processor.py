@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml.demand.months import ClosedMonth, MonthlyBook
+from ml.demand.online import OnlineDemandForecaster
 from ml.drift import DriftMonitor
-from ml.online import OnlineDemandForecaster
 from ml.periods import month_start, next_month
 from ml.registry.entities import ForecastRow
 from ml.streaming import PartitionProcessor, ProcessorOutput

@@ -4,6 +4,6 @@ stream, trainer and API code iterate over the registry and never name a domain.
 """
 
 from ml.domains.base import Domain
-from ml.domains.registry import all_domains, get_domain, register_domain
+from ml.domains.registry import all_domains, configured_domains, get_domain, register_domain
 
-__all__ = ["Domain", "all_domains", "get_domain", "register_domain"]
+__all__ = ["Domain", "all_domains", "configured_domains", "get_domain", "register_domain"]

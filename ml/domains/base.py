@@ -6,6 +6,7 @@ domain without naming any:
 * :meth:`Domain.configure` - the domain as the process settings configure it (stream, trainer);
 * :meth:`Domain.topic` - its input topic in those settings;
 * :meth:`Domain.seed` - start-up seeding of the store (trainer, before consuming);
+* :meth:`Domain.forecast_book` - how the API builds the forecasts it serves of a version;
 * :meth:`Domain.trainer_hooks` - its share of the trainer: the model commands it handles, the
   periodic tick and leadership start (run by the trainer owning commands partition 0), and
   what to do when one of its jobs ends. See :class:`TrainerHooks`.
@@ -14,6 +15,7 @@ domain without naming any:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -131,6 +133,13 @@ class Domain(ABC):
 
     def trainer_hooks(self, context: TrainerContext) -> TrainerHooks | None:
         """The domain's share of the trainer process (None: nothing beyond batch jobs)."""
+        return None
+
+    def forecast_book(self) -> Callable[[object, object, str], object] | None:
+        """How the API builds the forecasts of a live version it serves:
+        ``builder(store, model, version) -> book``, a module-level function (a worker process
+        imports it by name); the book answers ``predict(parts, horizon, confidence)``,
+        ``history(key)`` and holds ``segments``. None: the domain serves no forecast book."""
         return None
 
     def parse(self, payload: bytes | str | dict) -> BaseEvent:

@@ -8,7 +8,7 @@ import importlib
 
 from ml.domains.base import Domain
 
-__all__ = ["register_domain", "get_domain", "all_domains", "load_domains"]
+__all__ = ["register_domain", "get_domain", "all_domains", "configured_domains", "load_domains"]
 
 _DOMAINS: dict[str, Domain] = {}
 
@@ -41,8 +41,8 @@ def load_domains(spec: str) -> list[Domain]:
 
 
 def _load_builtin() -> None:
-    from ml.domains.demand import DemandDomain
-    from ml.domains.network import NetworkDomain
+    from ml.demand.domain import DemandDomain
+    from ml.network.domain import NetworkDomain
 
     for domain in (DemandDomain(), NetworkDomain()):
         _DOMAINS.setdefault(domain.name, domain)
@@ -61,3 +61,9 @@ def all_domains() -> list[Domain]:
     """Every registered domain, built-ins first."""
     _load_builtin()
     return list(_DOMAINS.values())
+
+
+def configured_domains(settings: object) -> dict[str, Domain]:
+    """Every registered domain as the process ``settings`` configure it
+    (:meth:`Domain.configure`), by name: what the stream and the trainer run."""
+    return {domain.name: domain.configure(settings) for domain in all_domains()}

@@ -56,7 +56,7 @@ __all__ = [
     "LEARNERS",
     "NON_NEGATIVE_FIELDS",
     "WARMUP_ROWS",
-    "ForecastPoint",
+    "WindowForecast",
     "OnlineForecaster",
     "OnlineModel",
     "ScoredPoint",
@@ -142,7 +142,7 @@ class ScoredPoint:
 
 
 @dataclass(frozen=True, slots=True)
-class ForecastPoint:
+class WindowForecast:
     """A forecast of ``field`` for window ``target`` of a cell (interval from running RMSE)."""
 
     field: str
@@ -228,7 +228,7 @@ class OnlineForecaster:
 
     def close(
         self, cell_id: str, duration: int, index: int, means: Mapping[str, float | None]
-    ) -> tuple[list[ScoredPoint], list[ForecastPoint]]:
+    ) -> tuple[list[ScoredPoint], list[WindowForecast]]:
         """Window ``index`` (of ``duration`` seconds) of ``cell_id`` closed with these field
         means: score, learn, forecast for every model on this duration."""
         series = self.series.get((duration, cell_id))
@@ -236,7 +236,7 @@ class OnlineForecaster:
             series = self.series[(duration, cell_id)] = CellSeries(keep=self.keep[duration])
         series.add(index, means)
         scored: list[ScoredPoint] = []
-        forecasts: list[ForecastPoint] = []
+        forecasts: list[WindowForecast] = []
         for config in self.configs.values():
             if config.window_duration_seconds != duration:
                 continue
@@ -281,7 +281,7 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
-    ) -> ForecastPoint | None:
+    ) -> WindowForecast | None:
         feats = features_at(series, config, model.field, index)
         if feats is None:
             return None
@@ -292,7 +292,7 @@ class OnlineForecaster:
             feats.last,
         )
         lower, upper = model.interval(value)
-        return ForecastPoint(model.field, config.id, cell_id, target, value, lower, upper)
+        return WindowForecast(model.field, config.id, cell_id, target, value, lower, upper)
 
     def metrics(self, field: str, config_id: str) -> dict[str, Any]:
         """Running metrics of a model and of persistence on the same points."""

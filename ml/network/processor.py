@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
-from ml.network.online import ForecastPoint, OnlineForecaster, OnlineModel
+from ml.network.online import OnlineForecaster, OnlineModel, WindowForecast
 from ml.periods import index_start
 from ml.registry.entities import ForecastRow
 from ml.streaming import PartitionProcessor, ProcessorOutput
@@ -177,7 +177,7 @@ class NetworkProcessor(PartitionProcessor):
             last = math.floor((self.watermark - self.lateness) / duration) - 1
             self.closed_through[duration] = max(self.closed_through.get(duration, last), last)
 
-    def _forecast_row(self, point: ForecastPoint, duration: int) -> ForecastRow:
+    def _forecast_row(self, point: WindowForecast, duration: int) -> ForecastRow:
         return ForecastRow(
             DOMAIN,
             forecast_series_key(point.cell_id, point.field),

@@ -8,13 +8,13 @@ recorded after that, so a crash at any point never leaves a partial artifact act
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml.domains import get_domain
+from ml.domains import Domain, get_domain
 from ml.metrics import score
 from ml.registry.entities import TrainingJobRow
 from ml.registry.errors import is_transient
@@ -62,7 +62,10 @@ class TrainingRunner:
         min_periods: int = 12,
         artifacts_in_db: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        domains: Mapping[str, Domain] | None = None,
     ) -> None:
+        #: the domains as the process configures them (default: as registered)
+        self.domains = domains or {}
         self.store = store
         self.model_dir = Path(model_dir)
         self.min_periods = min_periods
@@ -90,7 +93,7 @@ class TrainingRunner:
         return outcome
 
     def _train(self, job: TrainingJobRow) -> JobOutcome:
-        domain = get_domain(job.domain)
+        domain = self.domains.get(job.domain) or get_domain(job.domain)
         trainer = domain.trainer(job.scope, self.store)
         if trainer is None:
             raise TrainingDataError(f"domain {job.domain!r} has no batch trainer")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
+from ml.demand.segments import contract_fields
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
 from ml.periods import month_start
@@ -12,7 +14,7 @@ from ml.periods import month_start
 if TYPE_CHECKING:
     from ml.streaming import PartitionProcessor
     from ml.training.base import DomainTrainer
-from schemas.events import BaseEvent, ContractType, SaleContractEvent
+from schemas.events import BaseEvent, SaleContractEvent
 
 __all__ = ["DemandDomain"]
 
@@ -39,21 +41,19 @@ class DemandDomain(Domain):
         return "global"
 
     def trainer(self, scope: str = "global", store: object | None = None) -> DomainTrainer:
-        from ml.training.demand import DemandTrainer
+        from ml.demand.training import DemandTrainer
 
         return DemandTrainer()
 
+    def forecast_book(self) -> Callable[[object, object, str], object]:
+        """Every segment's forecasts of a version (:func:`ml.demand.forecast.demand_book`)."""
+        from ml.demand.forecast import demand_book
+
+        return demand_book  # type: ignore[return-value]
+
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, SaleContractEvent)
-        fields: dict[str, FieldStats] = {}
-        if event.contract_type == ContractType.SALE:
-            fields["sales"] = FieldStats.of(1)
-            if event.sale_price is not None:
-                fields["sale_price"] = FieldStats.of(event.sale_price)
-        else:
-            fields["purchases"] = FieldStats.of(1)
-            if event.purchase_price is not None:
-                fields["purchase_price"] = FieldStats.of(event.purchase_price)
+        fields = {name: FieldStats.of(value) for name, value in contract_fields(event).items()}
         return [
             ObservationDelta(
                 self.name, event.segment_key, month_start(event.occurred_at), 1, fields

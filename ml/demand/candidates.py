@@ -1,9 +1,8 @@
-"""Demand models for batch training: monthly panels, lag features, and the candidates.
+"""Demand models for batch training: featured monthly panels and the candidates.
 
 The panel has one row per (segment, month) from the segment's first month to the last month of
-the data, months without sales filled with 0. Features are computed from each segment's own
-past only (no leakage): month_of_year, year, season_sin/cos, trend, lag_1, lag_3, lag_12,
-rolling_mean_3, purchases_lag_1, margin_lag_1.
+the data, months without sales filled with 0. Its features are :mod:`ml.demand.features`, the
+same rows the online learner and the recursive forecasts use (NaN where unknown).
 
 Candidates all predict one month ahead from actual lags, so they are scored on the same test
 rows.
@@ -18,8 +17,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from ml.features import FEATURE_NAMES
-from ml.online import OnlineDemandForecaster
+from ml.demand.features import FEATURE_NAMES, LAG_FLAGS, SeriesWindow, series_features
+from ml.demand.online import OnlineDemandForecaster
 
 __all__ = [
     "FEATURES",
@@ -30,82 +29,45 @@ __all__ = [
     "OnlineReplay",
 ]
 
-FEATURES = [
-    "month_of_year",
-    "year",
-    "season_sin",
-    "season_cos",
-    "trend",
-    "lag_1",
-    "lag_3",
-    "lag_12",
-    "rolling_mean_3",
-    "purchases_lag_1",
-    "margin_lag_1",
-]
+#: The batch models' features (missing lags are NaN, so the flags would say nothing more).
+FEATURES = [name for name in FEATURE_NAMES if name not in LAG_FLAGS]
+
+
+def _price(value: float) -> float | None:
+    return None if pd.isna(value) else float(value)
 
 
 def add_features(panel: pd.DataFrame) -> pd.DataFrame:
     """Panel (series_key, month, sales, purchases, sale_price, purchase_price) + features."""
     df = panel.sort_values(["series_key", "month"]).reset_index(drop=True)
-    by = df.groupby("series_key", sort=False)
-    df["month_of_year"] = df["month"].dt.month
-    df["year"] = df["month"].dt.year
-    df["season_sin"] = np.sin(2 * np.pi * df["month_of_year"] / 12)
-    df["season_cos"] = np.cos(2 * np.pi * df["month_of_year"] / 12)
-    df["trend"] = by.cumcount()
-    df["lag_1"] = by["sales"].shift(1)
-    df["lag_3"] = by["sales"].shift(3)
-    df["lag_12"] = by["sales"].shift(12)
-    df["rolling_mean_3"] = (
-        df.groupby("series_key", sort=False)["lag_1"]
-        .rolling(3, min_periods=1)
-        .mean()
-        .reset_index(level=0, drop=True)
+    keys = df["series_key"].to_numpy()
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(df)]
+    columns = [
+        list(df["month"].dt.to_pydatetime()),
+        df["sales"].tolist(),
+        df["purchases"].tolist(),
+        df["sale_price"].tolist(),
+        df["purchase_price"].tolist(),
+    ]
+    rows: list[dict[str, float]] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi > lo:
+            rows += series_features(*(column[lo:hi] for column in columns))
+    features = pd.DataFrame.from_records(rows, columns=list(FEATURE_NAMES), index=df.index)
+    return pd.concat([df.drop(columns=list(FEATURE_NAMES), errors="ignore"), features], axis=1)
+
+
+def segment_window(part: pd.DataFrame) -> SeriesWindow:
+    """A segment's panel rows as the window its next month's row is built from."""
+    part = part.sort_values("month")
+    last = part.iloc[-1]
+    return SeriesWindow(
+        part["sales"].tolist(),
+        part["purchases"].tolist(),
+        t_index=len(part),
+        sale_price=_price(last["sale_price"]),
+        purchase_price=_price(last["purchase_price"]),
     )
-    df["purchases_lag_1"] = by["purchases"].shift(1)
-    margin = df["sale_price"] - df["purchase_price"]
-    df["margin_lag_1"] = margin.groupby(df["series_key"], sort=False).shift(1)
-    return df
-
-
-_ROW_COLUMNS = ["series_key", "month", *FEATURES]
-
-
-class _SegmentState:
-    """What ``add_features`` needs of a segment's past to build its next month's row."""
-
-    __slots__ = ("key", "sales", "purchases", "margin")
-
-    def __init__(self, key: str, sales: list[float], purchases: float, margin: float) -> None:
-        self.key, self.sales, self.purchases, self.margin = key, sales, purchases, margin
-
-    @classmethod
-    def of(cls, part: pd.DataFrame) -> _SegmentState:
-        part = part.sort_values("month")
-        last = part.iloc[-1]
-        margin = float(last["sale_price"]) - float(last["purchase_price"])
-        sales = [float(v) for v in part["sales"]]
-        return cls(str(last["series_key"]), sales, float(last["purchases"]), margin)
-
-    def next_row(self, month: pd.Timestamp) -> list:
-        s = self.sales
-        n = len(s)
-        return [
-            self.key,
-            month,
-            month.month,
-            month.year,
-            np.sin(2 * np.pi * month.month / 12),
-            np.cos(2 * np.pi * month.month / 12),
-            n,
-            s[-1],
-            s[-3] if n >= 3 else np.nan,
-            s[-12] if n >= 12 else np.nan,
-            float(np.mean(s[-3:])),
-            self.purchases,
-            self.margin,
-        ]
 
 
 def _x(df: pd.DataFrame) -> pd.DataFrame:
@@ -134,17 +96,21 @@ class DemandCandidate(ABC):
         each step's prediction becomes the next step's ``lag_1``; purchases and prices are
         held at their last known values. The panel's segments must end on the same month
         (``demand_panel`` fills them to the last month)."""
-        segments = [_SegmentState.of(part) for _, part in panel.groupby("series_key", sort=True)]
+        groups = list(panel.groupby("series_key", sort=True))
+        keys = [key for key, _ in groups]
+        windows = [segment_window(part) for _, part in groups]
         month = panel["month"].max()
-        out = np.zeros((len(segments), horizon))
+        out = np.zeros((len(windows), horizon))
         for step in range(horizon):
             month = month + pd.DateOffset(months=1)
-            rows = pd.DataFrame([s.next_row(month) for s in segments], columns=_ROW_COLUMNS)
+            rows = pd.DataFrame.from_records(
+                [w.row(month) for w in windows], columns=list(FEATURE_NAMES)
+            ).assign(series_key=keys, month=month)
             predicted = np.clip(self.predict(rows), 0.0, None)
-            for state, value in zip(segments, predicted, strict=True):
-                state.sales.append(float(value))
+            for window, value in zip(windows, predicted, strict=True):
+                window.push(float(value))
             out[:, step] = predicted
-        return {s.key: out[i] for i, s in enumerate(segments)}
+        return {key: out[i] for i, key in enumerate(keys)}
 
 
 class SeasonalNaive(DemandCandidate):
@@ -252,8 +218,8 @@ def _replay(model: OnlineDemandForecaster, rows: pd.DataFrame) -> dict:
                 day,
                 float(row.sales),
                 purchases=float(row.purchases),
-                sale_price=None if pd.isna(row.sale_price) else float(row.sale_price),
-                purchase_price=None if pd.isna(row.purchase_price) else float(row.purchase_price),
+                sale_price=_price(row.sale_price),
+                purchase_price=_price(row.purchase_price),
             )
             out[(row.series_key, month)] = result.predicted
     return out

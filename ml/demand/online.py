@@ -51,29 +51,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from statistics import NormalDist
-from typing import Any, NamedTuple
+from typing import Any
 
 from river import compose, forest, linear_model, optim, preprocessing, tree
 
-from ml.features import demand_features
+from ml.demand.features import SeriesWindow, demand_features, fill_missing
+from ml.demand.segments import NO_PARENT, PARENT_LEVELS, ForecastPoint, Segment
 from ml.metrics import RunningMetrics
 from ml.periods import index_month, month_index
 
 __all__ = [
-    "FALLBACK_LEVELS",
     "LEARNERS",
     "Forecast",
-    "ForecastPoint",
     "MonthResult",
     "OnlineDemandForecaster",
-    "Segment",
 ]
 
-Segment = tuple[str, ...]
-
-#: Names of the parent levels, nearest first, as reported in ``fallback_level``.
-FALLBACK_LEVELS: tuple[str, ...] = ("brand_model", "brand", "vehicle_type")
-_PARENT_DEPTH = {"brand_model": 3, "brand": 2, "vehicle_type": 1}
+#: A parent level's key: the first parts of its segments' keys.
+Parent = tuple[str, ...]
 
 
 def _linear() -> Any:
@@ -113,13 +108,6 @@ class MonthResult:
     fallback_level: str | None
     features: dict[str, float]
     latency_seconds: float
-
-
-class ForecastPoint(NamedTuple):
-    month: date
-    value: float
-    lower: float
-    upper: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +186,7 @@ class OnlineDemandForecaster:
         self.max_log_change = max_log_change
         self._model = LEARNERS[learner]()
         self._leaves: dict[Segment, _Series] = {}
-        self._parents: dict[Segment, _Series] = {}
+        self._parents: dict[Parent, _Series] = {}
         self._global = RunningMetrics()
 
     # ------------------------------------------------------------------ public API
@@ -291,7 +279,7 @@ class OnlineDemandForecaster:
         start = series.last + 1
         source, level, share = series, None, 1.0
         if series.n_months < self.min_history:
-            source, level, share = None, "none", 0.0
+            source, level, share = None, NO_PARENT, 0.0
             for name, parent in self._parent_series(segment):
                 if parent.months_before(start) >= self.min_history:
                     source, level, share = parent, name, self._share(series, parent)
@@ -312,7 +300,7 @@ class OnlineDemandForecaster:
             )
         return Forecast(segment, points, level, confidence, sigma)
 
-    def metrics(self, segment: Segment | None = None) -> dict[str, float | int | None]:
+    def metrics(self, segment: Parent | None = None) -> dict[str, float | int | None]:
         """Running metrics of a leaf segment, of a parent level (errors of its leaves), or
         global when ``segment`` is None. ``KeyError`` for an unknown segment."""
         if segment is None:
@@ -342,11 +330,11 @@ class OnlineDemandForecaster:
         return segment
 
     @staticmethod
-    def _ancestors(segment: Segment) -> list[Segment]:
-        return [segment[: _PARENT_DEPTH[name]] for name in FALLBACK_LEVELS]
+    def _ancestors(segment: Segment) -> list[Parent]:
+        return [segment[:keep] for _, keep in PARENT_LEVELS]
 
     def _parent_series(self, segment: Segment) -> list[tuple[str, _Series]]:
-        return [(name, self._parents[segment[: _PARENT_DEPTH[name]]]) for name in FALLBACK_LEVELS]
+        return [(name, self._parents[segment[:keep]]) for name, keep in PARENT_LEVELS]
 
     def _register(self, segment: Segment, index: int) -> _Series:
         series = _Series(first=index, last=index - 1)
@@ -411,7 +399,7 @@ class OnlineDemandForecaster:
             "margin_rel": f["margin_lag_1"] / sale_price if sale_price else 0.0,
             "log_level": math.log1p(level),
         }
-        month = int(f["month"])
+        month = int(f["month_of_year"])
         for m in range(1, 13):
             x[f"m_{m}"] = 1.0 if m == month else 0.0
         return x, level
@@ -436,7 +424,7 @@ class OnlineDemandForecaster:
             if parent.months_before(index) >= self.min_history:
                 _, parent_inputs = self._inputs(parent, index, parent.months_before(index))
                 return self._predict_inputs(parent_inputs) * self._share(series, parent), name
-        return 0.0, "none"
+        return 0.0, NO_PARENT
 
     def _share(self, series: _Series, parent: _Series) -> float:
         """The segment's share of ``parent`` over the segment's kept months; ``1 / leaves``
@@ -449,23 +437,22 @@ class OnlineDemandForecaster:
 
     def _recursive(self, source: _Series, start: int, horizon: int) -> list[float]:
         sales, purchases = source.window(start, self.window)
-        last_purchases = purchases[-1] if purchases else 0.0
-        t0 = source.months_before(start)
+        window = SeriesWindow(
+            sales,
+            purchases,
+            t_index=source.months_before(start),
+            sale_price=source.sale_price,
+            purchase_price=source.purchase_price,
+            size=self.window,
+        )
         values = []
         for step in range(horizon):
-            index = start + step
-            features = demand_features(
-                sales,
-                index_month(index),
-                t_index=t0 + step,
-                purchases=purchases,
-                sale_price=source.sale_price,
-                purchase_price=source.purchase_price,
+            features = fill_missing(window.row(index_month(start + step)))
+            value = self._predict_inputs(
+                self._model_inputs(features, window.sales, source.sale_price)
             )
-            value = self._predict_inputs(self._model_inputs(features, sales, source.sale_price))
             values.append(value)
-            sales = [*sales, value][-self.window :]
-            purchases = [*purchases, last_purchases][-self.window :]
+            window.push(value)
         return values
 
     def _sigma(self, segment: Segment, series: _Series) -> float | None:

@@ -8,8 +8,6 @@ from ml.aggregates import FieldStats
 from ml.domains.base import Domain, TrainerContext, TrainerHooks
 from ml.observations import ObservationDelta
 from ml.periods import window_start
-from ml.streaming import PartitionProcessor
-from ml.training.base import DomainTrainer
 from schemas.events import BaseEvent, NetworkMeasurementEvent
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
+from ml.demand.candidates import GlobalGBM, OnlineReplay, SeasonalNaive, add_features
 from ml.metrics import pooled_naive_mae
 from ml.registry.store import Store
 from ml.training.base import DomainTrainer, TrainingSet
-from ml.training.demand_model import GlobalGBM, OnlineReplay, SeasonalNaive, add_features
 from ml.training.errors import TrainingDataError
 
 __all__ = ["DemandTrainer", "demand_panel", "OUTLIER_IQR"]
