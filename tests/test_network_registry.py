@@ -14,7 +14,7 @@ from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
 from ml.registry.store import Store
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Store:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'net.db'}"

@@ -257,7 +257,7 @@ CELL_BATCH = st.lists(
 
 
 # --- the worker's path ----------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     url = (
         f"sqlite:///{tmp_path / 'poison.db'}"
