@@ -231,8 +231,8 @@ def segments(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> SegmentPage:
     s = store(request)
-    summary = s.series_summary(DOMAIN)
-    errors = s.latest_scores(DOMAIN, "online", "mae")
+    summary = s.series.series_summary(DOMAIN)
+    errors = s.monitoring.latest_scores(DOMAIN, "online", "mae")
     current = live(request).get(DOMAIN)
     covered = current.book.segments if current and current.book else {}
     items = []

@@ -220,7 +220,7 @@ def main() -> None:
                 producer.produce(settings.topic_sales, value=value, key=key)
             producer.flush(30)
             deadline = time.monotonic() + 120
-            while store.count_events("demand") < warmup:
+            while store.series.count_events("demand") < warmup:
                 if worker.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("worker did not start: see its log\n" + tail(log.name))
                 time.sleep(0.2)

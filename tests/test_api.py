@@ -17,6 +17,7 @@ from ml.training.runner import TrainingRunner
 from schemas.events import ModelUpdatedEvent
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version
 from tests.fixtures.broker import Proc, settings_from, wait_until
+from tests.store_helpers import add_drift_event
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +166,8 @@ def test_predict_with_history_and_segments(api: ApiServer, segment) -> None:
 
 
 def test_drift_monitoring_and_metrics(api: ApiServer, segment) -> None:
-    api.store.add_drift_event(
+    add_drift_event(
+        api.store,
         event_id="drift-1",
         domain="demand",
         scope="CAR|X|Y|",
@@ -256,7 +258,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
 ) -> None:
     store: Store = api.store
     before = api.get("/v1/ml/models/latest").json()["version"]
-    job = store.create_job("demand", "global", "manual")
+    job = store.jobs.create_job("demand", "global", "manual")
     runner = TrainingRunner(
         store, Path(api.env["MODEL_DIR"]), clock=lambda: datetime.now(UTC) + timedelta(days=1)
     )
@@ -264,7 +266,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
     version = outcome.version
     assert version and version != before
     if not outcome.promoted:  # identical data can lose the gate: activate it as a person would
-        store.record_activation("demand", "global", version, reason="test", actor="test")
+        store.models.record_activation("demand", "global", version, reason="test", actor="test")
     producer = EventProducer(settings_from(api.env))
     event = ModelUpdatedEvent(
         event_id=str(uuid.uuid4()),

@@ -97,7 +97,7 @@ class DemandProcessor(PartitionProcessor):
         self.baseline = None
         self.policy.job_finished(DOMAIN, "global", at)
 
-    def drift_statistics(self) -> dict[str, Any]:
+    def statistics(self) -> dict[str, Any]:
         """Per segment: the drift monitor's statistics; ``global``: the degradation window."""
         out: dict[str, Any] = {key: m.stats() for key, m in sorted(self.monitors.items())}
         recent = sum(self.errors) / len(self.errors) if self.errors else None
