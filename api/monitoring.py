@@ -8,7 +8,6 @@ committed batch; the API reads plain rows and needs none of the streams' classes
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from api.common import AUTH_ERRORS, NOT_FOUND, store
 from api.limits import StrictJSONRoute
 from api.telemetry import LatencySummary
 from ml.domains import all_domains, get_domain
-from ml.registry.entities import StreamStatisticRow
+from ml.registry.entities import StreamStatisticRow, plain
 
 __all__ = ["router", "metrics_router"]
 
@@ -68,17 +67,6 @@ def _merged(rows: list[StreamStatisticRow]) -> tuple[int, dict[str, Any]]:
     return len(partitions), merged
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 @router.get(
     "/drift",
     response_model=DriftReport,
@@ -104,7 +92,7 @@ def drift(
         domain=domain,
         scope=scope,
         partitions=partitions,
-        statistics=_finite(stats),
+        statistics=stats,  # stored JSON-safe
         events=[
             DriftEventOut(
                 event_id=e.event_id,
@@ -114,7 +102,7 @@ def drift(
                 value=e.value,
                 threshold=e.threshold,
                 model_version=e.model_version,
-                evidence=_finite(e.evidence),
+                evidence=plain(e.evidence),
                 occurred_at=e.occurred_at,
             )
             for e in events

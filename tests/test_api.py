@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from millrace.kafka import EventProducer
+from ml.registry.entities import StatisticsChange
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelUpdatedEvent
@@ -178,8 +179,23 @@ def test_drift_monitoring_and_metrics(api: ApiServer, segment) -> None:
         occurred_at=datetime.now(UTC),
         evidence={"month": "2024-05-01"},
     )
+    # current statistics: the rows the stream workers write (no processor is unpickled)
+    settings = settings_from(api.env)
+    stats = {("CAR|X|Y|", "n"): 12, ("CAR|X|Y|", "fields"): {"yoy": {"mean": 0.1}},
+             ("global", "recent_mae"): 1.5}  # fmt: skip
+    for partition in (0, 1):
+        key = (settings.streams_app_id, settings.topic_sales, partition)
+        change = StatisticsChange("demand", stats, replace=True)
+        api.store.stream.apply_observations([], {key: 3}, statistics={key: change})
     drift = api.get("/v1/ml/drift", params={"domain": "demand"}).json()
     assert [e["event_id"] for e in drift["events"]] == ["drift-1"]
+    assert drift["partitions"] == 2
+    assert drift["statistics"] == {
+        "CAR|X|Y|": {"n": 12, "fields": {"yoy": {"mean": 0.1}}},
+        "global": {"0": {"recent_mae": 1.5}, "1": {"recent_mae": 1.5}},
+    }
+    one = api.get("/v1/ml/drift", params={"domain": "demand", "scope": "CAR|X|Y|"}).json()
+    assert one["statistics"] == {"CAR|X|Y|": {"n": 12, "fields": {"yoy": {"mean": 0.1}}}}
     assert api.get("/v1/ml/drift", params={"domain": "weather"}).status_code == 404
 
     for _ in range(5):

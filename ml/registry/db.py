@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 __all__ = [
     "Database",
+    "where_given",
     "normalize_url",
     "make_engine",
     "alembic_config",
@@ -22,6 +23,17 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
+
+
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def where_given(query: Q, entity: Any, **values: Any) -> Q:
+    """``query`` restricted to ``entity.<name> == value`` for each value that is not None."""
+    for name, value in values.items():
+        if value is not None:
+            query = query.where(getattr(entity, name) == value)
+    return query
 
 
 def normalize_url(url: str) -> str:

@@ -6,25 +6,13 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 
 from ml.registry import entities as e
-from ml.registry.db import Database
+from ml.registry.db import Database, where_given
 from ml.registry.models import TrainingJob, utcnow
 
 __all__ = ["JobStore"]
-
-
-def _filtered(
-    query: Select[Any], domain: str | None, scope: str | None, status: str | None
-) -> Select[Any]:
-    if domain is not None:
-        query = query.where(TrainingJob.domain == domain)
-    if scope is not None:
-        query = query.where(TrainingJob.scope == scope)
-    if status is not None:
-        query = query.where(TrainingJob.status == status)
-    return query
 
 
 class JobStore:
@@ -86,7 +74,9 @@ class JobStore:
         limit: int = 50,
         offset: int = 0,
     ) -> list[e.TrainingJobRow]:
-        query = _filtered(select(TrainingJob), domain, scope, status)
+        query = where_given(
+            select(TrainingJob), TrainingJob, domain=domain, scope=scope, status=status
+        )
         query = query.order_by(TrainingJob.created_at.desc(), TrainingJob.id)
         with self._db.session() as session:
             return [r.to_entity() for r in session.scalars(query.limit(limit).offset(offset))]
@@ -94,7 +84,13 @@ class JobStore:
     def count_jobs(
         self, domain: str | None = None, scope: str | None = None, status: str | None = None
     ) -> int:
-        query = _filtered(select(func.count(TrainingJob.id)), domain, scope, status)
+        query = where_given(
+            select(func.count(TrainingJob.id)),
+            TrainingJob,
+            domain=domain,
+            scope=scope,
+            status=status,
+        )
         with self._db.session() as session:
             return int(session.execute(query).scalar_one())
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from ml.registry import entities as e
-from ml.registry.db import Database
+from ml.registry.db import Database, where_given
 from ml.registry.models import Activation, ModelVersion, utcnow
 
 __all__ = ["ModelStore"]
@@ -22,16 +22,10 @@ def _version_query(query: Select[Any], domain: str, scope: str, version: str) ->
     )
 
 
-def _filtered(
+def _versions(
     query: Select[Any], domain: str | None, scope: str | None, status: str | None
 ) -> Select[Any]:
-    if domain is not None:
-        query = query.where(ModelVersion.domain == domain)
-    if scope is not None:
-        query = query.where(ModelVersion.scope == scope)
-    if status is not None:
-        query = query.where(ModelVersion.status == status)
-    return query
+    return where_given(query, ModelVersion, domain=domain, scope=scope, status=status)
 
 
 def _live_query(domain: str, scope: str, at: datetime | None = None) -> Select[Any]:
@@ -77,7 +71,7 @@ class ModelStore:
         limit: int = 50,
         offset: int = 0,
     ) -> list[e.ModelVersionRow]:
-        query = _filtered(select(ModelVersion), domain, scope, status)
+        query = _versions(select(ModelVersion), domain, scope, status)
         query = query.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
         with self._db.session() as session:
             return [r.to_entity() for r in session.scalars(query.limit(limit).offset(offset))]
@@ -85,7 +79,7 @@ class ModelStore:
     def count_versions(
         self, domain: str | None = None, scope: str | None = None, status: str | None = None
     ) -> int:
-        query = _filtered(select(func.count(ModelVersion.id)), domain, scope, status)
+        query = _versions(select(func.count(ModelVersion.id)), domain, scope, status)
         with self._db.session() as session:
             return int(session.execute(query).scalar_one())
 
@@ -129,7 +123,7 @@ class ModelStore:
             if target is None:
                 raise KeyError(f"unknown version {version!r} for {domain}/{scope}")
             previous = session.scalars(_live_query(domain, scope)).first()
-            for row in session.scalars(_filtered(select(ModelVersion), domain, scope, "active")):
+            for row in session.scalars(_versions(select(ModelVersion), domain, scope, "active")):
                 row.status = "retired"
             target.status = "active"
             activation = Activation(
