@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,6 +90,11 @@ class PartitionProcessor(ABC):
         """Current statistics as plain data: scope -> statistic name -> JSON-able value (drift
         statistics, running scores). Stored as rows with each batch; the API reads them."""
         return {}
+
+    def statistics_stamp(self) -> Hashable | None:
+        """A cheap value that changes whenever :meth:`statistics` would (None: unknown, the
+        adapter reads :meth:`statistics` after every batch)."""
+        return None
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

@@ -115,8 +115,9 @@ def create_app(
     consumer = settings.streams_app_id
     checkpoints: dict[tuple[str, int], int] = {}
     processors: dict[tuple[str, int], PartitionProcessor] = {}
-    #: per partition: the statistics rows as stored (None/absent: not known, replace them)
-    statistics: dict[tuple[str, int], dict[StatisticKey, Any]] = {}
+    #: per partition: the processor's statistics stamp and rows as stored (absent: not known,
+    #: its first commit replaces them)
+    statistics: dict[tuple[str, int], tuple[Any, dict[StatisticKey, Any]]] = {}
     #: per input topic: the class of its domain's processors (what a stored state must be)
     processor_types: dict[str, type[PartitionProcessor]] = {}
     dead_letter = app.topic(
@@ -270,10 +271,11 @@ def create_app(
                 applied[tp] = configs
             output.extend(processor.process(events))
             states[(consumer, *tp)] = processor.state()
-            rows = statistics_rows(processor)
-            change = statistics_change(domain.name, statistics.get(tp), rows)
-            if change is not None:
-                changes[(consumer, *tp)] = (change, rows)
+            stamp, known = processor.statistics_stamp(), statistics.get(tp)
+            if known is None or stamp is None or stamp != known[0]:
+                rows = statistics_rows(processor)
+                change = statistics_change(domain.name, known[1] if known else None, rows)
+                changes[(consumer, *tp)] = (change, (stamp, rows))
         return output, states, changes
 
     def fold(domain: Domain, messages: list[MessageLike]) -> IngestBatch:
@@ -304,7 +306,7 @@ def create_app(
         batch: IngestBatch,
         output: ProcessorOutput,
         states: dict[tuple[str, str, int], ProcessorState],
-        changes: dict[tuple[str, str, int], tuple[StatisticsChange, dict]],
+        changes: dict[tuple[str, str, int], tuple[StatisticsChange | None, tuple]],
         prints: dict[tuple[str, int], str],
     ) -> None:
         marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
@@ -318,7 +320,7 @@ def create_app(
             drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
             scores=output.scores,
-            statistics={key: change for key, (change, _) in changes.items()},
+            statistics={key: change for key, (change, _) in changes.items() if change},
             expected={(consumer, *tp): checkpoints.get(tp) for tp in batch.offsets},
             fingerprints={(consumer, *tp): fp for tp, fp in prints.items()},
         )
@@ -365,7 +367,7 @@ def create_app(
                     lambda: commit(domain, batch, output, states, changes, prints),  # noqa: B023
                 )
                 checkpoints.update(batch.offsets)
-                statistics.update({(t, p): rows for (_, t, p), (_, rows) in changes.items()})
+                statistics.update({(t, p): known for (_, t, p), (_, known) in changes.items()})
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)
 

@@ -96,3 +96,21 @@ def test_statistics_change_writes_what_changed() -> None:
     # a statistic that appears with the value None is still written
     added = statistics_change("demand", {}, {("a", "mean"): None})
     assert added is not None and added.values == {("a", "mean"): None}
+
+
+def test_demand_statistics_stamp_moves_with_its_statistics() -> None:
+    source = simulate_demand(seed=2, start=date(2023, 1, 1), months=6, segments=3)
+    events = [record.event for record in source.records()]
+    processor = DemandProcessor.from_settings(SETTINGS)
+    stamps, rows = [], []
+    for i in range(0, len(events), 50):
+        processor.process(events[i : i + 50])
+        stamps.append(processor.statistics_stamp())
+        rows.append(statistics_rows(processor))
+    for a in range(1, len(stamps)):
+        if stamps[a] == stamps[a - 1]:
+            assert rows[a] == rows[a - 1]  # an unchanged stamp means unchanged statistics
+    assert len(set(stamps)) > 3  # months closed along the way
+    before = processor.statistics_stamp()
+    processor.use_model("v1.0.1-20240101", datetime(2024, 1, 1, tzinfo=UTC))
+    assert processor.statistics_stamp() != before

@@ -111,6 +111,10 @@ class DemandProcessor(PartitionProcessor):
         }
         return out
 
+    def statistics_stamp(self) -> Any:
+        """The statistics change only when a month closes or a new model goes live."""
+        return (self.book.closed_through, self.model_version)
+
     # --- month close -------------------------------------------------------------------------
     def _close(self, closed: ClosedMonth, out: ProcessorOutput) -> None:
         day = closed.month.date()
