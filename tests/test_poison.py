@@ -3,7 +3,7 @@ dead-lettered, and nothing raises, on SQLite and on a real PostgreSQL server.
 
 Property-based (hypothesis, derandomized so CI is stable): arbitrary JSON values, raw bytes and
 mutations of a valid sale and of a valid network measurement (arbitrary text, numbers and dates
-in each field, fields removed) go through ``fold_batch`` and then ``Store.apply_observations``
+in each field, fields removed) go through ``fold_batch`` and then the stream store's commit
 the way ``streams/app.py::commit`` calls it; the dead letters must be publishable. A second
 property runs the accepted events through the domains' partition processors too (online models,
 drift monitors, forecasts and scores go to the store in the same commit).

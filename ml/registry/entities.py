@@ -155,7 +155,7 @@ class ScoreRow:
 
 @dataclass(frozen=True, slots=True)
 class ForecastRow:
-    """A forecast of one series and period; also the input of ``Store.upsert_forecasts``."""
+    """A forecast of one series and period; also what the stream commit upserts."""
 
     domain: str
     series_key: str
