@@ -26,7 +26,6 @@ from api import commands, health, models, monitoring, network, observations, pre
 from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
-from api.monitoring import _StateCache
 from api.publisher import CommandPublisher
 from api.telemetry import Telemetry, TelemetryMiddleware
 from api.updates import follow_model_updates, refresh_periodically
@@ -99,7 +98,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.live = live
     app.state.auth = Authenticator(settings)
     app.state.telemetry = telemetry
-    app.state.drift_cache = _StateCache()
 
     install_error_handlers(app)
     document_security(app)

@@ -26,13 +26,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
 from ml.periods import month_start
-from ml.registry.models import Observation
 from ml.registry.store import Store
 from ml.training.versioning import load_model
 
@@ -54,27 +51,11 @@ class BuiltBook:
     seconds: float
 
 
-def _utc(value: datetime | str | None) -> datetime | None:
-    if isinstance(value, str):  # SQLite returns aggregates of datetimes as text
-        value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
 def data_fingerprint(store: Store, domain: str, now: datetime) -> tuple[Any, ...]:
     """What a book of ``domain`` built at ``now`` depends on in the stored observations."""
     month = month_start(now)
-    complete = select(
-        func.count(),
-        func.coalesce(func.sum(Observation.n_events), 0),
-        func.max(Observation.updated_at),
-    ).where(Observation.domain == domain, Observation.period_start < month)
-    latest = select(func.max(Observation.period_start)).where(Observation.domain == domain)
-    with store.engine.connect() as conn:
-        rows, events, updated = conn.execute(complete).one()
-        last = _utc(conn.execute(latest).scalar())
-    return (month, min(last, month) if last else None, int(rows), int(events), _utc(updated))
+    rows, events, updated, last = store.series.completeness(domain, month)
+    return (month, min(last, month) if last else None, rows, events, updated)
 
 
 # --- the worker process ----------------------------------------------------------------------
@@ -104,21 +85,13 @@ def _build_in_worker(
     return _build(store, builder, domain, scope, version)
 
 
-def _shareable_url(store: Store) -> str | None:
-    """The store's URL when another process can open the same database, else None."""
-    url = store.engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        return None
-    return url.render_as_string(hide_password=False)
-
-
 class BookBuilder:
     """Builds forecast books in one worker process (or in the caller's thread when the store
     cannot be shared). ``build`` blocks its calling thread, never holding the GIL meanwhile."""
 
     def __init__(self, store: Store, in_process: bool | None = None) -> None:
         self.store = store
-        self.url = _shareable_url(store)
+        self.url = store.shareable_url()
         self.in_process = self.url is not None if in_process is None else in_process
         if self.in_process and self.url is None:
             raise ValueError("this store cannot be opened by another process")

@@ -200,7 +200,7 @@ async def _wait(request: Request, request_id: str, seconds: float) -> TrainingJo
     deadline = time.monotonic() + seconds
     job = None
     while True:
-        job = await run_in_threadpool(s.job_for_request, request_id)
+        job = await run_in_threadpool(s.jobs.job_for_request, request_id)
         if job is not None and job.status in ("completed", "failed"):
             return job
         if time.monotonic() >= deadline:
@@ -209,7 +209,11 @@ async def _wait(request: Request, request_id: str, seconds: float) -> TrainingJo
 
 
 def _result(request: Request, job: TrainingJobRow) -> RetrainResult:
-    row = store(request).get_version(job.domain, job.scope, job.version) if job.version else None
+    row = (
+        store(request).models.get_version(job.domain, job.scope, job.version)
+        if job.version
+        else None
+    )
     if row is None:
         raise HTTPException(500, detail=f"Job {job.id} completed without a stored version")
     return RetrainResult(
@@ -240,10 +244,10 @@ def jobs(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> JobPage:
     s = store(request)
-    rows = s.list_jobs(domain=domain, status=status, limit=limit, offset=offset)
+    rows = s.jobs.list_jobs(domain=domain, status=status, limit=limit, offset=offset)
     return JobPage(
         items=[_job_out(j) for j in rows],
-        total=s.count_jobs(domain=domain, status=status),
+        total=s.jobs.count_jobs(domain=domain, status=status),
         limit=limit,
         offset=offset,
     )
@@ -260,7 +264,7 @@ def job(
     job_id: str,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> JobOut:
-    found = store(request).job_for_request(job_id)
+    found = store(request).jobs.job_for_request(job_id)
     if found is None:
         raise HTTPException(404, detail=f"Training job {job_id} not found")
     return _job_out(found)

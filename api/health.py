@@ -48,7 +48,7 @@ def _broker_check(request: Request) -> str:
 def _streams_check(store: Store) -> str:
     """ "ok", or the partitions a stream worker refused (the broker lost what the store
     includes) with the command that reconciles them."""
-    faults = store.faults()
+    faults = store.stream.faults()
     if not faults:
         return "ok"
     named = "; ".join(f.reason for f in faults[:8])
@@ -69,7 +69,7 @@ def health(request: Request, response: Response) -> HealthResponse:
     try:
         store.ping()
         checks["database"] = "ok"
-        model_available = bool(store.list_versions(status="active", limit=1))
+        model_available = bool(store.models.list_versions(status="active", limit=1))
         checks["streams"] = _streams_check(store)
     except Exception as exc:  # noqa: BLE001 - reported, never raised
         checks["database"] = f"error: {type(exc).__name__}"

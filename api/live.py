@@ -110,7 +110,7 @@ class LiveModels:
     def _refresh(self, domain: str, force: bool) -> LiveModel | None:
         if self.on_check is not None:
             self.on_check(domain)
-        activation = self.store.live_activation(domain)
+        activation = self.store.models.live_activation(domain)
         if activation is None:
             self._set(domain, None)
             return None
@@ -120,7 +120,7 @@ class LiveModels:
         current = self._current.get(domain)
         if current is not None and current.fingerprint == fingerprint and not force:
             return current
-        row = self.store.get_version(domain, activation.scope, activation.version)
+        row = self.store.models.get_version(domain, activation.scope, activation.version)
         if row is None:
             raise KeyError(f"live version {activation.version} of {domain} has no row")
         built = None

@@ -216,10 +216,10 @@ def list_models(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> ModelPage:
     s = store(request)
-    rows = s.list_versions(domain=domain, status=status_, limit=limit, offset=offset)
+    rows = s.models.list_versions(domain=domain, status=status_, limit=limit, offset=offset)
     return ModelPage(
         items=[version_out(r) for r in rows],
-        total=s.count_versions(domain=domain, status=status_),
+        total=s.models.count_versions(domain=domain, status=status_),
         limit=limit,
         offset=offset,
         configs=_configs(request, domain, include_details),
@@ -250,7 +250,7 @@ def get_model(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> ModelVersionOut:
     domain = domain_or_default(request, domain)
-    row = store(request).get_version(domain, scope, version)
+    row = store(request).models.get_version(domain, scope, version)
     if row is None:
         raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
     return version_out(row)
@@ -273,8 +273,10 @@ def activations(
     s = store(request)
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    history = s.activations(domain, scope)
-    live_version = s.live_at(domain, scope, at) if at else s.active_version(domain, scope)
+    history = s.models.activations(domain, scope)
+    live_version = (
+        s.models.live_at(domain, scope, at) if at else s.models.active_version(domain, scope)
+    )
     return ActivationHistory(
         domain=domain,
         scope=scope,
@@ -320,7 +322,7 @@ async def activate(
 ) -> Any:
     domain = domain_or_default(request, domain)
     s = store(request)
-    row = await run_in_threadpool(s.get_version, domain, scope, version)
+    row = await run_in_threadpool(s.models.get_version, domain, scope, version)
     if row is None:
         raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
     command = client_event(

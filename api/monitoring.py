@@ -1,14 +1,13 @@
 """Monitoring: ``GET /v1/ml/drift`` (current drift statistics and recent drift events),
 ``GET /v1/ml/monitoring`` (prediction latency) and ``GET /metrics`` (Prometheus).
 
-Current drift statistics are read from the streams' partition checkpoints (the same state the
-workers restore), so they are exactly as fresh as the last committed batch.
+Current drift statistics are the rows the stream workers write with every batch that changes
+them (``stream_statistics``, in the batch's transaction), so they are exactly as fresh as the last
+committed batch; the API reads plain rows and needs none of the streams' classes.
 """
 
 from __future__ import annotations
 
-import math
-import threading
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from api.common import AUTH_ERRORS, NOT_FOUND, store
 from api.limits import StrictJSONRoute
 from api.telemetry import LatencySummary
 from ml.domains import all_domains, get_domain
-from ml.streaming import PartitionProcessor
+from ml.registry.entities import StreamStatisticRow, plain
 
 __all__ = ["router", "metrics_router"]
 
@@ -44,7 +43,9 @@ class DriftEventOut(BaseModel):
 class DriftReport(BaseModel):
     domain: str = Field(examples=["demand"])
     scope: str | None = Field(examples=[None])
-    partitions: int = Field(description="Stream partitions whose state was read", examples=[4])
+    partitions: int = Field(
+        description="Stream partitions whose statistics were read", examples=[4]
+    )
     statistics: dict[str, Any] = Field(
         description="By scope: rolling input statistics against the reference window, the "
         "error detector and prediction latency; `global`: the degradation window per partition"
@@ -52,44 +53,18 @@ class DriftReport(BaseModel):
     events: list[DriftEventOut] = Field(description="Recent drift events, newest first")
 
 
-class _StateCache:
-    """Unpickled processor states by (topic, partition), reused while the offset is unchanged."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def statistics(self, request: Request, topic: str) -> tuple[int, dict[str, Any]]:
-        consumer = request.app.state.settings.streams_app_id
-        merged: dict[str, Any] = {}
-        n = 0
-        for (t, partition), (offset, blob) in store(request).checkpoints(consumer).items():
-            if t != topic or blob is None:
-                continue
-            n += 1
-            with self._lock:
-                hit = self._cache.get((t, partition))
-                if hit is None or hit[0] != offset:
-                    stats = PartitionProcessor.loads(blob).drift_statistics()
-                    hit = (offset, stats)
-                    self._cache[(t, partition)] = hit
-            for scope, value in hit[1].items():
-                if scope == "global":
-                    merged.setdefault("global", {})[str(partition)] = value
-                else:
-                    merged[scope] = value
-        return n, merged
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+def _merged(rows: list[StreamStatisticRow]) -> tuple[int, dict[str, Any]]:
+    """The partitions read and their statistics by scope (``global``: by partition)."""
+    merged: dict[str, Any] = {}
+    partitions = set()
+    for row in rows:
+        partitions.add(row.partition)
+        if row.scope == "global":
+            scope = merged.setdefault("global", {}).setdefault(str(row.partition), {})
+        else:
+            scope = merged.setdefault(row.scope, {})
+        scope[row.name] = row.value
+    return len(partitions), merged
 
 
 @router.get(
@@ -107,17 +82,17 @@ def drift(
 ) -> DriftReport:
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
-    topic = get_domain(domain).topic(request.app.state.settings)
-    cache: _StateCache = request.app.state.drift_cache
-    partitions, stats = cache.statistics(request, topic)
+    settings = request.app.state.settings
+    topic = get_domain(domain).topic(settings)
+    partitions, stats = _merged(store(request).stream.statistics(settings.streams_app_id, topic))
     if scope is not None:
         stats = {k: v for k, v in stats.items() if k == scope}
-    events = store(request).drift_events(domain=domain, scope=scope, limit=limit)
+    events = store(request).monitoring.drift_events(domain=domain, scope=scope, limit=limit)
     return DriftReport(
         domain=domain,
         scope=scope,
         partitions=partitions,
-        statistics=_finite(stats),
+        statistics=stats,  # stored JSON-safe
         events=[
             DriftEventOut(
                 event_id=e.event_id,
@@ -127,7 +102,7 @@ def drift(
                 value=e.value,
                 threshold=e.threshold,
                 model_version=e.model_version,
-                evidence=_finite(e.evidence),
+                evidence=plain(e.evidence),
                 occurred_at=e.occurred_at,
             )
             for e in events

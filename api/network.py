@@ -27,7 +27,9 @@ from ml.network.configs import ConfigError, ModelConfig, configs_for_field, pars
 from ml.network.inference import NoCellData, forecast_cell
 from ml.network.processor import forecast_series_key, online_model_version
 from ml.network.state import MonitoringState
-from ml.registry.network import CommandResultRow, NetworkRegistry, SqlFieldStateRepository
+from ml.registry.entities import CommandResultRow
+from ml.registry.network import SqlFieldStateRepository
+from ml.registry.stores.network import NetworkStore
 from ml.training.versioning import load_model
 from schemas.events import ModelCommand, ModelCommandType
 
@@ -41,8 +43,8 @@ FieldName = Annotated[str, Path(min_length=1, max_length=60, examples=["dl_bitra
 _UNKNOWN_FIELD = NOT_FOUND("Unknown field: bogus (no model config forecasts it)")
 
 
-def _registry(request: Request) -> NetworkRegistry:
-    return NetworkRegistry(store(request))
+def _registry(request: Request) -> NetworkStore:
+    return store(request).network
 
 
 def _configs_of(request: Request, field: str) -> list[ModelConfig]:
@@ -201,14 +203,14 @@ def _model_status(request: Request, config: ModelConfig, field: str) -> ModelSta
     scores = {}
     if config.online:
         for metric in ("mae", "rmse", "mape", "r2"):
-            history = s.latest_scores(DOMAIN, config.id, metric)
+            history = s.monitoring.latest_scores(DOMAIN, config.id, metric)
             if field in history:
                 scores[metric] = history[field]
     return ModelStatus(
         model_id=config.id,
         architecture=str(config.architecture),
         online=config.online,
-        live_version=None if config.online else s.active_version(DOMAIN, config.id),
+        live_version=None if config.online else s.models.active_version(DOMAIN, config.id),
         online_scores=scores,
     )
 
@@ -317,7 +319,7 @@ def inference(
     s = store(request)
     if config.online:
         version = online_model_version(config.id)
-        rows = s.forecasts(DOMAIN, forecast_series_key(body.cell_id, body.field), version)
+        rows = s.series.forecasts(DOMAIN, forecast_series_key(body.cell_id, body.field), version)
         if not rows:
             raise HTTPException(
                 404, detail=f"No forecast of {body.field} for cell {body.cell_id} yet"
@@ -328,11 +330,11 @@ def inference(
             period_start=last.period_start, value=last.value, lower=last.lower,
             upper=last.upper, source="stream",
         )  # fmt: skip
-    version = s.active_version(DOMAIN, config.id)
+    version = s.models.active_version(DOMAIN, config.id)
     if version is None:
         raise HTTPException(404, detail=f"Model {config.id} has no trained version yet")
     model = load_model(s, DOMAIN, config.id, version)
-    observations = s.observations(DOMAIN, series_key=body.cell_id)
+    observations = s.series.observations(DOMAIN, series_key=body.cell_id)
     try:
         result = forecast_cell(
             model, config, body.field, body.cell_id, observations,

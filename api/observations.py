@@ -34,4 +34,4 @@ def observation_stats(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> list[DomainStats]:
     store = request.app.state.store
-    return [DomainStats(**row) for row in store.observation_stats()]
+    return [DomainStats(**row) for row in store.series.observation_stats()]

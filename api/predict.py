@@ -241,8 +241,8 @@ def segments(
 ) -> SegmentPage:
     s = store(request)
     domain = domain_or_default(request)
-    summary = s.series_summary(domain)
-    errors = s.latest_scores(domain, "online", "mae")
+    summary = s.series.series_summary(domain)
+    errors = s.monitoring.latest_scores(domain, "online", "mae")
     current = live(request).get(domain)
     covered = current.book.segments if current and current.book else {}
     items = []

@@ -96,9 +96,9 @@ def prepare(workdir: Path) -> tuple[str, str]:
     store = Store.from_url(url)
     domain = get_domain("demand")
     deltas = [d for r in DealershipSource(DATA).records() for d in domain.observe(r.event)]
-    store.apply_observations(deltas)
+    store.stream.apply_observations(deltas)
     outcome = TrainingRunner(store, workdir / "models").run(
-        store.create_job("demand", "global", "manual")
+        store.jobs.create_job("demand", "global", "manual")
     )
     print(f"trained {outcome.version} ({outcome.status}, promoted={outcome.promoted})")
     return url, str(workdir / "models")
@@ -397,7 +397,7 @@ def rebuild_phase(
         while not stop.wait(1.0):
             now = datetime.now(UTC)
             update = {"event_id": str(uuid.uuid4()), "occurred_at": _occurred_at("past", now, rng)}
-            store.apply_observations(domain.observe(template.model_copy(update=update)))
+            store.stream.apply_observations(domain.observe(template.model_copy(update=update)))
 
     builds = metric(base, "millrace_forecast_book_builds_total")
     toucher = threading.Thread(target=touch, daemon=True)
@@ -426,17 +426,19 @@ def ingest_phase(
     print(f"{name}: publishing {args.ingest_rate:.0f} {mode} events/s ...")
     publisher = Publisher(settings.bootstrap_servers, settings.topic_sales, mode, args.ingest_rate)
     try:
-        stored = store.count_events("demand")
-        wait_for(lambda: store.count_events("demand") > stored + args.ingest_rate, 120, "ingest")
+        stored = store.series.count_events("demand")
+        wait_for(
+            lambda: store.series.count_events("demand") > stored + args.ingest_rate, 120, "ingest"
+        )
         time.sleep(args.settle)  # batches flowing steadily, the first rebuild (if any) done
-        sent0, stored0 = publisher.sent.value, store.count_events("demand")
+        sent0, stored0 = publisher.sent.value, store.series.count_events("demand")
         builds0 = metric(base, "millrace_forecast_book_builds_total")
         checks0 = metric(base, "millrace_model_refresh_checks_total")
         t0 = time.perf_counter()
         method, url, body = predict
         row = measure(url, method, body, args.ingest_request_rate, args.seconds)
         span = time.perf_counter() - t0
-        sent1, stored1 = publisher.sent.value, store.count_events("demand")
+        sent1, stored1 = publisher.sent.value, store.series.count_events("demand")
         builds1 = metric(base, "millrace_forecast_book_builds_total")
         checks1 = metric(base, "millrace_model_refresh_checks_total")
     finally:

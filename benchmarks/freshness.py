@@ -5,8 +5,9 @@ SQLite store while this script publishes simulated sale/purchase contracts (time
 months close and the online model, drift monitors and forecasts run as in production) at a
 steady rate for a fixed duration. Per event, the publish time is taken just before the
 producer call; the commit time is when a poller of the store first sees the event's id among
-the processed ids, which the worker writes in the same transaction as the observations (rows
-read in insertion order, every ``--poll-interval`` s, so a commit is seen at most that late).
+the processed ids, which the worker writes in the same transaction as the observations (the
+ids published and not seen yet are looked up every ``--poll-interval`` s through the store's
+``known_event_ids``, so a commit is seen at most that late plus one look-up).
 A raw aiokafka consumer with Faust's fetch settings reads the same events in the same run, to
 show how much of the delay is the broker's (the embedded broker answers a fetch only after its
 maximum wait, which Faust fixes at 1.5 s).
@@ -26,7 +27,6 @@ import math
 import os
 import platform
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -77,30 +77,23 @@ def contracts(total: int, seed: int = 11) -> list[tuple[bytes, bytes, str]]:
 
 
 class Poller(threading.Thread):
-    """Records when each processed event id first appears in the store (SQLite, read-only)."""
+    """Records when each published event id (``sent``, filled by the publisher) first appears
+    among the store's processed ids."""
 
-    def __init__(self, db: Path, interval: float, after: int) -> None:
+    def __init__(self, store: Store, sent: dict[str, float], interval: float) -> None:
         super().__init__(daemon=True)
-        self.db, self.interval, self.after = db, interval, after
+        self.store, self.sent, self.interval = store, sent, interval
         self.seen: dict[str, float] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
-        last = self.after
-        try:
-            while not self.stopping.is_set():
-                rows = conn.execute(
-                    "SELECT rowid, event_id FROM processed_events WHERE rowid > ? ORDER BY rowid",
-                    (last,),
-                ).fetchall()
-                now = time.perf_counter()
-                for rowid, event_id in rows:
-                    self.seen.setdefault(event_id, now)
-                    last = rowid
-                time.sleep(self.interval)
-        finally:
-            conn.close()
+        while not self.stopping.is_set():
+            pending = [i for i in list(self.sent) if i not in self.seen]
+            found = self.store.stream.known_event_ids("demand", pending) if pending else set()
+            now = time.perf_counter()
+            for event_id in found:
+                self.seen.setdefault(event_id, now)
+            time.sleep(self.interval)
 
 
 class TransportProbe(threading.Thread):
@@ -140,9 +133,11 @@ class TransportProbe(threading.Thread):
             await consumer.stop()
 
 
-def publish_paced(producer: Producer, topic: str, events: list, rate: float) -> dict[str, float]:
-    """Publish at ``rate`` events/s on a fixed schedule (no drift); return publish times."""
-    sent: dict[str, float] = {}
+def publish_paced(
+    producer: Producer, topic: str, events: list, rate: float, sent: dict[str, float]
+) -> dict[str, float]:
+    """Publish at ``rate`` events/s on a fixed schedule (no drift); record the publish times
+    in ``sent`` (as they happen: the poller reads it) and return it."""
     start = time.perf_counter()
     step = max(1, int(rate / 200))  # wake up every ~5 ms
     for i in range(0, len(events), step):
@@ -220,20 +215,19 @@ def main() -> None:
                 producer.produce(settings.topic_sales, value=value, key=key)
             producer.flush(30)
             deadline = time.monotonic() + 120
-            while store.count_events("demand") < warmup:
+            while store.series.count_events("demand") < warmup:
                 if worker.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("worker did not start: see its log\n" + tail(log.name))
                 time.sleep(0.2)
-            with sqlite3.connect(db) as conn:  # the warm-up's ids are not measured
-                after = conn.execute("SELECT max(rowid) FROM processed_events").fetchone()[0]
-            poller = Poller(db, args.poll_interval, after)
+            sent: dict[str, float] = {}  # the warm-up's ids are not measured
+            poller = Poller(store, sent, args.poll_interval)
             poller.start()
             probe = TransportProbe(broker.bootstrap_servers, settings.topic_sales)
             probe.start()
             probe.ready.wait(60)
             time.sleep(1.0)
             print(f"publishing {total:,} events at {args.rate:,.0f}/s for {args.seconds:.0f} s")
-            sent = publish_paced(producer, settings.topic_sales, events, args.rate)
+            sent = publish_paced(producer, settings.topic_sales, events, args.rate, sent)
             first, last = min(sent.values()), max(sent.values())
             producer.flush(30)
             deadline = time.monotonic() + 120

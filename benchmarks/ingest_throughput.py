@@ -111,7 +111,7 @@ def millrace_worker(env: dict[str, str], total: int, domain: str = "demand") -> 
     try:
         first_n, t0 = 0, 0.0
         while True:
-            n = store.count_events(domain)
+            n = store.series.count_events(domain)
             if n and not t0:
                 first_n, t0 = n, time.perf_counter()
             if n >= total:

@@ -41,7 +41,7 @@ def contracts_store(tmp: Path) -> Store:
     store = Store.from_url(f"sqlite:///{tmp / 'contracts.db'}")
     domain = get_domain("demand")
     source = DealershipSource(DATA / "sgivu_contracts" / "contracts_36m.csv")
-    store.apply_observations(d for r in source.records() for d in domain.observe(r.event))
+    store.stream.apply_observations(d for r in source.records() for d in domain.observe(r.event))
     return store
 
 
@@ -57,21 +57,21 @@ def norway_store(tmp: Path) -> Store:
         deltas.append(
             ObservationDelta("demand", key, month, q, {"sales": FieldStats(q, q, q, 1, 1)})
         )
-    store.apply_observations(deltas)
+    store.stream.apply_observations(deltas)
     return store
 
 
 def timed_job(store: Store, tmp: Path) -> dict:
     runner = TrainingRunner(store, tmp / "models")
     started = time.perf_counter()
-    outcome = runner.run(store.create_job("demand", "global", "manual"))
+    outcome = runner.run(store.jobs.create_job("demand", "global", "manual"))
     return {
         "wall_seconds": round(time.perf_counter() - started, 3),
         "status": outcome.status,
         "version": outcome.version,
         "promoted": outcome.promoted,
         "reason": outcome.reason,
-        "events": store.count_events("demand"),
+        "events": store.series.count_events("demand"),
     }
 
 

@@ -149,7 +149,7 @@ def drain(bootstrap: str, workers: int, events: list, partitions: int, batch: in
             first_n, t0 = 0, 0.0
             deadline = time.monotonic() + 900
             while True:
-                n = store.count_events("demand")
+                n = store.series.count_events("demand")
                 if n and not t0:
                     first_n, t0 = n, time.perf_counter()
                     cpu0 = [cpu_seconds(p.pid) for p in procs]

@@ -49,4 +49,4 @@ def reset_topic(
     offsets = None
     if to == "latest":
         offsets = {p: end - 1 for p, end in end_offsets(settings, topic).items()}
-    return store.reset_positions(consumer, topic, offsets)
+    return store.stream.reset_positions(consumer, topic, offsets)

@@ -180,7 +180,7 @@ def _wait_for_job(store: Store, request_id: str, timeout: float) -> TrainingJobR
     """The job that took ``request_id`` once it has finished (None on timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for job in store.list_jobs(limit=20):
+        for job in store.jobs.list_jobs(limit=20):
             if request_id in job.request_ids and job.finished_at is not None:
                 return job
         time.sleep(0.5)
@@ -235,7 +235,7 @@ def retrain(
     if job.status != "completed":
         console.print(f"[red]job {job.id} {job.status}: {job.error}[/red]")
         raise typer.Exit(1)
-    version = store.get_version(domain, scope, job.version)
+    version = store.models.get_version(domain, scope, job.version)
     state = "ACTIVE" if version and version.status == "active" else version and version.status
     console.print(f"job {job.id} completed: {job.version} ({state}) {version and version.reason}")
 
@@ -249,7 +249,7 @@ def models_list(domain: str | None = None, status: str | None = None, limit: int
 
     store = Store.from_url(_settings().database_url)
     table = Table("domain", "scope", "version", "status", "algorithm", "mae", "trained_at")
-    for v in store.list_versions(domain=domain, status=status, limit=limit):
+    for v in store.models.list_versions(domain=domain, status=status, limit=limit):
         mae = v.metrics.get("mae")
         table.add_row(
             v.domain,
@@ -281,7 +281,7 @@ def models_activate(
     settings = _settings()
     domain = domain or settings.default_domain
     store = Store.from_url(settings.database_url)
-    if store.get_version(domain, scope, version) is None:
+    if store.models.get_version(domain, scope, version) is None:
         console.print(f"[red]unknown version {version!r} for {domain}/{scope}[/red]")
         raise typer.Exit(2)
     _wait_for_broker(settings)
@@ -301,7 +301,7 @@ def models_activate(
     producer.flush()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if store.active_version(domain, scope) == version:
+        if store.models.active_version(domain, scope) == version:
             console.print(f"{version} is active for {domain}/{scope}")
             return
         time.sleep(0.3)
@@ -319,9 +319,9 @@ def checkpoints_list(consumer: str | None = None) -> None:
     settings = _settings()
     store = Store.from_url(settings.database_url)
     consumer = consumer or settings.streams_app_id
-    for (topic, partition), pos in sorted(store.positions(consumer).items()):
+    for (topic, partition), pos in sorted(store.stream.positions(consumer).items()):
         print(f"{topic}[{partition}]\toffset {pos.offset}")
-    for fault in store.faults(consumer):
+    for fault in store.stream.faults(consumer):
         print(f"REFUSED {fault.topic}[{fault.partition}]\t{fault.reason}")
 
 

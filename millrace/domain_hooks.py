@@ -56,7 +56,7 @@ class RequestGateway(RetrainGateway):
         return request.event_id
 
     def status(self, request_id: str) -> str:
-        job = self.store.job_for_request(request_id)
+        job = self.store.jobs.job_for_request(request_id)
         if job is not None:
             self._waiting.pop(request_id, None)
             return job.status

@@ -188,11 +188,13 @@ class TrainerService:
     def recover(self, stop: threading.Event) -> None:
         """Run again the jobs a crashed trainer left queued or running."""
         for status in ("running", "queued"):
-            for job in reversed(self.store.list_jobs(status=status, limit=1000)):
+            for job in reversed(self.store.jobs.list_jobs(status=status, limit=1000)):
                 if stop.is_set():
                     return
                 log.info("recovering job %s (%s)", job.id, status)
-                self.store.update_job(job.id, status="queued", error=f"recovered from {status}")
+                self.store.jobs.update_job(
+                    job.id, status="queued", error=f"recovered from {status}"
+                )
                 self._finish(self.runner.run(job), job)
 
     # --- messages ----------------------------------------------------------------------------
@@ -216,17 +218,19 @@ class TrainerService:
         running, or the latest one if it finished after the request was published (wall
         clock: a request's ``occurred_at`` is event time, which may be long past)."""
         published_at = published_at or datetime.now(UTC)
-        if self.store.get_job(request.event_id) is not None:
+        if self.store.jobs.get_job(request.event_id) is not None:
             return None  # replay of a request that created a job
         domain = self.domain_set.get(request.domain) or get_domain(request.domain)
         scope = domain.model_scope(request.scope)
-        for job in self.store.list_jobs(domain=request.domain, scope=scope, limit=1):
+        for job in self.store.jobs.list_jobs(domain=request.domain, scope=scope, limit=1):
             covered = job.finished_at is None or published_at <= job.finished_at
             if covered:
                 if request.event_id not in job.request_ids:
-                    self.store.update_job(job.id, request_ids=[*job.request_ids, request.event_id])
+                    self.store.jobs.update_job(
+                        job.id, request_ids=[*job.request_ids, request.event_id]
+                    )
                 return None
-        return self.store.create_job(
+        return self.store.jobs.create_job(
             request.domain,
             scope,
             str(request.reason),
@@ -244,7 +248,7 @@ class TrainerService:
             return
         if cmd.command not in (ModelCommandType.ACTIVATE, ModelCommandType.ROLLBACK):
             raise ValueError(f"command {cmd.command} is not handled by the trainer")
-        history = self.store.activations(cmd.domain, cmd.scope)
+        history = self.store.models.activations(cmd.domain, cmd.scope)
         if any(a.command_id == cmd.event_id for a in history):
             return
         version = cmd.version
@@ -254,9 +258,9 @@ class TrainerService:
             version = history[-1].previous_version
             if version is None:
                 raise ValueError("nothing to roll back to")
-        if self.store.get_version(cmd.domain, cmd.scope, version) is None:
+        if self.store.models.get_version(cmd.domain, cmd.scope, version) is None:
             raise KeyError(f"unknown version {version!r} for {cmd.domain}/{cmd.scope}")
-        act = self.store.record_activation(
+        act = self.store.models.record_activation(
             cmd.domain,
             cmd.scope,
             version,
@@ -264,7 +268,7 @@ class TrainerService:
             actor=cmd.requested_by,
             command_id=cmd.event_id,
         )
-        row = self.store.get_version(cmd.domain, cmd.scope, version)
+        row = self.store.models.get_version(cmd.domain, cmd.scope, version)
         self._announce(
             cmd.domain,
             cmd.scope,
@@ -318,13 +322,13 @@ class TrainerService:
     def _job_ended(self, job: TrainingJobRow) -> None:
         """Tell the job's domain it ended (leader only; e.g. its monitor may move on)."""
         if self.leader and job.domain in self.domains.hooks:
-            row = self.store.get_job(job.id)
+            row = self.store.jobs.get_job(job.id)
             self.domains.job_finished(job.domain, list(row.request_ids if row else job.request_ids))
 
     def _finish(self, outcome: JobOutcome, job: TrainingJobRow) -> None:
         log.info("job %s %s %s %s", job.id, outcome.status, outcome.version or "", outcome.reason)
         if outcome.promoted and outcome.version:
-            row = self.store.get_version(job.domain, job.scope, outcome.version)
+            row = self.store.models.get_version(job.domain, job.scope, outcome.version)
             self._announce(
                 job.domain,
                 job.scope,

@@ -39,10 +39,16 @@ from millrace.settings import Settings
 from millrace.shutdown import arm_watchdog, connect_store, stop_on_store_error
 from ml.domains import Domain, all_domains
 from ml.ingest import IngestBatch, MessageLike, fold_batch
-from ml.registry.entities import StreamPosition
+from ml.registry.entities import ProcessorState, StatisticKey, StatisticsChange, StreamPosition
 from ml.registry.errors import Backoff, is_transient
 from ml.registry.store import Store
-from ml.streaming import PartitionProcessor, ProcessorOutput
+from ml.streaming import (
+    PartitionProcessor,
+    ProcessorOutput,
+    UnknownStateVersion,
+    statistics_change,
+    statistics_rows,
+)
 from schemas.events import DriftEvent
 from streams.positions import PositionKeeper, fingerprint
 
@@ -109,6 +115,11 @@ def create_app(
     consumer = settings.streams_app_id
     checkpoints: dict[tuple[str, int], int] = {}
     processors: dict[tuple[str, int], PartitionProcessor] = {}
+    #: per partition: the processor's statistics stamp and rows as stored (absent: not known,
+    #: its first commit replaces them)
+    statistics: dict[tuple[str, int], tuple[Any, dict[StatisticKey, Any]]] = {}
+    #: per input topic: the class of its domain's processors (what a stored state must be)
+    processor_types: dict[str, type[PartitionProcessor]] = {}
     dead_letter = app.topic(
         settings.topic_dead_letter, value_serializer="raw", key_serializer="raw"
     )
@@ -156,12 +167,12 @@ def create_app(
             return result
 
     async def read_positions() -> dict[tuple[str, int], StreamPosition]:
-        return await stored("reading stream positions", lambda: store.positions(consumer))
+        return await stored("reading stream positions", lambda: store.stream.positions(consumer))
 
     async def record_fault(position: StreamPosition, reason: str) -> None:
         await stored(
             "recording a refused partition",
-            lambda: store.record_fault(
+            lambda: store.stream.record_fault(
                 consumer, position.topic, position.partition, position.offset, reason
             ),
         )
@@ -169,7 +180,7 @@ def create_app(
     async def clear_fault(position: StreamPosition) -> None:
         await stored(
             "clearing a partition fault",
-            lambda: store.clear_fault(consumer, position.topic, position.partition),
+            lambda: store.stream.clear_fault(consumer, position.topic, position.partition),
         )
 
     keeper = PositionKeeper(settings.bootstrap_servers, read_positions, record_fault, clear_fault)
@@ -187,14 +198,17 @@ def create_app(
         _seek_to_store(app, keeper, decided)
         ours = {(tp.topic, tp.partition) for tp in assigned if tp.topic in input_topics}
         await keeper.assign(ours)
-        saved = await stored("reading checkpoints", lambda: store.checkpoints(consumer))
+        saved = await stored("reading checkpoints", lambda: store.stream.checkpoints(consumer))
         checkpoints.clear()
         processors.clear()
         applied.clear()
-        for tp, (offset, state) in saved.items():
-            checkpoints[tp] = offset
-            if state is not None and tp in ours:
-                processors[tp] = PartitionProcessor.loads(state)
+        statistics.clear()
+        for tp, checkpoint in saved.items():
+            checkpoints[tp] = checkpoint.offset
+            if checkpoint.state is not None and tp in ours:
+                processor = _restore(processor_types.get(tp[0]), tp, checkpoint.state)
+                if processor is not None:
+                    processors[tp] = processor
         decided.set()
         log.info(
             "assigned %s: resuming at %s (stored positions)%s",
@@ -232,18 +246,19 @@ def create_app(
 
     def live_state(domain: Domain) -> tuple[Any, list | None]:
         """What processing needs from the store, read before any processor changes."""
-        live = store.live_activation(domain.name, domain.model_scope("global"))
+        live = store.models.live_activation(domain.name, domain.model_scope("global"))
         return live, stored_configs(domain)
 
     def process(
         domain: Domain, batch: IngestBatch, live: Any, configs: list | None
-    ) -> tuple[ProcessorOutput, dict]:
-        """Run the domain's partition processors; return their output and pickled states.
+    ) -> tuple[ProcessorOutput, dict, dict]:
+        """Run the domain's partition processors; return their output, pickled states and the
+        changes of their statistics (stored rows: see ``statistics``).
 
         A processor whose model version is not the live one first switches to it (new drift
         references and baselines): the store is the source of truth, read once per batch
         before this (so a store outage never interrupts a processor half-way)."""
-        output, states = ProcessorOutput(), {}
+        output, states, changes = ProcessorOutput(), {}, {}
         for tp, events in batch.events.items():
             processor = processors.get(tp) or domain.partition_processor(settings)
             if processor is None:
@@ -255,8 +270,13 @@ def create_app(
                 processor.update_configs(configs)
                 applied[tp] = configs
             output.extend(processor.process(events))
-            states[(consumer, *tp)] = processor.dumps()
-        return output, states
+            states[(consumer, *tp)] = processor.state()
+            stamp, known = processor.statistics_stamp(), statistics.get(tp)
+            if known is None or stamp is None or stamp != known[0]:
+                rows = statistics_rows(processor)
+                change = statistics_change(domain.name, known[1] if known else None, rows)
+                changes[(consumer, *tp)] = (change, (stamp, rows))
+        return output, states, changes
 
     def fold(domain: Domain, messages: list[MessageLike]) -> IngestBatch:
         """Validate and fold a batch (reads which event ids were seen before)."""
@@ -268,7 +288,7 @@ def create_app(
             max_bytes=settings.max_event_bytes,
             max_future=timedelta(seconds=settings.max_future_seconds),
             min_time=settings.min_event_time,
-            known_ids=lambda ids: store.known_event_ids(domain.name, ids),
+            known_ids=lambda ids: store.stream.known_event_ids(domain.name, ids),
         )
 
     async def publish(output: ProcessorOutput) -> None:
@@ -285,12 +305,13 @@ def create_app(
         domain: Domain,
         batch: IngestBatch,
         output: ProcessorOutput,
-        states: dict,
+        states: dict[tuple[str, str, int], ProcessorState],
+        changes: dict[tuple[str, str, int], tuple[StatisticsChange | None, tuple]],
         prints: dict[tuple[str, int], str],
     ) -> None:
         marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
         ids = [(domain.name, event_id) for event_id in batch.event_ids]
-        store.apply_observations(
+        store.stream.apply_observations(
             batch.deltas,
             marks,
             states,
@@ -299,6 +320,7 @@ def create_app(
             drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
             scores=output.scores,
+            statistics={key: change for key, (change, _) in changes.items() if change},
             expected={(consumer, *tp): checkpoints.get(tp) for tp in batch.offsets},
             fingerprints={(consumer, *tp): fp for tp, fp in prints.items()},
         )
@@ -332,7 +354,7 @@ def create_app(
                     "reading the live version",
                     lambda: live_state(domain),  # noqa: B023 - awaited right here
                 )
-                output, states = process(domain, batch, live, configs)
+                output, states, changes = process(domain, batch, live, configs)
                 # side effects first (deterministic ids make a replay harmless), then the store
                 for key, record in batch.dead_letters:
                     await dead_letter.send(key=key, value=encode_event(record))
@@ -342,16 +364,41 @@ def create_app(
                 prints = _last_fingerprints(messages, batch.offsets)
                 await stored(
                     "committing a batch",
-                    lambda: commit(domain, batch, output, states, prints),  # noqa: B023 - awaited
+                    lambda: commit(domain, batch, output, states, changes, prints),  # noqa: B023
                 )
                 checkpoints.update(batch.offsets)
+                statistics.update({(t, p): known for (_, t, p), (_, known) in changes.items()})
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)
 
     for domain in domains:
-        domain.partition_processor(settings)  # import the processors' modules now, not mid-batch
+        # imports the processors' modules now, not mid-batch
+        processor = domain.partition_processor(settings)
+        if processor is not None:
+            processor_types[domain.topic(settings)] = type(processor)
         make_agent(domain)
     return app
+
+
+def _restore(
+    kind: type[PartitionProcessor] | None, tp: tuple[str, int], state: ProcessorState
+) -> PartitionProcessor | None:
+    """The processor of a stored state; None, said loudly, for a state this worker cannot read
+    (another version): it is not unpickled, a fresh processor takes over from the stored
+    offset and its first commit replaces the stored state."""
+    if kind is None:
+        return None
+    try:
+        return kind.restore(state)
+    except UnknownStateVersion as exc:
+        log.error(
+            "%s[%d]: %s; NOT restored: online models and drift statistics are rebuilt from "
+            "the events after the stored offset",
+            tp[0],
+            tp[1],
+            exc,
+        )
+        return None
 
 
 def _faust_tps(tps: set[tuple[str, int]]) -> set[TP]:

@@ -93,7 +93,7 @@ class ApiServer:
 def train_first_version(store: Store, model_dir: Path) -> str:
     """Seed 30 months of simulated demand and run one job (its version goes live)."""
     seed_demand(store, months=30, segments=6)
-    job = store.create_job("demand", "global", "manual")
+    job = store.jobs.create_job("demand", "global", "manual")
     outcome = TrainingRunner(store, model_dir).run(job)
     assert outcome.promoted, outcome.reason
     return outcome.version or ""

@@ -9,7 +9,7 @@ from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
 from ml.domains import get_domain
 from ml.registry.store import Store
-from ml.streaming import PartitionProcessor
+from ml.streaming import PartitionProcessor, statistics_rows
 from tests.fixtures.broker import settings_from
 
 
@@ -49,12 +49,12 @@ def expected_counts(records: list) -> Counter:
 
 def stored_counts(store: Store) -> Counter:
     """Events per (series, month) in the store."""
-    rows = store.observations("demand")
+    rows = store.series.observations("demand")
     return Counter({(r.series_key, r.period_start): r.n_events for r in rows})
 
 
 def final_state(store: Store, consumer: str) -> dict:
-    rows = store.observations("demand")
+    rows = store.series.observations("demand")
     observations = {
         (r.series_key, r.period_start): (r.n_events, {k: v.count for k, v in r.fields.items()})
         for r in rows
@@ -62,11 +62,20 @@ def final_state(store: Store, consumer: str) -> dict:
     # float sums of prices: the same values added in another grouping differ in the last bits
     sums = {(r.series_key, r.period_start, k): v.total for r in rows for k, v in r.fields.items()}
     states = {
-        tp: PartitionProcessor.loads(blob)
-        for tp, (_, blob) in store.checkpoints(consumer).items()
-        if blob
+        tp: PartitionProcessor.loads(c.state.blob)
+        for tp, c in store.stream.checkpoints(consumer).items()
+        if c.state
     }
     last = max(p.book.closed_through for p in states.values())
+    # the statistics rows are the stored states' statistics (written in the same transaction)
+    stored_stats = {}
+    for (topic, partition), processor in states.items():
+        rows = store.stream.statistics(consumer, topic)
+        stored = {(r.scope, r.name): r.value for r in rows if r.partition == partition}
+        assert stored == statistics_rows(processor), f"statistics rows of {topic}[{partition}]"
+        stored_stats[partition] = {
+            scope: v for (scope, name), v in stored.items() if name == "fields"
+        }
     return {
         "observations": observations,
         "sums": sums,
@@ -75,11 +84,14 @@ def final_state(store: Store, consumer: str) -> dict:
             tp[1]: {k: m.stats()["fields"] for k, m in p.monitors.items()}
             for tp, p in states.items()
         },
-        "drift_events": sorted(e.event_id for e in store.drift_events("demand", limit=10_000)),
+        "stored_stats": stored_stats,
+        "drift_events": sorted(
+            e.event_id for e in store.monitoring.drift_events("demand", limit=10_000)
+        ),
         "forecasts": sorted(
             (f.series_key, f.period_start, round(f.value, 9))
             for key in {k for k, _ in observations}
-            for f in store.forecasts("demand", key)
+            for f in store.series.forecasts("demand", key)
             if f.period_start > last
         ),
     }

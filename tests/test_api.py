@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from millrace.kafka import EventProducer
+from ml.registry.entities import StatisticsChange
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelUpdatedEvent
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version
 from tests.fixtures.broker import Proc, settings_from, wait_until
+from tests.store_helpers import add_drift_event
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +167,8 @@ def test_predict_with_history_and_segments(api: ApiServer, segment) -> None:
 
 
 def test_drift_monitoring_and_metrics(api: ApiServer, segment) -> None:
-    api.store.add_drift_event(
+    add_drift_event(
+        api.store,
         event_id="drift-1",
         domain="demand",
         scope="CAR|X|Y|",
@@ -176,8 +179,23 @@ def test_drift_monitoring_and_metrics(api: ApiServer, segment) -> None:
         occurred_at=datetime.now(UTC),
         evidence={"month": "2024-05-01"},
     )
+    # current statistics: the rows the stream workers write (no processor is unpickled)
+    settings = settings_from(api.env)
+    stats = {("CAR|X|Y|", "n"): 12, ("CAR|X|Y|", "fields"): {"yoy": {"mean": 0.1}},
+             ("global", "recent_mae"): 1.5}  # fmt: skip
+    for partition in (0, 1):
+        key = (settings.streams_app_id, settings.topic_sales, partition)
+        change = StatisticsChange("demand", stats, replace=True)
+        api.store.stream.apply_observations([], {key: 3}, statistics={key: change})
     drift = api.get("/v1/ml/drift", params={"domain": "demand"}).json()
     assert [e["event_id"] for e in drift["events"]] == ["drift-1"]
+    assert drift["partitions"] == 2
+    assert drift["statistics"] == {
+        "CAR|X|Y|": {"n": 12, "fields": {"yoy": {"mean": 0.1}}},
+        "global": {"0": {"recent_mae": 1.5}, "1": {"recent_mae": 1.5}},
+    }
+    one = api.get("/v1/ml/drift", params={"domain": "demand", "scope": "CAR|X|Y|"}).json()
+    assert one["statistics"] == {"CAR|X|Y|": {"n": 12, "fields": {"yoy": {"mean": 0.1}}}}
     assert api.get("/v1/ml/drift", params={"domain": "weather"}).status_code == 404
 
     for _ in range(5):
@@ -263,7 +281,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
 ) -> None:
     store: Store = api.store
     before = api.get("/v1/ml/models/latest").json()["version"]
-    job = store.create_job("demand", "global", "manual")
+    job = store.jobs.create_job("demand", "global", "manual")
     runner = TrainingRunner(
         store, Path(api.env["MODEL_DIR"]), clock=lambda: datetime.now(UTC) + timedelta(days=1)
     )
@@ -271,7 +289,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
     version = outcome.version
     assert version and version != before
     if not outcome.promoted:  # identical data can lose the gate: activate it as a person would
-        store.record_activation("demand", "global", version, reason="test", actor="test")
+        store.models.record_activation("demand", "global", version, reason="test", actor="test")
     producer = EventProducer(settings_from(api.env))
     event = ModelUpdatedEvent(
         event_id=str(uuid.uuid4()),

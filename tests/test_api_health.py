@@ -56,7 +56,7 @@ def test_observation_stats_over_http(make_env, spawn) -> None:
     env = make_env(INTERNAL_SERVICE_KEY="health-test-key")
     store = Store.from_url(env["DATABASE_URL"])
     month = datetime(2024, 3, 1, tzinfo=UTC)
-    store.apply_observations(
+    store.stream.apply_observations(
         [
             ObservationDelta(
                 "demand", "CAR|A|B|", month, 3, {"sales": FieldStats(3, 3.0, 3.0, 1.0, 1.0)}

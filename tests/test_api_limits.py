@@ -275,7 +275,7 @@ def _store_events(store: Store, when: datetime, count: int = 3) -> None:
     for _ in range(count):
         event = template.model_copy(update={"event_id": str(uuid.uuid4()), "occurred_at": when})
         deltas += domain.observe(event)
-    store.apply_observations(deltas)
+    store.stream.apply_observations(deltas)
 
 
 def test_the_open_month_never_rebuilds_the_book_a_complete_month_does(api: ApiServer) -> None:

@@ -17,10 +17,11 @@ from ml.network.domain import NetworkDomain
 from ml.network.state import FieldState
 from ml.observations import combine
 from ml.registry.entities import ForecastRow, ScoreRow
-from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
+from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, bearer, start_api, token
+from tests.store_helpers import upsert_forecasts
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +32,20 @@ ELECTED = datetime(2026, 1, 5, 12, tzinfo=UTC)
 def prepare(store: Store, model_dir: Path) -> None:
     source = simulate_network(seed=5, start=START, seconds=120 * 60, cells=3)
     domain = NetworkDomain(60)
-    store.apply_observations(
+    store.stream.apply_observations(
         list(combine(d for r in source.records() for d in domain.observe(r.event)).values())
     )
-    NetworkRegistry(store).seed_configs(list(DEFAULT_CONFIGS))
-    job = store.create_job("network", "rsrp-lightgbm", "manual")
+    store.network.seed_configs(list(DEFAULT_CONFIGS))
+    job = store.jobs.create_job("network", "rsrp-lightgbm", "manual")
     outcome = TrainingRunner(store, model_dir, min_periods=12).run(job)
     assert outcome.status == "completed", outcome.reason
     if not outcome.promoted:
-        store.record_activation("network", "rsrp-lightgbm", outcome.version, reason="t", actor="t")
-    cell = store.observations("network")[0].series_key
-    store.upsert_forecasts(
+        store.models.record_activation(
+            "network", "rsrp-lightgbm", outcome.version, reason="t", actor="t"
+        )
+    cell = store.series.observations("network")[0].series_key
+    upsert_forecasts(
+        store,
         [
             ForecastRow(
                 "network",
@@ -52,7 +56,7 @@ def prepare(store: Store, model_dir: Path) -> None:
                 4000.0,
                 6400.0,
             )
-        ]  # fmt: skip
+        ],  # fmt: skip
     )
     repo = SqlFieldStateRepository(store)
     repo.save(
@@ -136,7 +140,7 @@ def test_create_and_delete_are_published_commands_validated_first(api: ApiServer
 
 
 def test_inference_from_the_stream_and_from_a_trained_version(api: ApiServer) -> None:
-    cell = api.store.observations("network")[0].series_key
+    cell = api.store.series.observations("network")[0].series_key
     online = api.post("/v1/ml/inference", json={"cell_id": cell, "field": "dl_bitrate",
                                                 "model_id": "dl_bitrate-river_linear"})  # fmt: skip
     assert online.status_code == 200, online.text

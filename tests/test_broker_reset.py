@@ -56,7 +56,7 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
         ensure_topics(settings)
         first_ids = publish(settings, seed=11, n=1_000)
         worker = spawn(["streams"], env)
-        wait_for_progress(lambda: store.count_events("demand") == 1_000)
+        wait_for_progress(lambda: store.series.count_events("demand") == 1_000)
         worker.stop()
 
         broker.stop()  # memory only: everything on it is gone
@@ -67,14 +67,16 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
 
         worker = spawn(["streams"], env)
         api = spawn(["api"], env)
-        faults = wait_for_progress(lambda: store.faults(env["STREAMS_APP_ID"]))
+        faults = wait_for_progress(lambda: store.stream.faults(env["STREAMS_APP_ID"]))
         assert {f.topic for f in faults} == {settings.topic_sales}
         assert all("broker" in f.reason for f in faults)
         report = wait_for_progress(lambda: (h := health(env["API_PORT"])) and h)
         assert report["status"] == "degraded"
         assert "refused" in report["checks"]["streams"]
         assert "millrace checkpoints reset" in report["checks"]["streams"]
-        assert store.count_events("demand") == 1_000  # nothing new was taken from a wrong place
+        assert (
+            store.series.count_events("demand") == 1_000
+        )  # nothing new was taken from a wrong place
 
         done = subprocess.run(
             [sys.executable, "-m", "millrace.cli", "checkpoints", "reset"]
@@ -87,10 +89,10 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
         assert done.returncode == 0, done.stderr
         assert "moved to earliest" in done.stderr
         wait_for_progress(
-            lambda: store.count_events("demand") == 1_400,
-            progress=lambda: store.count_events("demand"),
+            lambda: store.series.count_events("demand") == 1_400,
+            progress=lambda: store.series.count_events("demand"),
         )
-        assert store.faults() == []
+        assert store.stream.faults() == []
         assert wait_for_progress(lambda: (h := health(env["API_PORT"])) and h["status"] == "ok")
         assert worker.alive() and api.alive()
         assert "REFUSED" in worker.output()

@@ -55,5 +55,6 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(
     assert actual["sums"] == pytest.approx(expected["sums"], rel=1e-12)
     assert actual["metrics"] == expected["metrics"]
     assert actual["drift_stats"] == expected["drift_stats"]
+    assert actual["stored_stats"] == expected["stored_stats"]
     assert actual["drift_events"] == expected["drift_events"]
     assert actual["forecasts"] == expected["forecasts"]

@@ -43,16 +43,18 @@ def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     producer.flush()
 
     drifted = set(source.drifted_segments)
-    wait_until(lambda: drifted <= {e.scope for e in store.drift_events("demand")}, LOOP_SECONDS)
+    wait_until(
+        lambda: drifted <= {e.scope for e in store.monitoring.drift_events("demand")}, LOOP_SECONDS
+    )
     job = wait_until(
         lambda: next(
-            (j for j in store.list_jobs(domain="demand") if j.status == "completed"), None
+            (j for j in store.jobs.list_jobs(domain="demand") if j.status == "completed"), None
         ),
         LOOP_SECONDS - (time.monotonic() - started),
     )
     assert job.trigger == "drift" and job.scope == "global"
     assert set(job.request_ids)  # the stream's request(s), coalesced into this job
-    assert store.active_version("demand") == job.version
+    assert store.models.active_version("demand") == job.version
 
     got = read_json(settings.bootstrap_servers, settings.topic_model_updated, 4, 1)
     elapsed = time.monotonic() - started

@@ -16,7 +16,6 @@ from millrace.importers.simulate import simulate_network
 from ml.network.configs import DEFAULT_CONFIGS
 from ml.network.domain import NetworkDomain
 from ml.observations import combine
-from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, start_api
@@ -30,7 +29,7 @@ LINEAR, FOREST, GBM = (f"{FIELD}-river_linear", f"{FIELD}-river_forest", f"{FIEL
 
 def online_score(store: Store, model_id: str, score: float) -> None:
     """What the stream records for an online model (running rmse)."""
-    store.add_score(domain="network", scope=FIELD, model_id=model_id, metric="rmse",
+    store.monitoring.add_score(domain="network", scope=FIELD, model_id=model_id, metric="rmse",
                     score=score, trigger="online", recorded_at=datetime.now(UTC))  # fmt: skip
 
 
@@ -38,16 +37,16 @@ def prepare(store: Store, model_dir: Path) -> None:
     start = datetime(2024, 3, 1, tzinfo=UTC)
     source = simulate_network(seed=3, start=start, seconds=150 * 60, cells=3)
     domain = NetworkDomain(60)
-    store.apply_observations(
+    store.stream.apply_observations(
         list(combine(d for r in source.records() for d in domain.observe(r.event)).values())
     )
-    NetworkRegistry(store).seed_configs(list(DEFAULT_CONFIGS))
+    store.network.seed_configs(list(DEFAULT_CONFIGS))
     outcome = TrainingRunner(store, model_dir, min_periods=12).run(
-        store.create_job("network", GBM, "manual")
+        store.jobs.create_job("network", GBM, "manual")
     )
     assert outcome.status == "completed", outcome.reason
     if not outcome.promoted:
-        store.record_activation("network", GBM, outcome.version, reason="test", actor="test")
+        store.models.record_activation("network", GBM, outcome.version, reason="test", actor="test")
     online_score(store, LINEAR, 3.0)
     online_score(store, FOREST, 3.5)
 

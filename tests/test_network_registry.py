@@ -10,7 +10,7 @@ import pytest
 from ml.network.configs import DEFAULT_CONFIGS, parse_config
 from ml.network.state import FieldState, MonitoringState
 from ml.registry.entities import ScoreRow
-from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
+from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
 
 
@@ -24,7 +24,7 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Store:
 
 
 def test_configs_are_seeded_once_created_deleted_and_revived(store: Store) -> None:
-    registry = NetworkRegistry(store)
+    registry = store.network
     assert registry.seed_configs(list(DEFAULT_CONFIGS)) == len(DEFAULT_CONFIGS)
     assert registry.seed_configs(list(DEFAULT_CONFIGS)) == 0
     first = DEFAULT_CONFIGS[0]
@@ -91,7 +91,7 @@ def test_field_states_and_scores_round_trip(store: Store) -> None:
 
 
 def test_command_results_are_recorded_once(store: Store) -> None:
-    registry = NetworkRegistry(store)
+    registry = store.network
     registry.record_result("c1", "evaluate", "network", "rsrp", result={"best": "m"})
     registry.record_result("c1", "evaluate", "network", "rsrp", error="ignored")
     row = registry.result("c1")

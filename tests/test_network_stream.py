@@ -16,7 +16,6 @@ from millrace.importers.irish5g import Irish5GSource
 from millrace.kafka import EventProducer, encode_event, ensure_topics
 from ml.network.configs import DEFAULT_CONFIGS, parse_config
 from ml.network.processor import forecast_series_key, online_model_version
-from ml.registry.network import NetworkRegistry
 from ml.registry.store import Store
 from tests.fixtures.broker import settings_from, wait_for_events, wait_until
 
@@ -51,7 +50,7 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
     ensure_topics(settings)
     store = Store.from_url(env["DATABASE_URL"])
     # the worker follows the stored configs: one deleted, one added (2-minute windows, tree)
-    registry = NetworkRegistry(store)
+    registry = store.network
     registry.seed_configs(list(DEFAULT_CONFIGS))
     assert registry.delete_config("dl_bitrate-river_forest")
     assert registry.put_config(parse_config(TREE))
@@ -65,11 +64,11 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
     wait_for_events(store, "network", total, interval=2)
     elapsed = time.monotonic() - started
     print(f"\n{total} network events through the worker in {elapsed:.1f} s")
-    assert store.count_events("network") == total
+    assert store.series.count_events("network") == total
 
     # windows per cell: every measurement counted once, in its cell's windows
     per_cell = Counter()
-    for row in store.observations("network"):
+    for row in store.series.observations("network"):
         per_cell[row.series_key] += row.n_events
     expected = Counter(r.key for r in records)
     assert per_cell == expected and len(per_cell) == (190 if size == WHOLE else 122)
@@ -77,7 +76,7 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
     # online forecasts of both fields for the busy cells, and running scores
     busy = [cell for cell, n in expected.most_common(10)]
     deleted = online_model_version("dl_bitrate-river_forest")
-    assert not any(store.forecasts("network", forecast_series_key(c, "dl_bitrate"), deleted)
+    assert not any(store.series.forecasts("network", forecast_series_key(c, "dl_bitrate"), deleted)
                    for c in busy)  # fmt: skip
     for config in registry.live_configs():
         if not config.online:
@@ -85,12 +84,14 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
         field = config.output_fields[0]
         version = online_model_version(config.id)
         with_forecasts = [
-            c for c in busy if store.forecasts("network", forecast_series_key(c, field), version)
+            c
+            for c in busy
+            if store.series.forecasts("network", forecast_series_key(c, field), version)
         ]
         assert len(with_forecasts) >= 8, (config.id, with_forecasts)
 
         def scored(field: str = field, model: str = config.id) -> list:
-            return store.score_history("network", field, model)
+            return store.monitoring.score_history("network", field, model)
 
         scores = wait_until(scored, 30)
         assert {s.trigger for s in scores} == {"online"}

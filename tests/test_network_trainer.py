@@ -17,7 +17,8 @@ from ml.network.configs import DEFAULT_CONFIGS
 from ml.network.domain import NetworkDomain
 from ml.network.processor import NetworkProcessor
 from ml.network.state import FieldState, MonitoringState
-from ml.registry.network import CommandResultRow, NetworkRegistry, SqlFieldStateRepository
+from ml.registry.entities import CommandResultRow
+from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelCommand
@@ -41,7 +42,7 @@ class Network:
         self.store = Store.from_url(env["DATABASE_URL"])
         if seed is not None:
             seed(self)
-        self.registry = NetworkRegistry(self.store)
+        self.registry = self.store.network
         self.states = SqlFieldStateRepository(self.store)
         self.producer = EventProducer(self.settings)
         self.proc = spawn(["trainer"], env)
@@ -63,7 +64,7 @@ class Network:
 
     def online_score(self, model_id: str, score: float, field: str = FIELD) -> None:
         """What the stream records for an online model (running rmse, trigger online)."""
-        self.store.add_score(
+        self.store.monitoring.add_score(
             domain="network",
             scope=field,
             model_id=model_id,
@@ -85,13 +86,13 @@ def seed_dl_bitrate(net: Network) -> None:
     source = simulate_network(seed=1, start=START, seconds=90 * 60, cells=4)
     events = [r.event for r in source.records()]
     domain = NetworkDomain(60)
-    net.store.apply_observations([d for e in events for d in domain.observe(e)])
+    net.store.stream.apply_observations([d for e in events for d in domain.observe(e)])
     processor = NetworkProcessor(configs=DEFAULT_CONFIGS, score_every_seconds=300)
     batches = [events[i : i + 500] for i in range(0, len(events), 500)]
     scores = [s for batch in batches for s in processor.process(batch).scores]
-    net.store.apply_observations([], scores=scores)
+    net.store.stream.apply_observations([], scores=scores)
     runner = TrainingRunner(net.store, net.settings.model_dir, min_periods=12)
-    outcome = runner.run(net.store.create_job("network", GBM, "manual"))
+    outcome = runner.run(net.store.jobs.create_job("network", GBM, "manual"))
     assert outcome.promoted, outcome.reason
 
 
@@ -184,7 +185,7 @@ def test_evaluate_then_degradation_retrains_every_model_and_reelects(make_env, s
     assert state.best_model_id != LINEAR
     assert state.reason.startswith(f"elected {state.best_model_id}")
     assert state.lock_owner is None and state.jobs == ()
-    jobs = net.store.list_jobs(domain="network", limit=10)
+    jobs = net.store.jobs.list_jobs(domain="network", limit=10)
     retrained = [j for j in jobs if j.trigger == "degradation"]
     assert sorted(j.scope for j in retrained) == sorted([LINEAR, FOREST, GBM])
     assert all(j.status == "completed" for j in retrained)
@@ -203,7 +204,9 @@ def test_evaluate_then_degradation_retrains_every_model_and_reelects(make_env, s
 
 def crashed_mid_retraining(net: Network) -> None:
     """dl_bitrate left RETRAINING by a trainer that died holding the lock (its job failed)."""
-    net.store.create_job("network", LINEAR, "degradation", job_id="crashed-job", status="failed")
+    net.store.jobs.create_job(
+        "network", LINEAR, "degradation", job_id="crashed-job", status="failed"
+    )
     SqlFieldStateRepository(net.store).save(
         FieldState(
             FIELD,
@@ -241,7 +244,7 @@ def test_all_jobs_failing_returns_the_field_to_monitoring(make_env, spawn) -> No
     assert MonitoringState.RETRAINING in seen, seen
     state = net.states.get("rsrp")
     assert (state.best_model_id, state.baseline) == ("rsrp-river_linear", 5.0)  # unchanged
-    failed = [j for j in net.store.list_jobs(domain="network") if j.scope.startswith("rsrp-")]
+    failed = [j for j in net.store.jobs.list_jobs(domain="network") if j.scope.startswith("rsrp-")]
     assert {j.scope for j in failed} == {"rsrp-river_linear", "rsrp-river_forest", "rsrp-lightgbm"}
     assert all(j.status == "failed" and "No network observations" in j.error for j in failed)
     # checked every second: the interval check re-scores the best model (auto_monitor)

@@ -136,14 +136,14 @@ def test_the_existing_training_runner_runs_a_network_job(tmp_path: Path, monkeyp
 
     store = Store.from_url(f"sqlite:///{tmp_path / 'net.db'}")
     try:
-        store.apply_observations(observations(minutes=120, cells=3, seed=4))
+        store.stream.apply_observations(observations(minutes=120, cells=3, seed=4))
         # the domain hands out the trainer of the job's scope (default configs: none stored)
         runner = TrainingRunner(store, tmp_path / "models", min_periods=12)
-        outcome = runner.run(store.create_job("network", "rsrp", "manual"))
+        outcome = runner.run(store.jobs.create_job("network", "rsrp", "manual"))
         assert outcome.status == "completed", outcome.reason
         algorithms = [c.algorithm for c in outcome.candidates]
         assert algorithms[:2] == ["persistence", "lightgbm"]
-        version = store.get_version("network", "rsrp", outcome.version)
+        version = store.models.get_version("network", "rsrp", outcome.version)
         assert version.test_samples > 0 and version.segments_covered == 3
         assert set(outcome.metrics) >= {"mae", "rmse", "mape", "r2"}
     finally:
@@ -151,13 +151,18 @@ def test_the_existing_training_runner_runs_a_network_job(tmp_path: Path, monkeyp
 
 
 def test_dates_limit_the_training_set(tmp_path: Path) -> None:
-    class FakeStore:
+    class FakeSeries:
         def __init__(self) -> None:
             self.calls = []
 
         def observations(self, domain, start=None, end=None):
             self.calls.append((domain, start, end))
             return observations(minutes=60)
+
+    class FakeStore:
+        def __init__(self) -> None:
+            self.series = FakeSeries()
+            self.calls = self.series.calls
 
     fake = FakeStore()
     day = START.date()

@@ -183,7 +183,7 @@ def test_norway_by_make_replay_closes_every_month(
     )
 
     # every month, every make: exactly the file's quantity, nothing counted twice
-    rows = store.observations("demand")
+    rows = store.series.observations("demand")
     stored = {(r.series_key, r.period_start): r.n_events for r in rows}
     assert stored == dict(expected)
     assert len({month for _, month in stored}) == MONTHS
@@ -194,9 +194,9 @@ def test_norway_by_make_replay_closes_every_month(
 
     # every partition's book closed every month up to the last one (nothing comes after it)
     processors = [
-        PartitionProcessor.loads(blob)
-        for (_, blob) in store.checkpoints(env["STREAMS_APP_ID"]).values()
-        if blob
+        PartitionProcessor.loads(c.state.blob)
+        for c in store.stream.checkpoints(env["STREAMS_APP_ID"]).values()
+        if c.state
     ]
     assert len(processors) == settings.topic_partitions
     assert {p.book.closed_through for p in processors} == {closed}
@@ -212,19 +212,21 @@ def test_norway_by_make_replay_closes_every_month(
              for m in range(HORIZON)]  # fmt: skip
     for key in enough:
         forecasts = [
-            f for f in store.forecasts("demand", key, ONLINE_MODEL) if f.period_start > closed
+            f
+            for f in store.series.forecasts("demand", key, ONLINE_MODEL)
+            if f.period_start > closed
         ]
         assert [f.period_start for f in forecasts] == after, key
         assert all(math.isfinite(f.value) and f.value >= 0 for f in forecasts), key
         assert all(f.fallback_level is None for f in forecasts), key  # its own history
 
     # running metrics: the partitions' global scores at every close, per-make MAE
-    scores = store.score_history("demand", "global", ONLINE_MODEL)
+    scores = store.monitoring.score_history("demand", "global", ONLINE_MODEL)
     by_metric = Counter(s.metric for s in scores)
     assert set(by_metric) == {"mae", "rmse", "mape", "r2"}
     # one row per metric per partition per closed month (every partition starts in 2007-01)
     assert by_metric["mae"] == (MONTHS - 1) * settings.topic_partitions
     assert all(math.isfinite(s.score) for s in scores)
-    assert all(store.score_history("demand", k, ONLINE_MODEL) for k in enough)
+    assert all(store.monitoring.score_history("demand", k, ONLINE_MODEL) for k in enough)
     for p in processors:
         assert p.forecaster.metrics()["mae"] is not None

@@ -3,7 +3,7 @@ dead-lettered, and nothing raises, on SQLite and on a real PostgreSQL server.
 
 Property-based (hypothesis, derandomized so CI is stable): arbitrary JSON values, raw bytes and
 mutations of a valid sale and of a valid network measurement (arbitrary text, numbers and dates
-in each field, fields removed) go through ``fold_batch`` and then ``Store.apply_observations``
+in each field, fields removed) go through ``fold_batch`` and then the stream store's commit
 the way ``streams/app.py::commit`` calls it; the dead letters must be publishable. A second
 property runs the accepted events through the domains' partition processors too (online models,
 drift monitors, forecasts and scores go to the store in the same commit).
@@ -304,7 +304,7 @@ class Worker:
             messages,
             self.checkpoints,
             consumer=CONSUMER,
-            known_ids=lambda ids: self.store.known_event_ids(self.domain.name, ids),
+            known_ids=lambda ids: self.store.stream.known_event_ids(self.domain.name, ids),
             **LIMITS,
         )
         # every message is accepted or dead-lettered, exactly once
@@ -326,7 +326,7 @@ class Worker:
             encode_event(record)  # the worker must be able to publish it
         output, states = self.process(batch)
         marks = {(CONSUMER, t, p): off for (t, p), off in batch.offsets.items()}
-        self.store.apply_observations(
+        self.store.stream.apply_observations(
             batch.deltas,
             marks,
             states,
@@ -340,7 +340,7 @@ class Worker:
             encode_event(request)
         self.checkpoints.update(batch.offsets)
         self.stored += batch.accepted
-        assert self.store.count_events(self.domain.name) == self.stored
+        assert self.store.series.count_events(self.domain.name) == self.stored
         return batch
 
     def process(self, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:
@@ -353,7 +353,7 @@ class Worker:
                 continue
             self.processors[tp] = processor
             output.extend(processor.process(events))
-            states[(CONSUMER, *tp)] = processor.dumps()
+            states[(CONSUMER, *tp)] = processor.state()
         return output, states
 
 

@@ -121,12 +121,12 @@ def test_poison_is_dead_lettered_good_events_stored_worker_never_restarts(
         field = "sales" if event.contract_type == "SALE" else "purchases"
         expected[(event.segment_key, month_start(event.occurred_at), field)] += 1
     stored: Counter[tuple[str, object, str]] = Counter()
-    for row in store.observations("demand"):
+    for row in store.series.observations("demand"):
         for field in ("sales", "purchases"):
             if field in row.fields:
                 stored[(row.series_key, row.period_start, field)] += row.fields[field].count
     assert stored == expected
-    assert store.count_events("demand") == GOOD
+    assert store.series.count_events("demand") == GOOD
 
     # the worker is still the same process, still consuming, and its agent never crashed
     sender.send(settings.topic_sales, "late", orjson.dumps(sale(GOOD)), "good")

@@ -84,7 +84,7 @@ def test_sigterm_with_the_store_gone_ends_in_time_and_a_restart_loses_nothing(
     store = Store.from_url(url)
     procs = start_all(spawn, env)
     records = publish(settings, 3_000)
-    wait_for_progress(lambda: store.count_events("demand") > 0)
+    wait_for_progress(lambda: store.series.count_events("demand") > 0)
     own_postgres.stop()
     time.sleep(1)
     took = sigterm_all(procs)
@@ -92,7 +92,7 @@ def test_sigterm_with_the_store_gone_ends_in_time_and_a_restart_loses_nothing(
     own_postgres.start()
     spawn(["streams"], env)
     wait_for_progress(
-        lambda: store.count_events("demand") == 3_000,
-        progress=lambda: store.count_events("demand"),
+        lambda: store.series.count_events("demand") == 3_000,
+        progress=lambda: store.series.count_events("demand"),
     )
     assert stored_counts(store) == expected_counts(records)

@@ -56,7 +56,7 @@ class Replay(threading.Thread):
 
 def count(store: Store) -> int:
     try:
-        return store.count_events("demand")
+        return store.series.count_events("demand")
     except Exception:  # noqa: BLE001 - the store is down: no progress to see
         return -1
 
@@ -136,8 +136,10 @@ def test_trainer_waits_for_postgres_and_runs_each_request_once(
     assert producer.flush() == 0
     wait_for_progress(lambda: "store unavailable during" in trainer.output())
     own_postgres.start()
-    job = wait_for_progress(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j)
+    job = wait_for_progress(
+        lambda: (j := store.jobs.get_job(request.event_id)) and j.finished_at and j
+    )
     assert job.status == "completed", job.error
-    assert [j.id for j in store.list_jobs(domain="demand")] == [request.event_id]
-    assert store.active_version("demand") == job.version
+    assert [j.id for j in store.jobs.list_jobs(domain="demand")] == [request.event_id]
+    assert store.models.active_version("demand") == job.version
     assert trainer.alive(), trainer.output()[-3000:]

@@ -46,12 +46,12 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
         field = "sales" if event.contract_type == "SALE" else "purchases"
         expected[(event.segment_key, month_start(event.occurred_at), field)] += 1
     stored: Counter[tuple[str, object]] = Counter()
-    for row in store.observations("demand"):
+    for row in store.series.observations("demand"):
         for field in ("sales", "purchases"):
             if field in row.fields:
                 stored[(row.series_key, row.period_start, field)] += row.fields[field].count
     assert stored == expected
-    assert store.count_events("demand") == 1000
+    assert store.series.count_events("demand") == 1000
 
     letters = read_topic(
         settings.bootstrap_servers,
@@ -85,7 +85,7 @@ def test_valid_events_stored_invalid_dead_lettered_worker_keeps_going(make_env, 
     )
     kinds = Counter(orjson.loads(m.value())["error_type"] for m in letters)
     assert len(letters) == 55 and kinds["duplicate"] == 5
-    assert store.count_events("demand") == 1010
+    assert store.series.count_events("demand") == 1010
     assert worker.alive(), worker.output()[-3000:]
 
 
@@ -110,7 +110,7 @@ def test_network_measurements_become_per_cell_windows(make_env, spawn) -> None:
         producer.publish(settings.topic_network, cell, orjson.dumps(body))
     producer.flush()
     wait_for_events(store, "network", 300, exact=True)
-    rows = store.observations("network")
+    rows = store.series.observations("network")
     assert {r.series_key for r in rows} == {"cell-0", "cell-1"}
     assert sorted({r.period_start.minute for r in rows}) == [0, 1, 2]
     first = next(r for r in rows if r.series_key == "cell-0" and r.period_start.minute == 0)

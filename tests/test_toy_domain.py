@@ -95,8 +95,8 @@ def test_toy_domain_through_worker_and_trainer(make_env, spawn) -> None:
     assert producer.flush() == 0
 
     # validated and stored as observations: one per sensor per day
-    wait_until(lambda: store.count_events("toy") >= 60, 60)
-    rows = store.observations("toy")
+    wait_until(lambda: store.series.count_events("toy") >= 60, 60)
+    rows = store.series.observations("toy")
     assert len(rows) == 60 and {r.series_key for r in rows} == {"s-0", "s-1", "s-2"}
     assert all(r.n_events == 1 and r.fields["value"].count == 1 for r in rows)
     assert {r.series_key: r.fields["value"].total for r in rows if r.period_start.day == 1} == {
@@ -104,7 +104,7 @@ def test_toy_domain_through_worker_and_trainer(make_env, spawn) -> None:
         "s-1": 11.0,
         "s-2": 12.0,
     }
-    assert store.count_events("toy") == 60
+    assert store.series.count_events("toy") == 60
 
     # the bad ones dead-lettered with their reason
     letters = read_topic(
@@ -118,9 +118,11 @@ def test_toy_domain_through_worker_and_trainer(make_env, spawn) -> None:
     request = RetrainRequest(**fresh(), domain="toy", requested_by="test")
     producer.publish(settings.topic_retrain_requests, "toy/global", request)
     producer.flush()
-    job = wait_until(lambda: (j := store.get_job(request.event_id)) and j.finished_at and j, 60)
+    job = wait_until(
+        lambda: (j := store.jobs.get_job(request.event_id)) and j.finished_at and j, 60
+    )
     assert job.status == "completed", job.error
-    version = store.get_version("toy", "global", job.version)
+    version = store.models.get_version("toy", "global", job.version)
     assert version.algorithm == "toy-mean" and version.status == "active"
     assert set(version.metrics["candidates"]) == {"toy-zero", "toy-mean"}
     [event] = read_json(settings.bootstrap_servers, settings.topic_model_updated, 4, 1, 30)

@@ -50,9 +50,9 @@ def test_request_yields_job_version_artifact_activation_and_event(trained) -> No
     producer.flush()
     job = wait_for_job(store, request.event_id)
     assert job.status == "completed", job.error
-    version = store.get_version("demand", "global", job.version)
+    version = store.models.get_version("demand", "global", job.version)
     assert version.status == "active" and Path(version.artifact_path).is_file()
-    assert store.active_version("demand") == job.version
+    assert store.models.active_version("demand") == job.version
     [event] = updates(settings, 1)
     assert event["version"] == job.version and event["domain"] == "demand"
     assert event["metrics"]["mae"] == version.metrics["mae"]
@@ -70,10 +70,10 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
     producer.flush()
 
     def coalesced() -> int:
-        return sum(len(j.request_ids) for j in store.list_jobs(domain="demand"))
+        return sum(len(j.request_ids) for j in store.jobs.list_jobs(domain="demand"))
 
     wait_for_progress(lambda: coalesced() == 100, coalesced)
-    jobs = store.list_jobs(domain="demand")
+    jobs = store.jobs.list_jobs(domain="demand")
     assert len(jobs) == 1
     assert sorted(jobs[0].request_ids) == sorted(ids)
     wait_for_job(store, jobs[0].id, lambda j: j.status == "completed")
@@ -99,7 +99,7 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     producer.publish(settings.topic_retrain_requests, "demand/global", second)
     producer.flush()
     v2 = wait_for_job(store, second.event_id, lambda j: j.version).version
-    assert store.active_version("demand") == v1
+    assert store.models.active_version("demand") == v1
 
     cmd = ModelCommand(
         command="activate",
@@ -112,17 +112,17 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     producer.publish(settings.topic_model_commands, "demand/global", cmd)
     producer.publish(settings.topic_model_commands, "demand/global", cmd)  # replayed: no-op
     producer.flush()
-    wait_until(lambda: store.active_version("demand") == v2, 30)
+    wait_until(lambda: store.models.active_version("demand") == v2, 30)
     back = ModelCommand(**fresh(), command="rollback", domain="demand", requested_by="ops")
     producer.publish(settings.topic_model_commands, "demand/global", back)
     producer.flush()
-    wait_until(lambda: store.active_version("demand") == v1, 30)
-    history = store.activations("demand")
+    wait_until(lambda: store.models.active_version("demand") == v1, 30)
+    history = store.models.activations("demand")
     assert [a.version for a in history] == [v1, v2, v1]
     assert [a.actor for a in history] == ["trainer", "ops", "ops"]
     between = history[1].activated_at
-    assert store.live_at("demand", "global", between) == v2
-    assert store.live_at("demand", "global", history[0].activated_at) == v1
+    assert store.models.live_at("demand", "global", between) == v2
+    assert store.models.live_at("demand", "global", history[0].activated_at) == v1
     events = updates(settings, 3)
     assert [e["version"] for e in events[-2:]] == [v2, v1]
     assert proc.alive()
@@ -132,7 +132,7 @@ def test_cli_retrain_wait_and_models_list(trained, spawn) -> None:
     env, settings, store, proc, producer = trained
     retrain = spawn(["retrain", "--wait", "--timeout", "60"], env)
     assert retrain.handle.wait(90) == 0, retrain.output()
-    version = store.active_version("demand")
+    version = store.models.active_version("demand")
     assert version and version in retrain.output() and "ACTIVE" in retrain.output()
     listing = spawn(["models", "list"], env)
     assert listing.handle.wait(30) == 0
@@ -149,12 +149,12 @@ def test_sigkill_mid_job_then_restart_recovers(trained, spawn) -> None:
     producer.flush()
     wait_for_job(store, request.event_id, lambda j: j.status == "running", interval=0.01)
     proc.kill()  # SIGKILL while the job trains
-    assert store.get_job(request.event_id).status == "running"
-    assert store.active_version("demand") is None  # nothing partial became active
+    assert store.jobs.get_job(request.event_id).status == "running"
+    assert store.models.active_version("demand") is None  # nothing partial became active
     restarted = spawn(["trainer"], env)
     job = wait_for_job(store, request.event_id)
     assert job.status == "completed", job.error
-    active = store.list_versions(domain="demand", status="active")
+    active = store.models.list_versions(domain="demand", status="active")
     assert len(active) == 1 and active[0].version == job.version
     assert Path(active[0].artifact_path).is_file()
     assert joblib.load(active[0].artifact_path).algorithm == active[0].algorithm

@@ -60,47 +60,47 @@ def test_artifact_write_is_atomic(tmp_path: Path) -> None:
 def test_first_job_promotes_then_identical_retrain_is_rejected(store: Store, tmp_path) -> None:
     seed_demand(store)
     run = runner(store, tmp_path)
-    first = run.run(store.create_job("demand", "global", "manual"))
+    first = run.run(store.jobs.create_job("demand", "global", "manual"))
     assert first.status == "completed" and first.promoted, first.reason
-    row = store.get_version("demand", "global", first.version)
+    row = store.models.get_version("demand", "global", first.version)
     assert row.status == "active" and Path(row.artifact_path).exists()
     assert row.train_samples > 0 and row.test_samples > 0
     assert row.total_samples == row.train_samples + row.test_samples
     assert row.segments_covered == 8
     assert {"mae", "rmse", "mape", "r2", "wape", "mase"} <= set(row.metrics)
-    second = run.run(store.create_job("demand", "global", "manual"))
+    second = run.run(store.jobs.create_job("demand", "global", "manual"))
     assert second.status == "completed" and not second.promoted
     assert "does not beat active" in second.reason
-    assert store.get_version("demand", "global", second.version).status == "rejected"
-    assert store.active_version("demand") == first.version
+    assert store.models.get_version("demand", "global", second.version).status == "rejected"
+    assert store.models.active_version("demand") == first.version
 
 
 def test_insufficient_data_and_bad_ranges_fail_with_the_documented_reason(
     store: Store, tmp_path
 ) -> None:
     run = runner(store, tmp_path)
-    empty = run.run(store.create_job("demand", "global", "manual"))
+    empty = run.run(store.jobs.create_job("demand", "global", "manual"))
     assert empty.status == "failed" and "No sales observations" in empty.reason
     seed_demand(store, months=8)
-    short = run.run(store.create_job("demand", "global", "manual"))
+    short = run.run(store.jobs.create_job("demand", "global", "manual"))
     assert short.reason == (
         "Insufficient training data. Minimum 12 months of transaction history required."
     )
-    bad = store.create_job(
+    bad = store.jobs.create_job(
         "demand", "global", "manual", start_date=date(2023, 5, 1), end_date=date(2023, 1, 1)
     )
     assert run.run(bad).reason == "end_date must be after start_date"
-    assert store.get_job(bad.id).status == "failed"
-    assert store.get_job(bad.id).error == "end_date must be after start_date"
+    assert store.jobs.get_job(bad.id).status == "failed"
+    assert store.jobs.get_job(bad.id).error == "end_date must be after start_date"
 
 
 def test_artifacts_can_live_in_the_database(store: Store, tmp_path) -> None:
     seed_demand(store)
     run = TrainingRunner(store, tmp_path / "unused", artifacts_in_db=True)
-    first = run.run(store.create_job("demand", "global", "manual"))
-    row = store.get_version("demand", "global", first.version)
+    first = run.run(store.jobs.create_job("demand", "global", "manual"))
+    row = store.models.get_version("demand", "global", first.version)
     assert first.promoted and row.artifact_path is None
     assert not (tmp_path / "unused").exists()
     assert load_model(store, "demand", "global", first.version).algorithm == row.algorithm
-    second = run.run(store.create_job("demand", "global", "manual"))  # gate loads from the DB
+    second = run.run(store.jobs.create_job("demand", "global", "manual"))  # gate loads from the DB
     assert second.status == "completed" and "does not beat active" in second.reason

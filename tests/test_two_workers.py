@@ -60,6 +60,13 @@ def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path)
     expected = final_state(clean, clean_env["STREAMS_APP_ID"])
     actual = final_state(store, env["STREAMS_APP_ID"])
     assert expected["drift_events"], "the replay's drift must raise drift events to compare"
-    for part in ("observations", "metrics", "drift_stats", "drift_events", "forecasts"):
+    for part in (
+        "observations",
+        "metrics",
+        "drift_stats",
+        "stored_stats",
+        "drift_events",
+        "forecasts",
+    ):
         assert actual[part] == expected[part], part
     assert actual["sums"] == pytest.approx(expected["sums"], rel=1e-12)

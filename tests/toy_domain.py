@@ -77,7 +77,7 @@ class ToyTrainer(DomainTrainer):
         min_periods: int,
         test_periods: int | None = None,
     ) -> TrainingSet:
-        rows = store.observations(ToyDomain.name)
+        rows = store.series.observations(ToyDomain.name)
         frame = pd.DataFrame(
             [
                 {

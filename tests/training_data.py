@@ -14,5 +14,5 @@ def seed_demand(store: Store, *, months: int = 30, segments: int = 8, seed: int 
     domain = get_domain("demand")
     source = simulate_demand(seed=seed, start=date(2022, 1, 1), months=months, segments=segments)
     deltas = [d for record in source.records() for d in domain.observe(record.event)]
-    store.apply_observations(deltas)
-    return store.count_events("demand")
+    store.stream.apply_observations(deltas)
+    return store.series.count_events("demand")

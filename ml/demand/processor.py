@@ -97,7 +97,7 @@ class DemandProcessor(PartitionProcessor):
         self.baseline = None
         self.policy.job_finished(DOMAIN, "global", at)
 
-    def drift_statistics(self) -> dict[str, Any]:
+    def statistics(self) -> dict[str, Any]:
         """Per segment: the drift monitor's statistics; ``global``: the degradation window."""
         out: dict[str, Any] = {key: m.stats() for key, m in sorted(self.monitors.items())}
         recent = sum(self.errors) / len(self.errors) if self.errors else None
@@ -110,6 +110,10 @@ class DemandProcessor(PartitionProcessor):
             "model_version": self.model_version,
         }
         return out
+
+    def statistics_stamp(self) -> Any:
+        """The statistics change only when a month closes or a new model goes live."""
+        return (self.book.closed_through, self.model_version)
 
     # --- month close -------------------------------------------------------------------------
     def _close(self, closed: ClosedMonth, out: ProcessorOutput) -> None:

@@ -24,7 +24,7 @@ def demand_panel(store: Store, start: date | None = None, end: date | None = Non
     """One row per segment and month (zeros where a known segment sold nothing)."""
     lo = datetime(start.year, start.month, 1, tzinfo=UTC) if start else None
     hi = datetime(end.year, end.month, end.day, tzinfo=UTC) if end else None
-    rows = store.observations("demand", start=lo, end=hi)
+    rows = store.series.observations("demand", start=lo, end=hi)
     if not rows:
         return pd.DataFrame(
             columns=["series_key", "month", "sales", "purchases", "sale_price", "purchase_price"]

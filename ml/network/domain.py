@@ -41,9 +41,8 @@ class NetworkDomain(Domain):
     def seed(self, store: object) -> int:
         """The shipped model configs, stored at the first start (none is re-added later)."""
         from ml.network.configs import DEFAULT_CONFIGS
-        from ml.registry.network import NetworkRegistry
 
-        return NetworkRegistry(store).seed_configs(list(DEFAULT_CONFIGS))  # type: ignore[arg-type]
+        return store.network.seed_configs(list(DEFAULT_CONFIGS))  # type: ignore[attr-defined]
 
     def trainer_hooks(self, context: TrainerContext) -> TrainerHooks:
         """The network commands and the per-field monitor (:mod:`ml.network.hooks`)."""
@@ -65,16 +64,12 @@ class NetworkDomain(Domain):
 
         configs = list(DEFAULT_CONFIGS)
         if store is not None:
-            from ml.registry.network import NetworkRegistry
-
-            configs = NetworkRegistry(store).live_configs() or configs  # type: ignore[arg-type]
+            configs = store.network.live_configs() or configs  # type: ignore[attr-defined]
         return NetworkTrainer.for_scope(scope, configs, base_window_seconds=self.window_seconds)
 
     def model_configs(self, store: object) -> list | None:
         """The live stored configs; None before any was stored (the defaults stay)."""
-        from ml.registry.network import NetworkRegistry
-
-        registry = NetworkRegistry(store)  # type: ignore[arg-type]
+        registry = store.network  # type: ignore[attr-defined]
         if not registry.configs(include_deleted=True):
             return None
         return registry.live_configs()

@@ -39,7 +39,8 @@ from ml.network.performance import (
 )
 from ml.network.state import DOMAIN, MonitoringState
 from ml.network.training import NetworkTrainer
-from ml.registry.network import NetworkRegistry, SqlFieldStateRepository
+from ml.registry.network import SqlFieldStateRepository
+from ml.registry.stores.network import NetworkStore
 from ml.training.versioning import load_model
 from ml.triggers import retrain_request
 from schemas.events import ModelCommand, ModelCommandType, RetrainReason
@@ -80,10 +81,10 @@ class StoreScorer(ModelScorer):
     """The models of a field are the live configs forecasting it; scores come from the store."""
 
     def __init__(
-        self, store: Any, registry: NetworkRegistry | None = None, base_window_seconds: int = 60
+        self, store: Any, registry: NetworkStore | None = None, base_window_seconds: int = 60
     ) -> None:
         self.store = store
-        self.registry = registry or NetworkRegistry(store)
+        self.registry = registry or store.network
         self.base_window_seconds = base_window_seconds
 
     def models(self, field: str) -> list[str]:
@@ -98,7 +99,7 @@ class StoreScorer(ModelScorer):
     def score(self, field: str, model_id: str, metric: str) -> float:
         config = self.config(field, model_id)
         if config.online:
-            latest = self.registry.latest_online_score(field, model_id, metric)
+            latest = self.store.monitoring.latest_online_score(DOMAIN, field, model_id, metric)
             if latest is None:
                 raise LookupError(f"no online score yet for {model_id} ({field}, {metric})")
             return latest.score
@@ -106,7 +107,7 @@ class StoreScorer(ModelScorer):
 
     def _batch_score(self, config: ModelConfig, field: str, metric: str) -> float:
         """The live version of the config re-scored on the current test window."""
-        version = self.store.active_version(DOMAIN, config.id)
+        version = self.store.models.active_version(DOMAIN, config.id)
         if version is None:
             raise LookupError(f"no live version of {config.id} yet (retrain it first)")
         model = load_model(self.store, DOMAIN, config.id, version)
@@ -157,7 +158,7 @@ def _iso(value: datetime | None) -> str | None:
 class NetworkCommands:
     """Applies the network commands; every outcome is stored by command id."""
 
-    def __init__(self, registry: NetworkRegistry, monitor: FieldMonitor) -> None:
+    def __init__(self, registry: NetworkStore, monitor: FieldMonitor) -> None:
         self.registry = registry
         self.monitor = monitor
         self.tracker: PerformanceTracker = monitor.tracker
@@ -263,7 +264,7 @@ class FieldLoop:
     def __init__(
         self,
         monitor: FieldMonitor,
-        registry: NetworkRegistry,
+        registry: NetworkStore,
         store: Any,
         *,
         tick_seconds: float = 1.0,
@@ -327,7 +328,7 @@ class FieldLoop:
         config = configs.get(model_id)
         if config is None or not config.online:
             return
-        latest = self.registry.latest_online_score(field, model_id, state.metric)
+        latest = self.store.monitoring.latest_online_score(DOMAIN, field, model_id, state.metric)
         key = (field, model_id, state.metric)
         if latest is None or self._seen.get(key) == latest.id:
             return
@@ -342,7 +343,7 @@ class NetworkTrainerHooks(TrainerHooks):
 
     def __init__(self, context: TrainerContext, base_window_seconds: int = 60) -> None:
         store = context.store  # the registry Store (this package never imports it)
-        self.registry = NetworkRegistry(store)
+        self.registry = store.network
         scorer = StoreScorer(store, self.registry, base_window_seconds)
         tracker = PerformanceTracker(SqlFieldStateRepository(store), scorer)
         jobs = RetrainJobs(context.retrain)

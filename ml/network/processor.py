@@ -126,6 +126,14 @@ class NetworkProcessor(PartitionProcessor):
     def model(self, field: str, config_id: str) -> OnlineModel:
         return self.forecaster.models[(field, config_id)]
 
+    def statistics(self) -> dict[str, Any]:
+        """Per output field, per online config: the running metrics of its model and of
+        persistence on the same points (what ``score_history`` samples every few minutes)."""
+        out: dict[str, Any] = {}
+        for field, config_id in sorted(self.forecaster.models):
+            out.setdefault(field, {})[config_id] = self.forecaster.metrics(field, config_id)
+        return out
+
     # --- stream ------------------------------------------------------------------------------
     def process(self, events: Sequence[BaseEvent]) -> ProcessorOutput:
         out = ProcessorOutput()

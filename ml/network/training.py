@@ -289,7 +289,7 @@ class NetworkTrainer(DomainTrainer):
             raise TrainingDataError("end_date must be after start_date")
         lo = datetime.combine(start, time(), tzinfo=UTC) if start else None
         hi = datetime.combine(end, time(), tzinfo=UTC) if end else None
-        observations = store.observations(DOMAIN, start=lo, end=hi)
+        observations = store.series.observations(DOMAIN, start=lo, end=hi)
         return self.training_set_from(observations, min_periods, test_periods)
 
     def training_set_from(

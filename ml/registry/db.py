@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
 
-__all__ = ["normalize_url", "make_engine", "alembic_config", "upgrade", "current_revision"]
+__all__ = [
+    "Database",
+    "where_given",
+    "normalize_url",
+    "make_engine",
+    "alembic_config",
+    "upgrade",
+    "current_revision",
+]
 
 _HERE = Path(__file__).resolve().parent
+
+
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def where_given(query: Q, entity: Any, **values: Any) -> Q:
+    """``query`` restricted to ``entity.<name> == value`` for each value that is not None."""
+    for name, value in values.items():
+        if value is not None:
+            query = query.where(getattr(entity, name) == value)
+    return query
 
 
 def normalize_url(url: str) -> str:
@@ -71,3 +91,29 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+class Database:
+    """One engine and its session factory, shared by the aggregate stores (``stores/``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session = sessionmaker(engine, expire_on_commit=False)
+        #: row locks (``SELECT ... FOR UPDATE``) where the backend has them
+        self.locking = engine.dialect.name == "postgresql"
+        #: positional parameter marker of the driver (plain SQL on the stream's hot path)
+        self.mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def shareable_url(self) -> str | None:
+        """The URL when another process can open the same database (not in-memory SQLite)."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        return url.render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -5,11 +5,16 @@ Like MLflow's entities/stores split: callers never hold a session or a lazy-load
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml.aggregates import FieldStats
+
+if TYPE_CHECKING:
+    from ml.network.configs import ModelConfig
 
 __all__ = [
     "ACTIVE",
@@ -21,14 +26,22 @@ __all__ = [
     "SCORE_TRIGGERS",
     "VERSION_STATUSES",
     "ActivationRow",
+    "CommandResultRow",
+    "ConfigRow",
     "DriftEventRow",
     "ForecastRow",
     "TrainingJobRow",
     "ModelVersionRow",
     "ObservationRow",
+    "OnlineScore",
     "PartitionFault",
+    "ProcessorState",
     "ScoreRow",
+    "StatisticsChange",
+    "StoredCheckpoint",
     "StreamPosition",
+    "StreamStatisticRow",
+    "plain",
 ]
 
 CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retired"
@@ -142,7 +155,7 @@ class ScoreRow:
 
 @dataclass(frozen=True, slots=True)
 class ForecastRow:
-    """A forecast of one series and period; also the input of ``Store.upsert_forecasts``."""
+    """A forecast of one series and period; also what the stream commit upserts."""
 
     domain: str
     series_key: str
@@ -177,3 +190,95 @@ class PartitionFault:
     stored_offset: int
     reason: str
     detected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorState:
+    """A partition processor's pickled state and the format ``version`` it was written in
+    (None: written before versions were recorded)."""
+
+    version: int | None
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """One consumer's stored position of a partition and the processor state it includes."""
+
+    topic: str
+    partition: int
+    offset: int
+    state: ProcessorState | None
+
+
+#: (scope, name) of a stream statistic
+StatisticKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsChange:
+    """What a stream batch changes in one partition's statistics (``stream_statistics``):
+    ``values`` are upserted, ``removed`` deleted; ``replace`` drops every other stored
+    statistic of the partition first (``values`` is then the complete set)."""
+
+    domain: str
+    values: Mapping[StatisticKey, Any]
+    removed: frozenset[StatisticKey] = frozenset()
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatisticRow:
+    """One current statistic of a stream partition (plain JSON ``value``)."""
+
+    domain: str
+    topic: str
+    partition: int
+    scope: str
+    name: str
+    value: Any
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRow:
+    """A stored model config (network domain) and its life."""
+
+    config: ModelConfig
+    created_at: datetime
+    deleted_at: datetime | None
+    command_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResultRow:
+    """What the trainer did with a published command."""
+
+    command_id: str
+    command: str
+    domain: str
+    scope: str
+    status: str  # ok | error
+    result: dict[str, Any]
+    error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineScore:
+    """One running score the stream recorded (``id`` orders rows written at the same time)."""
+
+    id: int
+    score: float
+    recorded_at: datetime
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy: non-finite floats become None, tuples lists, keys strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

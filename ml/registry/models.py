@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -21,14 +21,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ml.aggregates import FieldStats
+from ml.registry import entities as e
+
+if TYPE_CHECKING:
+    from ml.network.state import FieldState
+
 __all__ = [
     "Base",
     "UtcDateTime",
     "utcnow",
+    "as_utc",
     "Observation",
     "ProcessedEvent",
     "StreamCheckpoint",
     "StreamFault",
+    "StreamStatistic",
     "ModelVersion",
     "Activation",
     "TrainingJob",
@@ -43,6 +51,15 @@ __all__ = [
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """Aggregates of datetimes come back as text on SQLite and naive on some drivers."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -88,6 +105,20 @@ class Observation(Base):
     corrections: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
+    def field_stats(self) -> dict[str, FieldStats]:
+        return {k: FieldStats.from_dict(v) for k, v in (self.fields or {}).items()}
+
+    def to_entity(self) -> e.ObservationRow:
+        return e.ObservationRow(
+            self.domain,
+            self.series_key,
+            self.period_start,
+            self.n_events,
+            self.field_stats(),
+            self.corrections,
+            self.updated_at,
+        )
+
 
 class ProcessedEvent(Base):
     """Ids of events already folded into observations (a re-published duplicate is refused)."""
@@ -108,9 +139,17 @@ class StreamCheckpoint(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     offset: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: format version of ``state`` (``PartitionProcessor.STATE_VERSION`` of its writer)
+    state_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: identifies the record at ``offset`` (None: not verifiable, e.g. after a reset)
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.StoredCheckpoint:
+        state = None
+        if self.state is not None:
+            state = e.ProcessorState(self.state_version, self.state)
+        return e.StoredCheckpoint(self.topic, self.partition, self.offset, state)
 
 
 class StreamFault(Base):
@@ -124,6 +163,45 @@ class StreamFault(Base):
     stored_offset: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     detected_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.PartitionFault:
+        return e.PartitionFault(
+            self.consumer,
+            self.topic,
+            self.partition,
+            self.stored_offset,
+            self.reason,
+            self.detected_at,
+        )
+
+
+class StreamStatistic(Base):
+    """One current statistic of a stream partition's processor (drift statistics, running
+    scores), written with the batch that changed it: readable without the processor's class."""
+
+    __tablename__ = "stream_statistics"
+    __table_args__ = (Index("ix_stream_statistics_domain", "domain", "scope"),)
+
+    consumer: Mapped[str] = mapped_column(String(120), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: what the statistic is about (a segment, a field, ``global``: the whole partition)
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(40))
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.StreamStatisticRow:
+        return e.StreamStatisticRow(
+            self.domain,
+            self.topic,
+            self.partition,
+            self.scope,
+            self.name,
+            self.value,
+            self.updated_at,
+        )
 
 
 class ModelVersion(Base):
@@ -149,6 +227,26 @@ class ModelVersion(Base):
     trained_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
+    def to_entity(self) -> e.ModelVersionRow:
+        return e.ModelVersionRow(
+            self.domain,
+            self.scope,
+            self.version,
+            self.status,
+            self.algorithm,
+            list(self.features or []),
+            dict(self.metrics or {}),
+            self.train_samples,
+            self.test_samples,
+            self.total_samples,
+            self.segments_covered,
+            self.artifact_path,
+            self.job_id,
+            self.reason,
+            self.trained_at,
+            self.created_at,
+        )
+
 
 class Activation(Base):
     """Audit of which version went live when, replacing which, why and on whose word."""
@@ -165,6 +263,18 @@ class Activation(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(120), default="system")
     command_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def to_entity(self) -> e.ActivationRow:
+        return e.ActivationRow(
+            self.domain,
+            self.scope,
+            self.version,
+            self.previous_version,
+            self.activated_at,
+            self.reason,
+            self.actor,
+            self.command_id,
+        )
 
 
 class TrainingJob(Base):
@@ -187,6 +297,25 @@ class TrainingJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
+    def to_entity(self) -> e.TrainingJobRow:
+        return e.TrainingJobRow(
+            self.id,
+            self.domain,
+            self.scope,
+            self.status,
+            self.trigger,
+            list(self.request_ids or []),
+            self.start_date,
+            self.end_date,
+            dict(self.params or {}),
+            self.version,
+            self.error,
+            self.created_at,
+            self.started_at,
+            self.finished_at,
+            self.heartbeat_at,
+        )
+
 
 class DriftEventRecord(Base):
     __tablename__ = "drift_events"
@@ -203,6 +332,20 @@ class DriftEventRecord(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
+    def to_entity(self) -> e.DriftEventRow:
+        return e.DriftEventRow(
+            self.event_id,
+            self.domain,
+            self.scope,
+            self.detector,
+            self.statistic,
+            self.value,
+            self.threshold,
+            self.model_version,
+            dict(self.evidence or {}),
+            self.occurred_at,
+        )
+
 
 class ScoreHistory(Base):
     __tablename__ = "score_history"
@@ -217,6 +360,18 @@ class ScoreHistory(Base):
     baseline: Mapped[float | None] = mapped_column(Float, nullable=True)
     trigger: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.ScoreRow:
+        return e.ScoreRow(
+            self.domain,
+            self.scope,
+            self.model_id,
+            self.metric,
+            self.score,
+            self.baseline,
+            self.trigger,
+            self.recorded_at,
+        )
 
 
 class Forecast(Base):
@@ -238,6 +393,19 @@ class Forecast(Base):
     fallback_level: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
+    def to_entity(self) -> e.ForecastRow:
+        return e.ForecastRow(
+            self.domain,
+            self.series_key,
+            self.model_version,
+            self.period_start,
+            self.value,
+            self.lower,
+            self.upper,
+            self.fallback_level,
+            self.created_at,
+        )
+
 
 class ModelConfigRecord(Base):
     """A model config of a domain (network: architecture, fields, windows...); deleting one
@@ -251,6 +419,13 @@ class ModelConfigRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     command_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    def to_entity(self) -> e.ConfigRow:
+        from ml.network.configs import parse_config
+
+        return e.ConfigRow(
+            parse_config(self.config), self.created_at, self.deleted_at, self.command_id
+        )
 
 
 class FieldStateRecord(Base):
@@ -271,6 +446,37 @@ class FieldStateRecord(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
+    def to_entity(self) -> FieldState:
+        from ml.network.state import FieldState, MonitoringState
+
+        return FieldState(
+            field=self.field,
+            state=MonitoringState(self.state),
+            metric=self.metric,
+            best_model_id=self.best_model_id,
+            baseline=self.baseline,
+            elected_at=self.elected_at,
+            jobs=tuple(self.jobs or ()),
+            lock_owner=self.lock_owner,
+            locked_at=self.locked_at,
+            next_check_at=self.next_check_at,
+            reason=self.reason or "",
+            updated_at=self.updated_at,
+        )
+
+    def update_from(self, state: FieldState) -> None:
+        self.state = str(state.state)
+        self.metric = state.metric
+        self.best_model_id = state.best_model_id
+        self.baseline = state.baseline
+        self.elected_at = state.elected_at
+        self.jobs = list(state.jobs)
+        self.lock_owner = state.lock_owner
+        self.locked_at = state.locked_at
+        self.next_check_at = state.next_check_at
+        self.reason = state.reason
+        self.updated_at = state.updated_at or utcnow()
+
 
 class CommandResult(Base):
     """What the trainer did with a published command (the API answers with it)."""
@@ -285,3 +491,15 @@ class CommandResult(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.CommandResultRow:
+        return e.CommandResultRow(
+            self.command_id,
+            self.command,
+            self.domain,
+            self.scope,
+            self.status,
+            dict(self.result or {}),
+            self.error,
+            self.created_at,
+        )

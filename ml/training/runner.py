@@ -74,7 +74,7 @@ class TrainingRunner:
 
     def run(self, job: TrainingJobRow) -> JobOutcome:
         """Run ``job`` to completed or failed; never raises for a job's own failure."""
-        self.store.update_job(job.id, status="running", started_at=self.clock(), error=None)
+        self.store.jobs.update_job(job.id, status="running", started_at=self.clock(), error=None)
         try:
             outcome = self._train(job)
         except TrainingDataError as exc:
@@ -83,7 +83,7 @@ class TrainingRunner:
             if is_transient(exc):
                 raise  # the store went away: not the job's failure, it runs again later
             outcome = JobOutcome(job.id, "failed", reason=f"{type(exc).__name__}: {exc}")
-        self.store.update_job(
+        self.store.jobs.update_job(
             job.id,
             status=outcome.status,
             finished_at=self.clock(),
@@ -123,7 +123,7 @@ class TrainingRunner:
         baseline: CandidateResult,
     ) -> tuple[bool, str]:
         value = _value(best.metrics, metric)
-        active = self.store.active_version(job.domain, job.scope)
+        active = self.store.models.active_version(job.domain, job.scope)
         if active is None:
             # the domain's baseline is its trainer's first candidate (seasonal_naive, persistence)
             base = _value(baseline.metrics, metric)
@@ -151,7 +151,7 @@ class TrainingRunner:
         why: str,
         results: list[CandidateResult],
     ) -> JobOutcome:
-        latest = self.store.list_versions(domain=job.domain, scope=job.scope, limit=1)
+        latest = self.store.models.list_versions(domain=job.domain, scope=job.scope, limit=1)
         previous = latest[0] if latest else None
         same = previous is not None and (previous.algorithm, previous.features) == (
             model.algorithm,
@@ -171,7 +171,7 @@ class TrainingRunner:
             path = write_artifact(model, target)
         n_train, n_test = len(data.train), len(data.test)
         metrics = dict(best.metrics)
-        self.store.add_version(
+        self.store.models.add_version(
             domain=job.domain,
             scope=job.scope,
             version=version,
@@ -189,9 +189,9 @@ class TrainingRunner:
             reason=why,
             trained_at=self.clock(),
         )
-        previous_active = self.store.active_version(job.domain, job.scope)
+        previous_active = self.store.models.active_version(job.domain, job.scope)
         if promoted:
-            self.store.record_activation(
+            self.store.models.record_activation(
                 job.domain, job.scope, version, reason=f"{job.trigger}: {why}", actor="trainer"
             )
         return JobOutcome(

@@ -79,12 +79,12 @@ def to_bytes(obj: Any) -> bytes:
 
 def load_model(store: Any, domain: str, scope: str, version: str) -> Any:
     """Load a version's model from its file, or from the database when it was stored there."""
-    row = store.get_version(domain, scope, version)
+    row = store.models.get_version(domain, scope, version)
     if row is None:
         raise KeyError(f"unknown version {version!r} for {domain}/{scope}")
     if row.artifact_path:
         return joblib.load(row.artifact_path)
-    blob = store.get_artifact(domain, scope, version)
+    blob = store.models.get_artifact(domain, scope, version)
     if blob is None:
         raise FileNotFoundError(f"version {version} has no artifact")
     return joblib.load(io.BytesIO(blob))

@@ -1,0 +1,1 @@
+"""One store class per aggregate of the registry, sharing one ``Database``."""
