@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Request
+import orjson
+from fastapi import Request, Response
 from pydantic import BaseModel, Field
 
 from api.live import LiveModels
@@ -23,6 +24,7 @@ __all__ = [
     "NO_MODELS",
     "domain_or_default",
     "iso_z",
+    "json_response",
     "live",
     "metrics_of",
     "settings",
@@ -54,6 +56,13 @@ class Metrics(BaseModel):
 def iso_z(value: datetime) -> str:
     """ISO 8601 UTC to the second with ``Z`` (the dealership clients' format)."""
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    """``body`` (plain JSON types, numpy scalars allowed) serialised once by orjson, with no
+    second validation (FastAPI's ``ORJSONResponse`` is deprecated and costs a wrapper call)."""
+    data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return Response(data, status_code=status_code, media_type="application/json")
 
 
 def metrics_of(values: dict[str, Any]) -> Metrics:

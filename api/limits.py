@@ -26,10 +26,11 @@ import orjson
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.common import json_response
 
 __all__ = [
     "BodyLimitMiddleware",
@@ -151,7 +152,7 @@ def client_event(model: type[E], **fields: Any) -> E:
 async def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors())  # non-finite floats stay floats; orjson -> null
-    return ORJSONResponse({"detail": errors}, status_code=422)
+    return json_response({"detail": errors}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -12,7 +12,6 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
@@ -22,6 +21,7 @@ from api.common import (
     NOT_FOUND,
     Metrics,
     domain_or_default,
+    json_response,
     live,
     metrics_of,
     store,
@@ -143,8 +143,23 @@ def _response(current: LiveModel, prediction: Any, confidence: float) -> dict:
         "segment": prediction.segment,
         "fallback_level": prediction.fallback_level,
         "confidence": confidence,
-        "metrics": metrics_of(current.version.metrics).model_dump(),
+        "metrics": _metrics(current),
     }
+
+
+#: a version's scores as served, by (domain, scope, version): versions never change
+_METRICS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _metrics(current: LiveModel) -> dict[str, Any]:
+    row = current.version
+    key = (current.domain, row.scope, row.version)
+    found = _METRICS.get(key)
+    if found is None:
+        if len(_METRICS) > 256:
+            _METRICS.clear()
+        found = _METRICS[key] = metrics_of(row.metrics).model_dump()
+    return dict(found)
 
 
 def _record(request: Request, current: LiveModel, prediction: Any, started: float) -> None:
@@ -168,7 +183,7 @@ async def predict(
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
 ) -> PredictResponse:
     current, prediction, started = _serve(request, body)
-    out = ORJSONResponse(_response(current, prediction, body.confidence))
+    out = json_response(_response(current, prediction, body.confidence))
     _record(request, current, prediction, started)
     return out  # type: ignore[return-value] - documented by response_model
 
@@ -202,7 +217,7 @@ async def predict_with_history(
         "history": [{"month": m.isoformat(), "sales_count": c} for m, c in history],
     }
     _record(request, current, prediction, started)
-    return ORJSONResponse(out)  # type: ignore[return-value] - documented by response_model
+    return json_response(out)  # type: ignore[return-value] - documented by response_model
 
 
 class SegmentOut(BaseModel):

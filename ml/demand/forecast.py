@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -112,7 +113,7 @@ class ForecastBook:
         if not 0.0 < confidence < 1.0:
             raise ValueError("confidence must be in (0, 1)")
         sources, level, name = self.resolve(parts)
-        z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+        z = _z(confidence)
         steps = np.sqrt(np.arange(1, horizon + 1))
         values = np.zeros(horizon)
         lower = np.zeros(horizon)
@@ -134,6 +135,12 @@ class ForecastBook:
     def history(self, key: str) -> tuple[tuple[date, int], ...]:
         source = self.segments.get(key)
         return source.history if source else ()
+
+
+@lru_cache(maxsize=256)
+def _z(confidence: float) -> float:
+    """The normal quantile of a two-sided ``confidence`` interval (clients ask a few levels)."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
 #: Months every book forecasts: the longest horizon a prediction may ask for.
