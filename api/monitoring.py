@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from api.auth import ML_MODELS, Principal, require
-from api.common import AUTH_ERRORS, NOT_FOUND, store
+from api.common import AUTH_ERRORS, DOMAIN_EXAMPLES, NOT_FOUND, domain_or_default, store
 from api.limits import StrictJSONRoute
 from api.telemetry import LatencySummary
 from ml.domains import all_domains, get_domain
@@ -41,7 +41,7 @@ class DriftEventOut(BaseModel):
 
 
 class DriftReport(BaseModel):
-    domain: str = Field(examples=["demand"])
+    domain: str = Field(examples=DOMAIN_EXAMPLES)
     scope: str | None = Field(examples=[None])
     partitions: int = Field(
         description="Stream partitions whose statistics were read", examples=[4]
@@ -75,11 +75,15 @@ def _merged(rows: list[StreamStatisticRow]) -> tuple[int, dict[str, Any]]:
 )
 def drift(
     request: Request,
-    domain: Annotated[str, Query(max_length=60, examples=["demand"])] = "demand",
+    domain: Annotated[
+        str | None,
+        Query(max_length=60, examples=DOMAIN_EXAMPLES, description="default: DEFAULT_DOMAIN"),
+    ] = None,
     scope: Annotated[str | None, Query(max_length=120)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> DriftReport:
+    domain = domain_or_default(request, domain)
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
     settings = request.app.state.settings
