@@ -32,6 +32,7 @@ TREE = {
 }
 
 
+@pytest.mark.long(2)
 @pytest.mark.parametrize(
     "size",
     [
