@@ -19,12 +19,11 @@ run: install ## create the venv, install, start broker + api + streams, feed the
 	$(BIN)/millrace up
 
 # Three pytest-xdist workers (each with its own session broker and PostgreSQL): most integration
-# tests wait on processes, so three overlap well even on two cores with one of them busy. Tests
-# marked `long` come first and `--dist load` hands them out round robin (tests/conftest.py).
+# tests wait on processes, so three overlap well even on two cores with one of them busy.
 TEST_WORKERS ?= 3
 
 test: install ## the whole test suite (real broker, real PostgreSQL, real HTTP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist load
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The long runs on whole real data sets (the Norway file's 1.35 M events), left out of `make test`.
 acceptance: install ## acceptance runs: whole-file replays (minutes; needs ../shared/data)

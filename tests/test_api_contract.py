@@ -145,7 +145,6 @@ def test_good_credentials_pass(api: ApiServer, credentials: Any) -> None:
         assert resp.status_code not in (401, 403), (method, path, resp.text)
 
 
-@pytest.mark.long
 def test_schemathesis_finds_no_server_errors(api: ApiServer, tmp_path) -> None:
     """Property-based requests generated from the OpenAPI schema, authenticated."""
     cmd = [

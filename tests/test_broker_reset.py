@@ -44,7 +44,6 @@ def health(port: str) -> dict | None:
         return None
 
 
-@pytest.mark.long
 def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
     tmp_path, spawn
 ) -> None:

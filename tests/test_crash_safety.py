@@ -15,7 +15,6 @@ from tests.stream_checks import events, final_state, publish
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.long(2)
 @pytest.mark.parametrize(
     "segments",
     [

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.integration
 LOOP_SECONDS = 120
 
 
-@pytest.mark.long
 def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     env = make_env()
     settings = settings_from(env)

@@ -156,7 +156,6 @@ def test_dealership_semicolon_cp1252(tmp_path: Path) -> None:
 
 
 # --- Norway ----------------------------------------------------------------------------------
-@pytest.mark.long
 def test_norway_by_make_expands_every_unit(shared_data: Path) -> None:
     path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
     source = open_source(path)
@@ -328,7 +327,6 @@ def test_id_factory_matches_deterministic_id() -> None:
     assert IdFactory()(7) == deterministic_id(7)
 
 
-@pytest.mark.long
 def test_irish_by_time_orders_rows_and_keeps_their_ids(shared_data: Path) -> None:
     path = shared_data / "cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
     in_file = {r.event.event_id: r.event.occurred_at for r in Irish5GSource(path).records()}

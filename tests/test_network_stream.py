@@ -32,7 +32,6 @@ TREE = {
 }
 
 
-@pytest.mark.long(2)
 @pytest.mark.parametrize(
     "size",
     [

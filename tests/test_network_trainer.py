@@ -156,7 +156,6 @@ def test_config_commands_are_applied_answered_and_bad_ones_dead_lettered(make_en
     assert net.proc.alive()
 
 
-@pytest.mark.long
 def test_evaluate_then_degradation_retrains_every_model_and_reelects(make_env, spawn) -> None:
     net = Network(make_env(), spawn, seed=seed_dl_bitrate)
     election = net.ask("evaluate", FIELD, metric="rmse")

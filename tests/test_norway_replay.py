@@ -34,7 +34,7 @@ from ml.registry.store import Store
 from ml.streaming import PartitionProcessor
 from tests.fixtures.broker import settings_from, wait_for_events
 
-pytestmark = [pytest.mark.integration, pytest.mark.long]
+pytestmark = pytest.mark.integration
 
 BY_MAKE = "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
 HORIZON = 6

@@ -380,7 +380,6 @@ def test_every_poison_kind_is_dead_lettered_with_its_reason(store: Store) -> Non
     assert [got[i] for i in range(len(cases))] == [kind for _, kind, _ in cases]
 
 
-@pytest.mark.long
 @PROPERTY
 @given(sales=SALE_BATCH, cells=CELL_BATCH)
 def test_arbitrary_messages_are_stored_or_dead_lettered(

@@ -74,7 +74,6 @@ def test_sigterm_with_the_broker_gone_ends_every_process_in_time(tmp_path, spawn
     assert all(t < BOUND + SLACK for t in took.values()), took
 
 
-@pytest.mark.long
 def test_sigterm_with_the_store_gone_ends_in_time_and_a_restart_loses_nothing(
     make_env, spawn, own_postgres
 ) -> None:

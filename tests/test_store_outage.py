@@ -70,7 +70,6 @@ def on_own_postgres(make_env, server, name: str, retry_max: str) -> tuple[dict, 
     return env, settings, Store.from_url(url)
 
 
-@pytest.mark.long(2)
 def test_postgres_stopped_8_s_then_60_s_during_a_replay_loses_nothing(
     make_env, spawn, own_postgres
 ) -> None:
@@ -97,7 +96,6 @@ def test_postgres_stopped_8_s_then_60_s_during_a_replay_loses_nothing(
     assert "Traceback" not in log, log[-5000:]
 
 
-@pytest.mark.long
 def test_worker_killed_while_postgres_is_down_resumes_from_the_store(
     make_env, spawn, own_postgres
 ) -> None:

@@ -26,7 +26,6 @@ def last_assignment(log: str, topic: str) -> set[int]:
     return parts
 
 
-@pytest.mark.long
 def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path) -> None:
     records = events(segments=6)
     half = len(records) // 2
