@@ -10,7 +10,7 @@ import pandas as pd
 from ml.demand.candidates import GlobalGBM, OnlineReplay, SeasonalNaive, add_features
 from ml.metrics import pooled_naive_mae
 from ml.registry.store import Store
-from ml.training.base import DomainTrainer, TrainingSet
+from ml.training.base import DomainTrainer, TrainingSet, check_date_range
 from ml.training.errors import TrainingDataError
 
 __all__ = ["DemandTrainer", "demand_panel", "OUTLIER_IQR"]
@@ -74,8 +74,7 @@ class DemandTrainer(DomainTrainer):
         min_periods: int,
         test_periods: int | None = None,
     ) -> TrainingSet:
-        if start and end and end <= start:
-            raise TrainingDataError("end_date must be after start_date")
+        check_date_range(start, end)
         panel = demand_panel(store, start, end)
         if panel.empty:
             raise TrainingDataError("No sales observations in the requested date range")

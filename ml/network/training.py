@@ -44,7 +44,7 @@ from ml.network.configs import (
 from ml.network.features import SupervisedRow, feature_names, supervised_rows
 from ml.network.online import OnlineModel, replay
 from ml.periods import index_start
-from ml.training.base import DomainTrainer, TrainingSet
+from ml.training.base import DomainTrainer, TrainingSet, check_date_range
 from ml.training.errors import TrainingDataError
 
 __all__ = [
@@ -285,8 +285,7 @@ class NetworkTrainer(DomainTrainer):
         min_periods: int,
         test_periods: int | None = None,
     ) -> TrainingSet:
-        if start and end and end <= start:
-            raise TrainingDataError("end_date must be after start_date")
+        check_date_range(start, end)
         lo = datetime.combine(start, time(), tzinfo=UTC) if start else None
         hi = datetime.combine(end, time(), tzinfo=UTC) if end else None
         observations = store.series.observations(DOMAIN, start=lo, end=hi)

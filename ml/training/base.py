@@ -10,7 +10,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-__all__ = ["TrainingSet", "Candidate", "DomainTrainer"]
+from ml.training.errors import TrainingDataError
+
+__all__ = ["TrainingSet", "Candidate", "DomainTrainer", "check_date_range"]
 
 
 class Candidate(Protocol):
@@ -65,3 +67,9 @@ class DomainTrainer(ABC):
     @abstractmethod
     def candidates(self) -> list[Candidate]:
         """Fresh, unfitted candidates; the first one is the baseline."""
+
+
+def check_date_range(start: date | None, end: date | None) -> None:
+    """Refuse a training period whose end is not after its start (every domain's trainer)."""
+    if start and end and end <= start:
+        raise TrainingDataError("end_date must be after start_date")
