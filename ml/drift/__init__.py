@@ -9,6 +9,14 @@
 * :mod:`ml.drift.scoring`: the TCPDBench scores (F1 with a margin, segmentation cover).
 """
 
+from ml.drift.detectors import (
+    ChangeDetector,
+    ChangePoint,
+    LevelShiftDetector,
+    OnlineDetector,
+    RobustReference,
+    VarianceShiftDetector,
+)
 from ml.drift.monitor import (
     DEFAULT_ADWIN_PARAMS,
     DEFAULT_PAGE_HINKLEY_PARAMS,
@@ -21,6 +29,12 @@ from ml.drift.monitor import (
 )
 
 __all__ = [
+    "ChangeDetector",
+    "ChangePoint",
+    "LevelShiftDetector",
+    "OnlineDetector",
+    "RobustReference",
+    "VarianceShiftDetector",
     "DEFAULT_ADWIN_PARAMS",
     "DEFAULT_PAGE_HINKLEY_PARAMS",
     "MIN_REFERENCE_N",
