@@ -14,8 +14,9 @@ same run as a reference, next to the published default-parameter figures of TCPD
 over the same series (``benchmarks/tcpdbench_published.json``).
 
 Location reported per detection (``--location``): ``start`` (default) is the start of the
-change estimated when it is detected (from the points seen so far: the last time the alarming
-CUSUM was zero); ``index`` is the point at which it was detected.
+change as estimated when it is detected, from the points seen so far (the split of the
+segment test, see :mod:`ml.drift.segment`); ``index`` is the point at which it was detected
+(at least ``min_size`` = 8 points later, so mostly outside the margin of 5).
 
 Honesty note: the default parameters of the detectors were chosen on this dataset (one global
 configuration, never per series), so these figures are in-sample.

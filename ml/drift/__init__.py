@@ -10,8 +10,6 @@
 """
 
 from ml.drift.detectors import (
-    ChangeDetector,
-    ChangePoint,
     LevelShiftDetector,
     OnlineDetector,
     RobustReference,
@@ -27,6 +25,8 @@ from ml.drift.monitor import (
     ReferenceStats,
     critical_z,
 )
+from ml.drift.segment import SegmentChangeDetector
+from ml.drift.suite import ChangeDetector, ChangePoint, default_detectors
 
 __all__ = [
     "ChangeDetector",
@@ -34,7 +34,9 @@ __all__ = [
     "LevelShiftDetector",
     "OnlineDetector",
     "RobustReference",
+    "SegmentChangeDetector",
     "VarianceShiftDetector",
+    "default_detectors",
     "DEFAULT_ADWIN_PARAMS",
     "DEFAULT_PAGE_HINKLEY_PARAMS",
     "MIN_REFERENCE_N",
