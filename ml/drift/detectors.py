@@ -252,9 +252,9 @@ class LevelShiftDetector(_CusumDetector):
         self,
         *,
         k: float = 0.5,
-        h: float = 5.0,
+        h: float = 8.0,
         window: int = 24,
-        min_reference: int = 8,
+        min_reference: int = 16,
         clip: float = 4.0,
         min_scale_ratio: float = 1e-3,
     ) -> None:
@@ -285,9 +285,9 @@ class VarianceShiftDetector(_CusumDetector):
         self,
         *,
         ratio: float = 2.0,
-        h: float = 6.0,
+        h: float = 14.0,
         window: int = 24,
-        min_reference: int = 8,
+        min_reference: int = 16,
         clip: float = 6.0,
         min_scale_ratio: float = 1e-3,
     ) -> None:

@@ -120,7 +120,9 @@ class SegmentChangeDetector(OnlineDetector):
         else:
             best, best_tau = self._mean(xs)
         self.last_statistic = best
-        if self.last_statistic <= self.penalty * math.log(n):
+        if self.last_statistic <= self.penalty * math.log(n) or best_tau >= n - self.min_size:
+            # below the penalty, or best split at the newest allowed position: the change may
+            # lie later than that, so wait for more points to place it
             return None
         start = self._segment[best_tau][0]
         self.restart(keep_from=start)
