@@ -29,7 +29,8 @@ values (a balance that does not move for a week) would otherwise have a zero var
 infinite likelihood. With the default ``min_scale_ratio = 0.01``, variations below ~1% of the
 series' level count as noise; for series centred near zero, standardise first.
 
-Cost per update: O(n) for a segment of ``n <= max_window`` points (O(n log n) for ``"mean"``).
+Cost per update: O(n log n) for a segment of ``n <= max_window`` points (a sort for the
+variance floor, then one O(1) evaluation per split).
 
 Defaults (``penalty=16, min_size=8, max_window=250, min_scale_ratio=0.01, model="trend"``) are
 one global configuration chosen on the TCPD benchmark (``benchmarks/changepoint_tcpd.py``,
