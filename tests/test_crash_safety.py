@@ -1,5 +1,5 @@
-"""Exactly-once effect: SIGKILL the streams worker at three random points of a replay (40k events
-of 6 segments in the suite, 135k of 20 in ``make acceptance``), restart it each time; the final
+"""Exactly-once effect: SIGKILL the streams worker at three random points of a replay (20k events
+of 3 segments, one of them drifting, in the suite; 135k of 20 in ``make acceptance``), restart it each time; the final
 observations, model state and drift statistics equal those of a run without kills."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     "segments",
     [
-        pytest.param(6, id="40k-events"),
+        pytest.param(3, id="20k-events"),
         pytest.param(20, id="135k-events", marks=pytest.mark.acceptance),
     ],
 )
@@ -27,7 +27,7 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(
 ) -> None:
     records = events(segments=segments)
     total = len(records)
-    assert total >= 40_000
+    assert total >= 19_000
 
     clean_env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'clean.db'}")
     clean = publish(clean_env, records)
