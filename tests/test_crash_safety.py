@@ -1,6 +1,7 @@
-"""Exactly-once effect: SIGKILL the streams worker at three random points of a replay (20k events
-of 3 segments, one of them drifting, in the suite; 135k of 20 in ``make acceptance``), restart it each time; the final
-observations, model state and drift statistics equal those of a run without kills."""
+"""Exactly-once effect: SIGKILL the streams worker at three random points of a replay (20k
+events of 3 segments, one of them drifting, in the suite; 135k of 20 in ``make acceptance``),
+restart it each time; the final observations, model state and drift statistics equal those of a
+run without kills."""
 
 from __future__ import annotations
 
