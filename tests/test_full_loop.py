@@ -17,7 +17,13 @@ import pytest
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.store import Store
-from tests.fixtures.broker import read_json, settings_from, wait_for_events, wait_for_progress
+from tests.fixtures.broker import (
+    deliver,
+    read_json,
+    settings_from,
+    wait_for_events,
+    wait_for_progress,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +33,7 @@ def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     settings = settings_from(env)
     ensure_topics(settings)
     store = Store.from_url(env["DATABASE_URL"])
-    spawn(["streams"], env)
+    streams = spawn(["streams"], env)
     source = simulate_demand(
         seed=1,
         start=date(2022, 1, 1),
@@ -43,9 +49,9 @@ def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     started = time.monotonic()
     for record in records:
         producer.publish(settings.topic_sales, record.key, record.event)
-    assert producer.flush() == 0
+    assert deliver(producer) == 0
 
-    wait_for_events(store, "demand", len(records), exact=True)
+    wait_for_events(store, "demand", len(records), exact=True, worker=streams)
 
     def drifted_scopes() -> set[str]:
         return {e.scope for e in store.monitoring.drift_events("demand")}

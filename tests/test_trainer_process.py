@@ -16,9 +16,9 @@ from tests.factories import fresh
 from tests.fixtures.broker import (
     read_json,
     settings_from,
+    wait_for_exit,
     wait_for_job,
     wait_for_progress,
-    wait_for_exit,
 )
 from tests.training_data import seed_demand
 
