@@ -33,7 +33,7 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(
     clean_env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'clean.db'}")
     clean = publish(clean_env, records)
     worker = spawn(["streams", "--loglevel", "warning"], clean_env)
-    wait_for_events(clean, "demand", total, exact=True, interval=0.5)
+    wait_for_events(clean, "demand", total, exact=True, interval=0.5, worker=worker)
     worker.stop()
 
     env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'killed.db'}")
@@ -43,10 +43,10 @@ def test_three_sigkills_leave_the_same_state_as_no_kill(
     print(f"CRASH_SEED={seed} kill points {points}")
     worker = spawn(["streams", "--loglevel", "warning"], env)
     for point in points:
-        wait_for_events(store, "demand", point, interval=0.05)
+        wait_for_events(store, "demand", point, interval=0.05, worker=worker)
         worker.kill()
         worker = spawn(["streams", "--loglevel", "warning"], env)
-    wait_for_events(store, "demand", total, exact=True, interval=0.5)
+    wait_for_events(store, "demand", total, exact=True, interval=0.5, worker=worker)
     worker.stop()
 
     expected = final_state(clean, clean_env["STREAMS_APP_ID"])

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.fixtures.broker import Proc, drain_topic, settings_from, wait_for_progress
+from tests.fixtures.broker import drain_topic, settings_from, wait_for_exit
 
 pytestmark = pytest.mark.integration
 
@@ -16,12 +16,6 @@ def topic_size(bootstrap: str, topic: str, partitions: int, expect: int) -> int:
     """Messages in the topic, counted by reading it (Tansu's high watermarks are not counts):
     until 2 s of silence once the expected count is reached, so extra ones are counted too."""
     return drain_topic(bootstrap, topic, partitions, expect, timeout=10.0, settle=2.0)
-
-
-def exit_code(proc: Proc) -> int:
-    """The process's exit code once it ends; fails only when it stops making progress."""
-    wait_for_progress(lambda: proc.handle.poll() is not None, proc.progress)
-    return proc.handle.returncode
 
 
 def summary_number(output: str, label: str) -> int:
@@ -71,7 +65,7 @@ def test_replay_publishes_expected_events(
     if limit:
         args += ["--limit", str(limit)]
     proc = spawn(args, env)
-    assert exit_code(proc) == 0, proc.output()[-3000:]
+    assert wait_for_exit(proc) == 0, proc.output()[-3000:]
     out = proc.output()
     assert summary_number(out, "published") == published
     if rejected is not None:
@@ -92,7 +86,7 @@ def test_replay_reports_bad_rows_and_keeps_going(make_env, spawn, tmp_path) -> N
     )
     env = make_env()
     proc = spawn(["replay", str(src), "--no-progress"], env)
-    assert exit_code(proc) == 0, proc.output()
+    assert wait_for_exit(proc) == 0, proc.output()
     out = proc.output()
     assert summary_number(out, "published") == 5
     assert summary_number(out, "rejected") == 3
@@ -103,5 +97,5 @@ def test_replay_unknown_file_is_a_clear_error(make_env, spawn, tmp_path) -> None
     src = tmp_path / "other.csv"
     src.write_text("a,b\n1,2\n")
     proc = spawn(["replay", str(src)], make_env())
-    assert exit_code(proc) == 2
+    assert wait_for_exit(proc) == 2
     assert "other.csv" in proc.output()
