@@ -33,7 +33,9 @@ class Jobs(JobGateway):
         self.submitted: list[tuple[str, str, str]] = []
         self.statuses: dict[str, str] = {}
 
-    def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
+    def submit(
+        self, field: str, model_id: str, reason: str, at: datetime, trigger: str = "degradation"
+    ) -> str:
         job_id = f"job-{len(self.submitted) + 1}"
         self.submitted.append((field, model_id, reason))
         self.statuses[job_id] = "queued"

@@ -4,7 +4,8 @@ per-field share of cells that changed.
 For every output field the online configs forecast, the *monitored* config is the first online
 config (in config order) that forecasts it; its window duration is the field's window. Each time
 a cell's window of that duration closes, :class:`NetworkDrift` feeds three detectors of
-:mod:`ml.drift.detectors` (robust median/MAD reference of the last 24 windows, CUSUMs):
+:mod:`ml.drift.detectors` (robust median/MAD reference of the last 48 windows, CUSUMs; parameters in
+:class:`DetectorParams`, chosen on the simulator by ``benchmarks/drift_delay.py``):
 
 * ``level_shift``: :class:`~ml.drift.LevelShiftDetector` on the cell's window mean of the field;
 * ``variance_shift``: :class:`~ml.drift.VarianceShiftDetector` on the same window means;
@@ -29,7 +30,7 @@ detectors. Everything is plain picklable data, checkpointed with the processor.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ml.drift import ChangeDetector, Detection, LevelShiftDetector, VarianceShiftDetector
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_MIN_CELLS",
     "DEFAULT_RECENT_WINDOWS",
     "DETECTORS",
+    "DetectorParams",
     "FieldDrift",
     "NetworkDrift",
     "drift_scope",
@@ -70,21 +72,32 @@ def drift_scope(cell_id: str, field_name: str) -> str:
     return f"{cell_id}|{field_name}"
 
 
-def _level(h: float) -> LevelShiftDetector:
-    return LevelShiftDetector(k=0.5, h=h, window=24, min_reference=16)
+@dataclass(frozen=True)
+class DetectorParams:
+    """The CUSUM parameters of every cell (see :mod:`ml.drift.detectors`)."""
+
+    level_h: float = 12.0
+    variance_h: float = 18.0
+    error_h: float = 12.0
+    k: float = 0.5
+    ratio: float = 2.0
+    window: int = 48
+    min_reference: int = 24
 
 
 class CellDetectors:
     """The detectors of one cell x field: level + variance suite on window means, error CUSUM."""
 
-    def __init__(self, level_h: float = 8.0, variance_h: float = 14.0, error_h: float = 8.0):
+    def __init__(self, params: DetectorParams = DetectorParams()) -> None:  # noqa: B008
+        p = params
+        ref = {"window": p.window, "min_reference": p.min_reference}
         self.inputs = ChangeDetector(
             [
-                _level(level_h),
-                VarianceShiftDetector(ratio=2.0, h=variance_h, window=24, min_reference=16),
+                LevelShiftDetector(k=p.k, h=p.level_h, **ref),
+                VarianceShiftDetector(ratio=p.ratio, h=p.variance_h, **ref),
             ]
         )
-        self.error = _level(error_h)
+        self.error = LevelShiftDetector(k=p.k, h=p.error_h, **ref)
         #: (update index, window index) of the recent window means, to place a change in time
         self.windows: deque[tuple[int, int]] = deque(maxlen=32)
         self.last_window: int | None = None
@@ -180,9 +193,7 @@ class NetworkDrift:
         recent_windows: int = DEFAULT_RECENT_WINDOWS,
         min_cells: int = DEFAULT_MIN_CELLS,
         forget_windows: int = 1440,
-        level_h: float = 8.0,
-        variance_h: float = 14.0,
-        error_h: float = 8.0,
+        detectors: DetectorParams | None = None,
     ) -> None:
         if not 0 < cell_share <= 1:
             raise ValueError("cell_share must be in (0, 1]")
@@ -192,7 +203,7 @@ class NetworkDrift:
         self.recent_windows = int(recent_windows)
         self.min_cells = int(min_cells)
         self.forget_windows = int(forget_windows)
-        self.thresholds = (float(level_h), float(variance_h), float(error_h))
+        self.detectors = detectors or DetectorParams()
         self.fields: dict[str, FieldDrift] = {}
 
     def observe(
@@ -203,7 +214,7 @@ class NetworkDrift:
         drift = self.fields.setdefault(field_name, FieldDrift())
         cell = drift.cells.get(cell_id)
         if cell is None:
-            cell = drift.cells[cell_id] = CellDetectors(*self.thresholds)
+            cell = drift.cells[cell_id] = CellDetectors(self.detectors)
         found = cell.update(window, value, abs_error)
         if not found:
             return []
@@ -253,6 +264,7 @@ class NetworkDrift:
             evidence={
                 "field": field_name,
                 "window": window,
+                "share": share,
                 "active_cells": active,
                 "detecting_cells": detecting,
                 "cells": sorted(drift.detected)[:50],
@@ -260,6 +272,16 @@ class NetworkDrift:
                 "min_cells": self.min_cells,
             },
         )
+
+    def params(self) -> dict[str, Any]:
+        """The aggregate's and the detectors' parameters (for reports)."""
+        return {
+            "cell_share": self.cell_share,
+            "recent_windows": self.recent_windows,
+            "min_cells": self.min_cells,
+            "forget_windows": self.forget_windows,
+            **asdict(self.detectors),
+        }
 
     def statistics(self, field_name: str) -> dict[str, Any]:
         """Plain statistics of one field (for ``stream_statistics``)."""

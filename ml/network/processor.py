@@ -238,8 +238,10 @@ class NetworkProcessor(PartitionProcessor):
     ) -> None:  # fmt: skip
         """Feed one closed window of a cell to the detectors of every watched field."""
         errors = {
-            p.field: abs(p.actual - p.predicted) for p in scored if watched.get(p.field) == p.config_id
-        }  # fmt: skip
+            p.field: abs(p.actual - p.predicted)
+            for p in scored
+            if watched.get(p.field) == p.config_id
+        }
         for field, config_id in watched.items():
             value = means.get(field)
             if value is None and field not in errors:
