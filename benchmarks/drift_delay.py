@@ -17,12 +17,14 @@ Figures, per monitored field (``rsrp``, ``dl_bitrate``):
   closed window of the field), counted on the stationary run (all cells, all windows) and also
   on the drift run before the drift plus the cells that never drift;
 * ``field_false_alarms``: ``cell_share`` detections (retrain requests) in the stationary run;
-* ``us_per_cell_window``: cost of the drift detectors per closed cell window (all fields).
+* ``cost``: processor time per event, drift detectors' time per closed cell window (all
+  fields).
 
 Usage: ``python benchmarks/drift_delay.py [--cells 16 --minutes 180 --drift-minute 90
 --interval 1 --seed 7]`` (the defaults; one measurement per cell per second as in the Irish
-traces; online configs of ``--architecture river_linear`` only, to keep the run short); writes the ``network`` section of ``benchmarks/results/drift_delay.json``
-(other top-level keys, e.g. ``demand``, are kept).
+traces; online configs of ``--architecture river_linear`` only, to keep the run short);
+writes the ``network`` section of ``benchmarks/results/drift_delay.json`` (other top-level
+keys, e.g. ``demand``, are kept).
 """
 
 from __future__ import annotations
