@@ -89,6 +89,18 @@ class JobOut(BaseModel):
     end_date: date | None
     version: str | None
     error: str | None
+    outcome: str | None = Field(
+        description="promoted / rejected once completed (none while open or when failed)",
+        examples=["promoted"],
+    )
+    reason: str | None = Field(
+        description="Why: the gate's decision and every candidate's score (or the failure)",
+        examples=[
+            "first version of demand/global: the best candidate seasonal_naive goes live (mae "
+            "0.359; no live version to beat); mae of the candidates: seasonal_naive 0.359 "
+            "(baseline), river_online 0.412, lightgbm 0.371"
+        ],
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -113,6 +125,8 @@ def _job_out(job: TrainingJobRow) -> JobOut:
         end_date=job.end_date,
         version=job.version,
         error=job.error,
+        outcome=job.outcome,
+        reason=job.reason,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
