@@ -155,11 +155,11 @@ class TrainingRunner:
         live_value = _value(score(data.y_test, live.predict(data.test)), metric)
         if value < live_value:
             return True, (
-                f"{best.algorithm} {metric} {value:.4g} beats the live {active} re-scored on "
+                f"{best.algorithm} {metric} {value:.4g} beats active {active} re-scored on "
                 f"the same window ({live_value:.4g})"
             )
         return False, (
-            f"{best.algorithm} {metric} {value:.4g} does not beat the live {active} re-scored "
+            f"{best.algorithm} {metric} {value:.4g} does not beat active {active} re-scored "
             f"on the same window ({live_value:.4g})"
         )
 
