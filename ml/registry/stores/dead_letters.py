@@ -16,9 +16,15 @@ from ml.registry.models import DeadLetter, utcnow
 __all__ = ["DeadLetterStore", "add_dead_letters"]
 
 
+def _text(value: str) -> str:
+    """``value`` without NUL characters (PostgreSQL's text refuses them; poison may hold them)."""
+    return value.replace("\x00", "\ufffd")
+
+
 def add_dead_letters(session: Session, rows: Iterable[e.DeadLetterRow]) -> int:
     """Insert the dead letters whose ``event_id`` is not stored yet (a redelivered batch adds
-    nothing); return how many were new. Runs in the caller's transaction."""
+    nothing); return how many were new. Runs in the caller's transaction. NUL characters in
+    the text become U+FFFD, so no payload can make the batch's commit fail."""
     fresh = {r.event_id: r for r in rows}
     if not fresh:
         return 0
@@ -29,14 +35,14 @@ def add_dead_letters(session: Session, rows: Iterable[e.DeadLetterRow]) -> int:
     session.add_all(
         DeadLetter(
             event_id=r.event_id,
-            consumer=r.consumer,
-            topic=r.topic,
+            consumer=_text(r.consumer),
+            topic=_text(r.topic),
             partition=r.partition,
             offset=r.offset,
-            key=r.key,
-            error_type=r.error_type,
-            reason=r.reason,
-            payload=r.payload,
+            key=_text(r.key) if r.key is not None else None,
+            error_type=_text(r.error_type),
+            reason=_text(r.reason),
+            payload=_text(r.payload),
             payload_bytes=r.payload_bytes,
             occurred_at=r.occurred_at,
             created_at=r.created_at or now,
