@@ -70,7 +70,11 @@ class RetrainResult(BaseModel):
     samples: Samples
     job_id: str
     promoted: bool = Field(description="False when the new version did not beat the live one")
-    reason: str = Field(examples=["mae 35.3 beats active v1.0.0-20261122 (36.4)"])
+    reason: str = Field(
+        examples=[
+            "lightgbm mae 35.3 beats active v1.0.0-20261122 re-scored on the same window (36.4)"
+        ]
+    )
 
 
 class JobAccepted(BaseModel):
