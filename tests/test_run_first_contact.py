@@ -75,8 +75,9 @@ def test_up_on_the_shipped_contracts_serves_a_first_version(make_env, spawn, sha
     assert latest["algorithm"] in job["reason"]
 
     # the predict line `up` printed answers 200 (once the API switched to the version)
-    match = re.search(r"-d '(\{[^']*\})' (\S+/v1/ml/predict)", out)
-    assert match, out[-3000:]
+    match = wait_for_progress(
+        lambda: re.search(r"-d '(\{[^']*\})' (\S+/v1/ml/predict)", proc.output()), progress
+    )
     body, url = match.group(1), match.group(2)
 
     def predicted() -> httpx.Response | None:
@@ -89,7 +90,9 @@ def test_up_on_the_shipped_contracts_serves_a_first_version(make_env, spawn, sha
 
     resp = wait_for_progress(predicted, progress, stall=60)
     answer = resp.json()
-    assert answer["model_version"] == job["version"] and len(answer["predictions"]) == 6
+    # (a drift trigger of the stream may have asked for a later version that beat the first)
+    promoted = {j["version"] for j in jobs() if j["outcome"] == "promoted"}
+    assert answer["model_version"] in promoted and len(answer["predictions"]) == 6
 
     # the replay summary counted and named the two future-dated contracts
     assert re.search(r"refused by the worker\s*│\s*2\b", out), out[-4000:]
