@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.table import Table
+from rich.text import Text
 
 from ml.registry.entities import DeadLetterCounts, DeadLetterRow, TrainingJobRow
 
@@ -28,7 +29,7 @@ def jobs_table(jobs: Iterable[TrainingJobRow]) -> Table:
             job.outcome or "-",
             job.version or "-",
             _when(job.finished_at),
-            job.reason or job.error or "",
+            Text(job.reason or job.error or ""),  # plain text: no rich markup
         )
     return table
 
@@ -45,7 +46,7 @@ def dead_letter_counts_table(counts: DeadLetterCounts) -> Table:
 
 def dead_letters_table(rows: Iterable[DeadLetterRow], payload_chars: int = 80) -> Table:
     """The given dead letters with their position, reason and the start of their payload."""
-    table = Table("refused at", "topic[partition]@offset", "error_type", "reason", "payload",
+    table = Table("refused at", "topic\\[partition]@offset", "error_type", "reason", "payload",
                   title="Latest dead letters (newest first)")  # fmt: skip
     for row in rows:
         payload = (
@@ -55,9 +56,9 @@ def dead_letters_table(rows: Iterable[DeadLetterRow], payload_chars: int = 80) -
         )
         table.add_row(
             _when(row.occurred_at),
-            f"{row.topic}[{row.partition}]@{row.offset}",
-            row.error_type,
-            row.reason,
-            payload,
+            Text(f"{row.topic}[{row.partition}]@{row.offset}"),
+            Text(row.error_type),
+            Text(row.reason),  # plain text: a payload's "[/x]" is no markup
+            Text(payload),
         )
     return table
