@@ -100,9 +100,9 @@ class JobOut(BaseModel):
     reason: str | None = Field(
         description="Why: the gate's decision and every candidate's score (or the failure)",
         examples=[
-            "first version of demand/global: the best candidate seasonal_naive goes live (mae "
-            "0.359; no live version to beat); mae of the candidates: seasonal_naive 0.359 "
-            "(baseline), river_online 0.412, lightgbm 0.371"
+            "first version of demand/global: the best candidate river_online goes live (mae "
+            "0.3905; no live version to beat); mae of the candidates: seasonal_naive 1.875 "
+            "(baseline), river_online 0.3905, lightgbm 0.5487"
         ],
     )
     created_at: datetime
