@@ -60,7 +60,7 @@ def test_up_on_the_shipped_contracts_serves_a_first_version(make_env, spawn, sha
     out = proc.output()
     assert job["status"] == "completed", (job, out[-3000:])
     assert job["outcome"] == "promoted", job
-    print(f"\nfirst contact: {job['version']}: {job['reason']}")
+    print(f"\nfirst contact ({job['trigger']}): {job['version']}: {job['reason']}")
     # the reason names every candidate with its score, the baseline marked
     assert "first version of demand/global" in job["reason"], job
     for algorithm in ("seasonal_naive", "river_online", "lightgbm"):
