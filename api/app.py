@@ -22,7 +22,16 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import millrace
-from api import commands, health, models, monitoring, network, observations, predict
+from api import (
+    commands,
+    dead_letters,
+    health,
+    models,
+    monitoring,
+    network,
+    observations,
+    predict,
+)
 from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
@@ -106,7 +115,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     # predictions first: the hot path is matched before the other routers are tried (the docs
     # keep the order of the tags above)
-    for module in (predict, health, models, monitoring, commands, network, observations):
+    for module in (predict, health, models, monitoring, commands, network, observations,
+                   dead_letters):  # fmt: skip
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     return app

@@ -70,7 +70,11 @@ class RetrainResult(BaseModel):
     samples: Samples
     job_id: str
     promoted: bool = Field(description="False when the new version did not beat the live one")
-    reason: str = Field(examples=["mae 35.3 beats active v1.0.0-20261122 (36.4)"])
+    reason: str = Field(
+        examples=[
+            "lightgbm mae 35.3 beats active v1.0.0-20261122 re-scored on the same window (36.4)"
+        ]
+    )
 
 
 class JobAccepted(BaseModel):
@@ -89,6 +93,18 @@ class JobOut(BaseModel):
     end_date: date | None
     version: str | None
     error: str | None
+    outcome: str | None = Field(
+        description="promoted / rejected once completed (none while open or when failed)",
+        examples=["promoted"],
+    )
+    reason: str | None = Field(
+        description="Why: the gate's decision and every candidate's score (or the failure)",
+        examples=[
+            "first version of demand/global: the best candidate river_online goes live (mae "
+            "0.3905; no live version to beat); mae of the candidates: seasonal_naive 1.875 "
+            "(baseline), river_online 0.3905, lightgbm 0.5487"
+        ],
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -113,6 +129,8 @@ def _job_out(job: TrainingJobRow) -> JobOut:
         end_date=job.end_date,
         version=job.version,
         error=job.error,
+        outcome=job.outcome,
+        reason=job.reason,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

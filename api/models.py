@@ -82,7 +82,11 @@ class ModelVersionOut(BaseModel):
     total_samples: int
     segments_covered: int
     job_id: str | None
-    reason: str = Field(examples=["first version: mae 35.3 beats seasonal_naive 44.7"])
+    reason: str = Field(
+        examples=[
+            "lightgbm mae 35.3 beats active v1.0.0-20261122 re-scored on the same window (36.4)"
+        ]
+    )
     trained_at: datetime
 
 

@@ -237,7 +237,10 @@ def retrain(
         raise typer.Exit(1)
     version = store.models.get_version(domain, scope, job.version)
     state = "ACTIVE" if version and version.status == "active" else version and version.status
-    console.print(f"job {job.id} completed: {job.version} ({state}) {version and version.reason}")
+    console.print(
+        f"job {job.id} completed, {job.outcome or '-'}: {job.version} ({state}) "
+        f"{job.reason or (version and version.reason)}"
+    )
 
 
 @models_app.command("list")
@@ -261,6 +264,37 @@ def models_list(domain: str | None = None, status: str | None = None, limit: int
             v.trained_at.isoformat(timespec="seconds"),
         )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@app.command("jobs")
+def jobs_list(
+    domain: str | None = None,
+    status: Annotated[str | None, typer.Option(help="queued, running, completed, failed")] = None,
+    limit: int = 20,
+) -> None:
+    """Training jobs, newest first, with their outcome (promoted / rejected) and reason."""
+    from millrace.listings import jobs_table
+    from ml.registry.store import Store
+
+    store = Store.from_url(_settings().database_url)
+    rows = store.jobs.list_jobs(domain=domain, status=status, limit=limit)
+    Console(width=None if sys.stdout.isatty() else 200).print(jobs_table(rows))
+
+
+@app.command("dead-letters")
+def dead_letters(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many of the latest")] = 20,
+    error_type: Annotated[str | None, typer.Option(help="Only this error type")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only this source topic")] = None,
+) -> None:
+    """Messages the stream refused: counts by error type and topic, the latest with reasons."""
+    from millrace.listings import dead_letter_counts_table, dead_letters_table
+    from ml.registry.store import Store
+
+    store = Store.from_url(_settings().database_url)
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    out.print(dead_letter_counts_table(store.dead_letters.counts(topic, error_type)))
+    out.print(dead_letters_table(store.dead_letters.recent(limit, topic, error_type)))
 
 
 @models_app.command("activate")
@@ -399,7 +433,8 @@ def replay(
         bool,
         typer.Option(
             "--by-time/--file-order",
-            help="Irish 5G: publish rows in timestamp order (the file is ordered by trace)",
+            help="Publish in event-time order (every format; the dealership export and the "
+            "Irish traces are not in time order), or in the file's order",
         ),
     ] = True,
 ) -> None:

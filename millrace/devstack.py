@@ -134,13 +134,43 @@ class DevStack:
             pass
         return json.dumps({**segment, "horizon_months": 6})
 
+    def _wait_stored(self, producer: object, stall: float = 60.0) -> None:
+        """Until the streams stored every sale the feed delivered (their stored positions reach
+        the delivered offsets), so the model trains on all of it. Progress-based: gives up
+        only when the stored positions stop moving for ``stall`` seconds, and says so."""
+        from ml.registry.store import Store
+
+        topic = self.settings.topic_sales
+        wanted = {p: off for (t, p), off in getattr(producer, "delivered", {}).items()
+                  if t == topic}  # fmt: skip
+        store = Store.from_url(self.settings.database_url, upgrade=False)
+        try:
+            seen, since = None, time.monotonic()
+            while not self._stop.is_set():
+                stored = {p: pos.offset for (t, p), pos in
+                          store.stream.positions(self.settings.streams_app_id).items()
+                          if t == topic}  # fmt: skip
+                if all(stored.get(p, -1) >= off for p, off in wanted.items()):
+                    return
+                if stored != seen:
+                    seen, since = stored, time.monotonic()
+                elif time.monotonic() - since > stall:
+                    self.console.print(
+                        f"[yellow]the streams stored nothing new for {stall:.0f} s; asking for a "
+                        "model with what is stored[/yellow]"
+                    )
+                    return
+                self._stop.wait(0.5)
+        finally:
+            store.close()
+
     def _request_retrain(self, producer: object) -> None:
         """After the demand feed: ask the trainer for a model, as a person would."""
         import uuid
 
         from schemas.events import RetrainReason, RetrainRequest
 
-        self._stop.wait(3.0)  # let the streams commit the last batch
+        self._wait_stored(producer)
         request = RetrainRequest(
             event_id=str(uuid.uuid4()),
             occurred_at=datetime.now(UTC),
@@ -153,11 +183,13 @@ class DevStack:
         key = f"-H 'X-Internal-Service-Key: {self.service_key}'"
         body = self._example_body()
         self.console.print(
-            "[bold]retrain requested[/bold]; in a few seconds (a first version goes live only "
-            "if it beats seasonal naive; the job says why):\n"
+            "[bold]retrain requested[/bold]; in a few seconds the best candidate goes live (the "
+            "first version of a scope always does, a later one only if it beats the live one; "
+            "the job says which and why, `millrace jobs` too):\n"
             f"  curl -s {key} {self.api_url}/v1/ml/training/jobs\n"
             f"  curl -s {key} {self.api_url}/v1/ml/models/latest\n"
             f"  curl -s {key} {self.api_url}/v1/ml/segments\n"
+            f"  curl -s {key} {self.api_url}/v1/ml/dead-letters\n"
             f"  curl -s {key} -H 'Content-Type: application/json' -d '{body}' "
             f"{self.api_url}/v1/ml/predict\n"
         )

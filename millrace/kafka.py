@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -32,11 +34,17 @@ class EventProducer:
         #: Messages the broker did not accept (after librdkafka's retries), with the last error.
         self.failed = 0
         self.last_error: str | None = None
+        #: (topic, partition) -> the highest offset the broker acknowledged
+        self.delivered: dict[tuple[str, int], int] = {}
 
-    def _on_delivery(self, err: object, _msg: object) -> None:
+    def _on_delivery(self, err: object, msg: Any) -> None:
         if err is not None:
             self.failed += 1
             self.last_error = str(err)
+            return
+        key = (msg.topic(), msg.partition())
+        if msg.offset() > self.delivered.get(key, -1):
+            self.delivered[key] = msg.offset()
 
     def publish(self, topic: str, key: str | None, event: BaseEvent | bytes) -> None:
         """Queue one message; blocks briefly (polling) when the local queue is full."""

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     min_event_time: date = Field(
         date(2000, 1, 1), description="Events with occurred_at before this day are too_old."
     )
+    dead_letter_payload_chars: int = Field(
+        500,
+        ge=16,
+        le=65536,
+        description="Characters of a refused payload kept in the store's dead letters.",
+    )
     store_retry_initial_seconds: float = Field(
         0.5, gt=0, description="First wait before a failed store commit is retried."
     )

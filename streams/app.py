@@ -2,7 +2,8 @@
 
 Each agent takes batches of raw messages, validates them, sends refused ones to the dead-letter
 topic (with reason and original payload), and writes the batch's observations together with the
-offsets they include in one store transaction. Scale-out is Kafka's: more partitions, more
+offsets they include and its refused messages (``dead_letters``, a bounded payload excerpt) in
+one store transaction. Scale-out is Kafka's: more partitions, more
 workers in the same consumer group (``STREAMS_APP_ID``).
 
 Exactly once, under faults:
@@ -37,6 +38,7 @@ from faust.types import TP
 from millrace.kafka import encode_event
 from millrace.settings import Settings
 from millrace.shutdown import arm_watchdog, connect_store, stop_on_store_error
+from ml.dead_letters import dead_letter_row
 from ml.domains import Domain, all_domains
 from ml.ingest import IngestBatch, MessageLike, fold_batch
 from ml.registry.entities import ProcessorState, StatisticKey, StatisticsChange, StreamPosition
@@ -323,6 +325,10 @@ def create_app(
             statistics={key: change for key, (change, _) in changes.items() if change},
             expected={(consumer, *tp): checkpoints.get(tp) for tp in batch.offsets},
             fingerprints={(consumer, *tp): fp for tp, fp in prints.items()},
+            dead_letters=[
+                dead_letter_row(record, settings.dead_letter_payload_chars)
+                for _, record in batch.dead_letters
+            ],
         )
 
     def make_agent(domain: Domain) -> None:

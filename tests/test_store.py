@@ -46,7 +46,7 @@ def delta(series: str, month: int, sales: int, price: float = 100.0) -> Observat
 def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
     upgrade(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0005"
+    assert current_revision(store_url) == "0006"
     store = Store.from_url(store_url, upgrade=False)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -69,7 +69,7 @@ def test_upgrade_from_0004_keeps_checkpoints_as_state_version_1(store_url: str) 
         )
     engine.dispose()
     upgrade(store_url)
-    assert current_revision(store_url) == "0005"
+    assert current_revision(store_url) == "0006"
     store = Store.from_url(store_url, upgrade=False)
     assert store.stream.checkpoints("c") == {
         ("sales", 0): StoredCheckpoint("sales", 0, 7, ProcessorState(1, b"\x00state")),
@@ -287,3 +287,45 @@ def test_batch_commit_carries_corrections_drift_events_and_forecasts(store: Stor
     assert row.corrections == 2 and row.n_events == 3
     assert [d.event_id for d in store.monitoring.drift_events("demand")] == ["d9"]
     assert store.series.forecasts("demand", "A")[0].value == 5.0
+
+
+def dead_letter(offset: int, error_type: str = "invalid_json", payload: str = "{not json"):
+    from ml.registry.entities import DeadLetterRow
+
+    return DeadLetterRow(
+        event_id=f"dl-{offset}",
+        consumer="c",
+        topic="sales",
+        partition=0,
+        offset=offset,
+        key="k",
+        error_type=error_type,
+        reason=f"{error_type} at {offset}",
+        payload=payload,
+        payload_bytes=len(payload),
+        occurred_at=T0,
+    )
+
+
+def test_dead_letters_commit_with_their_batch_exactly_once(store: Store) -> None:
+    key = ("c", "sales", 0)
+    first = [dead_letter(3), dead_letter(5, "future_timestamp", "{\x00}")]
+    store.stream.apply_observations([delta("A", 1, 1)], {key: 5}, dead_letters=first)
+    # the same batch delivered again (after a crash before Kafka's commit) adds nothing
+    store.stream.apply_observations([], {key: 5}, dead_letters=first)
+    # a fenced batch that lost its partition writes none of its dead letters
+    with pytest.raises(StaleCheckpoint):
+        store.stream.apply_observations(
+            [], {key: 9}, expected={key: 2}, dead_letters=[dead_letter(9, "oversize")]
+        )
+    store.stream.apply_observations([], {key: 7}, dead_letters=[dead_letter(7, "too_old")])
+    counts = store.dead_letters.counts()
+    assert counts.total == 3
+    assert counts.by_error_type == {"invalid_json": 1, "future_timestamp": 1, "too_old": 1}
+    assert counts.by_topic == {"sales": 3}
+    rows = store.dead_letters.recent(limit=2)
+    assert [r.offset for r in rows] == [7, 5]  # newest first
+    assert rows[1].reason == "future_timestamp at 5" and rows[0].created_at is not None
+    assert store.dead_letters.counts(error_type="too_old").total == 1
+    assert [r.offset for r in store.dead_letters.recent(error_type="invalid_json")] == [3]
+    assert "\x00" not in rows[1].payload  # PostgreSQL's text refuses NUL: replaced

@@ -64,6 +64,8 @@ class Record:
     topic_key: str  # "topic_sales" or "topic_network"
     key: str
     event: BaseEvent
+    #: the 1-based line of the file it comes from, when the importer knows it
+    row: int | None = None
 
 
 class Source(ABC):
@@ -74,6 +76,9 @@ class Source(ABC):
     """
 
     name: str = "source"
+    #: whether the records already come in event-time order (``occurred_at``); a replay sorts
+    #: the others first (:func:`millrace.importers.ordering.in_time_order`)
+    time_ordered: bool = False
 
     @abstractmethod
     def __iter__(self) -> Iterator[Record | Rejected]:

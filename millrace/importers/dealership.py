@@ -225,4 +225,4 @@ class DealershipSource(FileSource):
             )
         except ValidationError as exc:
             return Rejected(line, validation_reason(exc))
-        return Record("topic_sales", event.segment_key, event)
+        return Record("topic_sales", event.segment_key, event, row=line)

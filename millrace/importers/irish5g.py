@@ -123,6 +123,7 @@ class Irish5GSource(FileSource):
         stay those of the file's line numbers either way."""
         super().__init__(path)
         self.by_time = by_time
+        self.time_ordered = by_time
 
     def count_items(self) -> int:
         return count_rows(self.path)
@@ -184,4 +185,4 @@ class Irish5GSource(FileSource):
             )
         except ValidationError as exc:
             return Rejected(line, validation_reason(exc))
-        return Record("topic_network", cell_id, event)
+        return Record("topic_network", cell_id, event, row=line)

@@ -134,6 +134,7 @@ class NorwaySource(FileSource):
     """Monthly OFV counts of one file, expanded into individual, time-ordered SALE events."""
 
     name = SOURCE_NAME
+    time_ordered = True
 
     def count_items(self) -> int:
         """Exactly the number of events (sum of valid quantities) plus rejected rows."""
@@ -176,4 +177,4 @@ class NorwaySource(FileSource):
                     "occurred_at": at,
                 }
             )
-            yield at, row.line, Record("topic_sales", key, event)
+            yield at, row.line, Record("topic_sales", key, event, row=row.line)

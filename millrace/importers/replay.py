@@ -6,6 +6,11 @@ record's key and returns a :class:`ReplaySummary` of what was published and reje
 
 Pacing sleeps until each event's slot on a fixed schedule (``t0 + i / rate``), so late sleeps
 do not accumulate drift: the achieved rate converges to ``rate`` over the run.
+
+Every format is published in event-time order by default (``by_time``; ``--file-order`` keeps
+the file's order). Records the worker will refuse for their time (beyond
+``MAX_FUTURE_SECONDS``, before ``MIN_EVENT_TIME``) are still published (the worker
+dead-letters them, visibly) but counted and named in the summary.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from millrace.importers.base import Record, Rejected, Source, read_head
 from millrace.importers.dealership import DealershipSource, is_dealership_header
 from millrace.importers.irish5g import Irish5GSource, is_irish5g_header
 from millrace.importers.norway import NorwaySource, is_norway_header
+from millrace.importers.ordering import WorkerRules, in_time_order
 from schemas.events import BaseEvent
 
 __all__ = ["Publisher", "ReplaySummary", "open_source", "replay"]
@@ -58,6 +64,10 @@ class ReplaySummary:
     elapsed: float = 0.0
     by_topic: Counter[str] = field(default_factory=Counter)
     unflushed: int = 0
+    #: published records the worker will dead-letter, by error type, with examples
+    refused: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
+    refused_examples: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -69,6 +79,14 @@ class ReplaySummary:
         self.reasons[item.category] += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append((item.row, item.reason))
+
+    def add_refused(self, record: Record, error_type: str, reason: str) -> None:
+        """Note a published record the worker will refuse (``error_type``, ``reason``)."""
+        self.refused += 1
+        self.refusals[error_type] += 1
+        if len(self.refused_examples) < MAX_EXAMPLES:
+            where = f"row {record.row}" if record.row is not None else record.event.event_id
+            self.refused_examples.append((where, f"{error_type}: {reason}"))
 
     def render(self) -> Table:
         """A rich table of the summary (print it with a rich Console)."""
@@ -83,6 +101,12 @@ class ReplaySummary:
             table.add_row(f"  {reason}", f"{count:,}")
         for row, reason in self.examples:
             table.add_row(f"  e.g. row {row}", reason)
+        table.add_row("refused by the worker", f"{self.refused:,}",
+                      style="yellow" if self.refused else None)  # fmt: skip
+        for error_type, count in self.refusals.most_common():
+            table.add_row(f"  {error_type}", f"{count:,}")
+        for where, reason in self.refused_examples:
+            table.add_row(f"  e.g. {where}", reason)
         if self.unflushed:
             table.add_row("not delivered at flush", f"{self.unflushed:,}", style="red")
         table.add_row("elapsed", f"{self.elapsed:.2f} s")
@@ -90,13 +114,20 @@ class ReplaySummary:
         return table
 
 
-def open_source(path: Path | str, by_time: bool = False) -> Source:
+def open_source(path: Path | str, by_time: bool = True) -> Source:
     """The importer for a file, chosen by its name and header; ``ValueError`` if unknown.
 
-    ``by_time`` orders the Irish 5G rows by timestamp (the other formats are already)."""
+    ``by_time`` (default) yields the records in event-time order whatever the format (the
+    dealership export and the Irish traces are not in time order); False keeps the file's."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    source = _importer(path, by_time)
+    return in_time_order(source) if by_time else source
+
+
+def _importer(path: Path, by_time: bool) -> Source:
+    """The importer of ``path`` by its header (``ValueError`` if none fits)."""
     head = read_head(path)
     if head and is_irish5g_header(head[0]):
         return Irish5GSource(path, by_time=by_time)
@@ -165,6 +196,7 @@ def replay(
     task = bar.add_task(getattr(source, "name", "replay"), total=total, rejected=0) if bar else None
     started = time.monotonic()
     pacer = _Pacer(rate)
+    rules = WorkerRules(settings)
     pending = 0
     try:
         if bar:
@@ -180,6 +212,8 @@ def replay(
                 item.topic_key, getattr(settings, item.topic_key)
             )
             producer.publish(topic, item.key, item.event)
+            if (refusal := rules.refusal(item.event)) is not None:
+                summary.add_refused(item, *refusal)
             summary.published += 1
             summary.by_topic[topic] += 1
             pending += 1

@@ -119,6 +119,7 @@ class DemandSource(Source):
     """Simulated SALE/PURCHASE contract events (see :func:`simulate_demand`)."""
 
     name = "simulate_demand"
+    time_ordered = True
 
     def __init__(
         self,
@@ -239,6 +240,7 @@ class NetworkSource(Source):
     """Simulated per-cell measurements (see :func:`simulate_network`)."""
 
     name = "simulate_network"
+    time_ordered = True
 
     def __init__(
         self,

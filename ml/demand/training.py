@@ -65,6 +65,7 @@ def _cap_outliers(train: pd.DataFrame) -> pd.DataFrame:
 
 class DemandTrainer(DomainTrainer):
     metric = "mae"
+    baseline = SeasonalNaive.algorithm
 
     def training_set(
         self,

@@ -234,6 +234,7 @@ class NetworkTrainer(DomainTrainer):
     """Batch trainer of one network scope (a config id or an output field)."""
 
     metric = "rmse"
+    baseline = Persistence.algorithm
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ __all__ = [
     "ACTIVE",
     "CANDIDATE",
     "JOB_OPEN",
+    "JOB_OUTCOMES",
     "JOB_STATUSES",
     "REJECTED",
     "RETIRED",
@@ -28,6 +29,8 @@ __all__ = [
     "ActivationRow",
     "CommandResultRow",
     "ConfigRow",
+    "DeadLetterCounts",
+    "DeadLetterRow",
     "DriftEventRow",
     "ForecastRow",
     "TrainingJobRow",
@@ -48,6 +51,8 @@ CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retir
 VERSION_STATUSES = frozenset({CANDIDATE, ACTIVE, REJECTED, RETIRED})
 JOB_STATUSES = frozenset({"queued", "running", "completed", "failed", "cancelled"})
 JOB_OPEN = ("queued", "running")
+#: what a completed job did with its best candidate
+JOB_OUTCOMES = frozenset({"promoted", "rejected"})
 SCORE_TRIGGERS = frozenset({"evaluate", "monitor", "auto_monitor", "online"})
 
 
@@ -121,6 +126,40 @@ class TrainingJobRow:
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    #: ``promoted`` / ``rejected`` once completed (None while open or when failed)
+    outcome: str | None = None
+    #: why: the gate's decision and every candidate's score (or the failure)
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    """A message the stream refused, as stored with the batch that refused it."""
+
+    event_id: str
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    error_type: str
+    reason: str
+    #: the start of the payload (at most ``DEAD_LETTER_PAYLOAD_CHARS`` characters)
+    payload: str
+    #: the payload's size in bytes
+    payload_bytes: int
+    #: when the message was refused
+    occurred_at: datetime
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterCounts:
+    """How many dead letters are stored, in all and by error type and topic."""
+
+    total: int
+    by_error_type: dict[str, int]
+    by_topic: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ __all__ = [
     "ModelConfigRecord",
     "FieldStateRecord",
     "CommandResult",
+    "DeadLetter",
 ]
 
 
@@ -296,6 +297,8 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def to_entity(self) -> e.TrainingJobRow:
         return e.TrainingJobRow(
@@ -314,6 +317,8 @@ class TrainingJob(Base):
             self.started_at,
             self.finished_at,
             self.heartbeat_at,
+            self.outcome,
+            self.reason,
         )
 
 
@@ -344,6 +349,47 @@ class DriftEventRecord(Base):
             self.model_version,
             dict(self.evidence or {}),
             self.occurred_at,
+        )
+
+
+class DeadLetter(Base):
+    """A refused stream message, written in the transaction of the batch that refused it; one
+    row per message position (its ``event_id`` derives from topic/partition/offset)."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("ix_dead_letters_error_type", "error_type"),
+        Index("ix_dead_letters_topic", "topic"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    consumer: Mapped[str] = mapped_column(String(120))
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error_type: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_bytes: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    def to_entity(self) -> e.DeadLetterRow:
+        return e.DeadLetterRow(
+            self.event_id,
+            self.consumer,
+            self.topic,
+            self.partition,
+            self.offset,
+            self.key,
+            self.error_type,
+            self.reason,
+            self.payload,
+            self.payload_bytes,
+            self.occurred_at,
+            self.created_at,
         )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from ml.registry.db import Database, make_engine
 from ml.registry.db import upgrade as migrate
+from ml.registry.stores.dead_letters import DeadLetterStore
 from ml.registry.stores.jobs import JobStore
 from ml.registry.stores.models import ModelStore
 from ml.registry.stores.monitoring import MonitoringStore
@@ -30,6 +31,7 @@ class Store:
     * ``jobs``: training jobs
     * ``monitoring``: drift events and score history
     * ``network``: the network domain's configs, field states and command results
+    * ``dead_letters``: the stream's refused messages (written with its batches)
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -41,6 +43,7 @@ class Store:
         self.jobs = JobStore(self.db)
         self.monitoring = MonitoringStore(self.db)
         self.network = NetworkStore(self.db)
+        self.dead_letters = DeadLetterStore(self.db)
 
     @classmethod
     def from_url(cls, url: str, upgrade: bool = True) -> Store:

@@ -50,6 +50,9 @@ class DomainTrainer(ABC):
 
     #: metric the promotion gate compares (lower is better)
     metric: str = "mae"
+    #: the algorithm of the domain's baseline candidate (named in a job's reason); empty: the
+    #: first candidate is the baseline
+    baseline: str = ""
 
     @abstractmethod
     def training_set(

@@ -29,11 +29,13 @@ from ml.training.versioning import (
     write_artifact,
 )
 
-__all__ = ["CandidateResult", "JobOutcome", "TrainingRunner"]
+__all__ = ["CandidateResult", "JobOutcome", "TrainingRunner", "describe_candidates"]
 
 
 @dataclass(frozen=True)
 class CandidateResult:
+    """One candidate's scores on the test window and its fit time."""
+
     algorithm: str
     metrics: dict[str, float | None]
     fit_seconds: float
@@ -41,6 +43,8 @@ class CandidateResult:
 
 @dataclass
 class JobOutcome:
+    """What a job came to: its status, the version it stored and whether it went live."""
+
     job_id: str
     status: str  # completed | failed
     version: str | None = None
@@ -49,6 +53,13 @@ class JobOutcome:
     metrics: dict[str, float | None] = field(default_factory=dict)
     reason: str = ""
     candidates: list[CandidateResult] = field(default_factory=list)
+
+    @property
+    def decision(self) -> str | None:
+        """``promoted`` / ``rejected`` for a completed job, None for a failed one."""
+        if self.status != "completed":
+            return None
+        return "promoted" if self.promoted else "rejected"
 
 
 class TrainingRunner:
@@ -73,7 +84,10 @@ class TrainingRunner:
         self.clock = clock
 
     def run(self, job: TrainingJobRow) -> JobOutcome:
-        """Run ``job`` to completed or failed; never raises for a job's own failure."""
+        """Run ``job`` to completed or failed; never raises for a job's own failure.
+
+        The job row records the outcome (``promoted`` / ``rejected``; none for a failed job)
+        and the reason, which names every candidate with its score."""
         self.store.jobs.update_job(job.id, status="running", started_at=self.clock(), error=None)
         try:
             outcome = self._train(job)
@@ -89,6 +103,8 @@ class TrainingRunner:
             finished_at=self.clock(),
             version=outcome.version,
             error=outcome.reason if outcome.status == "failed" else None,
+            outcome=outcome.decision,
+            reason=outcome.reason,
         )
         return outcome
 
@@ -107,38 +123,45 @@ class TrainingRunner:
             metrics = score(data.y_test, candidate.predict(data.test), scale=data.scale)
             elapsed = time.perf_counter() - started
             results.append((candidate, CandidateResult(candidate.algorithm, metrics, elapsed)))
+        if not results:
+            raise TrainingDataError(f"domain {job.domain!r} offered no candidate")
         metric = trainer.metric
-        baseline = results[0][1]
+        # ties go to the earlier candidate: the baseline (first) wins a tie
         best_model, best = min(results, key=lambda r: _value(r[1].metrics, metric))
-        promoted, why = self._gate(job, data, metric, best, baseline)
+        scores = [r for _, r in results]
+        baseline = getattr(trainer, "baseline", "") or scores[0].algorithm
+        promoted, why = self._gate(job, data, metric, best)
+        why = f"{why}; {metric} of the candidates: {describe_candidates(scores, metric, baseline)}"
         return self._store_version(job, domain.schema_major, data, best_model, best, promoted,
-                                   why, [r for _, r in results])  # fmt: skip
+                                   why, scores)  # fmt: skip
 
     def _gate(
-        self,
-        job: TrainingJobRow,
-        data: TrainingSet,
-        metric: str,
-        best: CandidateResult,
-        baseline: CandidateResult,
+        self, job: TrainingJobRow, data: TrainingSet, metric: str, best: CandidateResult
     ) -> tuple[bool, str]:
+        """Whether ``best`` goes live, and why. The first version of a scope (no live version)
+        always does, whichever candidate it is (a baseline is a model too); a later one must
+        beat the live version re-scored on the same test window."""
         value = _value(best.metrics, metric)
         active = self.store.models.active_version(job.domain, job.scope)
         if active is None:
-            # the domain's baseline is its trainer's first candidate (seasonal_naive, persistence)
-            base = _value(baseline.metrics, metric)
-            name = baseline.algorithm or "baseline"
-            if value < base:
-                return True, f"first version: {metric} {value:.4g} beats {name} {base:.4g}"
-            return False, f"{metric} {value:.4g} does not beat the baseline {name} {base:.4g}"
+            return True, (
+                f"first version of {job.domain}/{job.scope}: the best candidate "
+                f"{best.algorithm} goes live ({metric} {value:.4g}; no live version to beat)"
+            )
         try:
             live = load_model(self.store, job.domain, job.scope, active)
         except (KeyError, FileNotFoundError) as exc:
             raise TrainingDataError(f"active version {active} cannot be loaded: {exc}") from exc
         live_value = _value(score(data.y_test, live.predict(data.test)), metric)
         if value < live_value:
-            return True, f"{metric} {value:.4g} beats active {active} ({live_value:.4g})"
-        return False, f"{metric} {value:.4g} does not beat active {active} ({live_value:.4g})"
+            return True, (
+                f"{best.algorithm} {metric} {value:.4g} beats active {active} re-scored on "
+                f"the same window ({live_value:.4g})"
+            )
+        return False, (
+            f"{best.algorithm} {metric} {value:.4g} does not beat active {active} re-scored "
+            f"on the same window ({live_value:.4g})"
+        )
 
     def _store_version(
         self,
@@ -204,6 +227,16 @@ class TrainingRunner:
             reason=why,
             candidates=results,
         )
+
+
+def describe_candidates(results: list[CandidateResult], metric: str, baseline: str = "") -> str:
+    """``seasonal_naive 0.359 (baseline), lightgbm 0.37, ...``: every candidate's ``metric``."""
+    parts = []
+    for r in results:
+        value = r.metrics.get(metric)
+        text = "n/a" if value is None else f"{float(value):.4g}"
+        parts.append(f"{r.algorithm} {text}" + (" (baseline)" if r.algorithm == baseline else ""))
+    return ", ".join(parts)
 
 
 def _value(metrics: dict[str, Any], metric: str) -> float:

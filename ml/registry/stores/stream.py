@@ -1,7 +1,7 @@
 """The stream's aggregate: what one batch commits in one transaction (observations, positions
-with their fingerprints, processor states, processed event ids, drift events, forecasts,
-scores and the partitions' current statistics), and the positions, faults and statistics read
-back from it."""
+with their fingerprints, processor states, processed event ids, dead letters, drift events,
+forecasts, scores and the partitions' current statistics), and the positions, faults and
+statistics read back from it."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from ml.registry.models import (
     StreamStatistic,
     utcnow,
 )
+from ml.registry.stores.dead_letters import add_dead_letters
 
 __all__ = ["CheckpointKey", "StreamStore"]
 
@@ -69,14 +70,16 @@ class StreamStore:
         statistics: Mapping[CheckpointKey, e.StatisticsChange] | None = None,
         expected: Mapping[CheckpointKey, int | None] | None = None,
         fingerprints: Mapping[CheckpointKey, str | None] | None = None,
+        dead_letters: Iterable[e.DeadLetterRow] = (),
         attempts: int = 3,
     ) -> None:
         """Commit one stream batch in ONE transaction: merge ``deltas`` into the observations,
         record the partitions' ``checkpoints`` (offsets, with the ``fingerprints`` of the records
         at them) and processor ``states`` (with their format version), the processed
         ``event_ids``, late-event ``corrections`` per observation, new ``drift_events`` (deduped
-        by event id), ``forecasts`` (upserted), score-history rows and the changes of the
-        partitions' current ``statistics``.
+        by event id), ``forecasts`` (upserted), score-history rows, the changes of the
+        partitions' current ``statistics`` and the batch's refused messages (``dead_letters``,
+        deduped by their event id, which derives from topic/partition/offset).
 
         ``expected`` fences the batch: for each key it names, the stored offset must still be
         the given one (None: no row yet), otherwise :class:`StaleCheckpoint` is raised and
@@ -89,7 +92,13 @@ class StreamStore:
         combined = sorted(combine(deltas).items(), key=lambda kv: kv[0])
         ids = [(domain, event_id) for domain, event_id in event_ids]
         late = Counter(corrections)
-        extras = (list(drift_events), list(forecasts), list(scores), dict(statistics or {}))
+        extras = (
+            list(drift_events),
+            list(forecasts),
+            list(scores),
+            dict(statistics or {}),
+            list(dead_letters),
+        )
         marks = _Marks(checkpoints or {}, states or {}, expected or {}, fingerprints or {})
         for attempt in range(1, attempts + 1):
             try:
@@ -110,6 +119,7 @@ class StreamStore:
             list[e.ForecastRow],
             list[dict[str, Any]],
             dict[CheckpointKey, e.StatisticsChange],
+            list[e.DeadLetterRow],
         ],
     ) -> None:
         now = utcnow()
@@ -159,6 +169,7 @@ class StreamStore:
             session.add_all(ScoreHistory(**row) for row in extras[2])
             for key, change in sorted(extras[3].items()):
                 _change_statistics(session, key, change, now)
+            add_dead_letters(session, extras[4])
 
     def _existing_observations(
         self, session: Session, keys: list[tuple[str, str, datetime]]
