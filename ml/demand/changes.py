@@ -10,6 +10,9 @@ excursion), each of a level CUSUM and a variance CUSUM on a robust reference
 * ``error``: the online forecast's absolute error of the month. Only increases count (a
   forecast getting better is not a reason to retrain).
 
+After a detection both detectors of the suite re-learn from the detection on (not from the
+estimated start of the change), so one excursion gives one detection.
+
 Detector names in drift events: ``sales_level``, ``sales_variance``, ``error_level``,
 ``error_variance`` (mapped to the ``drift`` reason in :data:`ml.triggers.REASON_BY_DETECTOR`).
 
@@ -100,6 +103,11 @@ def _feed(
     point = suite.update(x)
     if point is None:
         return None
+    for detector in suite.detectors:
+        # re-learn from the detection on: the estimated start can be early (a level shift that
+        # fired the variance CUSUM first), and old-regime points in the new reference would
+        # report the same excursion again
+        detector.restart(keep_from=point.index)
     fired = [d for d in suite.detectors if d.name in point.detectors]
     if up_only:
         fired = [d for d in fired if getattr(d, "alarm_side", None) == 0]
