@@ -49,7 +49,7 @@ def family(detector: str) -> str:
 
 
 def run(seed: int, drift: bool, factor: float) -> tuple[list[str], ProcessorOutput]:
-    drift_at = add_months(START, DRIFT_MONTH) if drift else None
+    drift_at = add_months(START, DRIFT_MONTH).date() if drift else None
     source = simulate_demand(
         seed=seed, start=START, months=MONTHS, segments=SEGMENTS, trend=0.0, base_rate=60.0,
         drift_at=drift_at, drift_factor=factor,
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--factor", type=float, default=2.0)
     args = parser.parse_args()
-    drift_day = add_months(START, DRIFT_MONTH)
+    drift_day = add_months(START, DRIFT_MONTH).date()
     delays: dict[str, list[int]] = defaultdict(list)
     missed: dict[str, int] = defaultdict(int)
     alarms: dict[str, int] = defaultdict(int)
@@ -102,9 +102,14 @@ def main() -> None:
         print(f"seed {seed}: done", file=sys.stderr)
     report = {
         "setup": {
-            "simulator": "simulate_demand", "segments": SEGMENTS, "months": MONTHS,
-            "drift_month": DRIFT_MONTH, "drift_factor": args.factor, "seeds": args.seeds,
-            "drifted_segments": drifted_total, "stationary_segment_months": points,
+            "simulator": "simulate_demand",
+            "segments": SEGMENTS,
+            "months": MONTHS,
+            "drift_month": DRIFT_MONTH,
+            "drift_factor": args.factor,
+            "seeds": args.seeds,
+            "drifted_segments": drifted_total,
+            "stationary_segment_months": points,
         },  # fmt: skip
         "families": {},
     }

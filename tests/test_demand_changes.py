@@ -155,7 +155,9 @@ def test_network_staleness_one_request_per_stale_version_not_per_tick() -> None:
     live[0] = LiveVersion("cfg-a", "v2", datetime(2024, 1, 2, tzinfo=UTC))
     check.run()
     assert [r.scope for r in sent] == ["cfg-a", "cfg-a"] and sent[0].event_id != sent[1].event_id
-    fresh = StalenessCheck("network", timedelta(days=90), lambda: live[:1], [].append, lambda: now[0])
+    fresh = StalenessCheck(
+        "network", timedelta(days=90), lambda: live[:1], [].append, lambda: now[0]
+    )
     assert fresh.run()[0].event_id == sent[1].event_id  # id from version + reason
 
 
