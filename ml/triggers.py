@@ -396,8 +396,10 @@ class TriggerPolicy:
         """A staleness request when the model is older than ``max_model_age`` at ``at``.
 
         With ``version`` (the stale live version): at most ONE request per version, its key
-        ``version:<version>`` (id from domain, scope, ``staleness`` and the version), whether
-        issued, held (catch-up) or coalesced; later checks of the same version return ``None``.
+        ``version:<version>`` (id from domain, scope, ``staleness`` and the version); once it
+        is issued or held (catch-up), later checks of the same version return ``None``. While
+        it is coalesced (another request of the scope pending, or the cooldown) it is checked
+        again at the next call.
         Without it, the default key is the model's training time plus ``at`` (both
         event-derived), so a replay reproduces the id.
         """
@@ -409,9 +411,8 @@ class TriggerPolicy:
         if version is not None:
             if self._stale_versions.get((domain, scope)) == version:
                 return None
-            self._stale_versions[(domain, scope)] = version
             key = f"version:{version}"
-        return self.consider(
+        request = self.consider(
             domain=domain,
             scope=scope,
             reason=RetrainReason.STALENESS,
@@ -423,3 +424,7 @@ class TriggerPolicy:
             at=at,
             key=key or f"{model_trained_at.isoformat()}@{at.isoformat()}",
         )
+        held = self._held.get((domain, scope))
+        if version is not None and (request is not None or (held and held.key == key)):
+            self._stale_versions[(domain, scope)] = version  # issued or held: never again
+        return request
