@@ -11,7 +11,7 @@ from millrace.settings import load_settings
 from ml.demand.changes import SegmentChanges
 from ml.demand.processor import DemandProcessor
 from ml.network.monitoring import LiveVersion, StalenessCheck
-from ml.streaming import PartitionProcessor, ProcessorOutput
+from ml.streaming import ProcessorOutput
 from ml.triggers import FixedClock
 
 SETTINGS = load_settings(_env_file=None)
@@ -168,7 +168,9 @@ def test_detector_state_survives_pickle_mid_stream() -> None:
     first = DemandProcessor.from_settings(LIVE)
     half = len(events) // 2
     head = _run(first, events[:half])
-    restored = PartitionProcessor.loads(first.dumps())
+    state = first.state()
+    assert state.version == DemandProcessor.STATE_VERSION == 2
+    restored = DemandProcessor.restore(state)
     assert isinstance(restored, DemandProcessor)
     tail = _run(restored, events[half:])
     assert [d.event_id for d in head.drift_events + tail.drift_events] == [
@@ -178,3 +180,35 @@ def test_detector_state_survives_pickle_mid_stream() -> None:
         r.event_id for r in expected.retrain_requests
     ]
     assert any(d.detector.startswith(("sales_", "error_")) for d in tail.drift_events)
+
+
+def test_field_loop_tick_runs_the_staleness_check_with_store_versions() -> None:
+    from types import SimpleNamespace
+
+    from ml.network.hooks import FieldLoop, _live_versions
+
+    trained = datetime(2024, 1, 1, tzinfo=UTC)
+    config = SimpleNamespace(id="cfg-a", output_fields=["dl_bitrate"])
+    registry = SimpleNamespace(live_configs=lambda: [config])
+    models = SimpleNamespace(
+        live_activation=lambda domain, scope: SimpleNamespace(version="v7"),
+        get_version=lambda domain, scope, version: SimpleNamespace(
+            version=version, trained_at=trained
+        ),
+    )
+    store = SimpleNamespace(models=models)
+    assert _live_versions(store, registry) == [LiveVersion("cfg-a", "v7", trained)]
+    sent: list = []
+    now = trained + timedelta(days=120)
+    check = StalenessCheck(
+        "network", timedelta(days=90), lambda: _live_versions(store, registry), sent.append,
+        lambda: now,
+    )  # fmt: skip
+    monitor = SimpleNamespace(poll=lambda: [], check_due=lambda fields: [])
+    loop = FieldLoop(monitor, SimpleNamespace(live_configs=lambda: []), store, staleness=check,
+                     tick_seconds=0.0)  # fmt: skip
+    for _ in range(3):
+        loop.tick()
+    assert [(r.scope, r.reason, r.evidence["max_age_days"]) for r in sent] == [
+        ("cfg-a", "staleness", 90.0)
+    ]
