@@ -376,6 +376,10 @@ class TriggerPolicy:
         last = self._last.get(scope_key)
         self._last[scope_key] = at if last is None else max(last, at)
 
+    def forget_staleness(self, domain: str, scope: str) -> None:
+        """The scope's staleness request was not delivered: its version may be requested again."""
+        self._stale_versions.pop((domain, scope), None)
+
     def pending(self, domain: str, scope: str) -> RetrainRequest | None:
         return self._pending.get((domain, scope))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from millrace.importers.simulate import simulate_demand
 from millrace.settings import load_settings
 from ml.demand.changes import SegmentChanges
@@ -142,6 +144,10 @@ def test_demand_staleness_one_request_per_stale_version() -> None:
     assert len(stale2) == 1 and stale2[0].event_id != stale[0].event_id
 
 
+def _refuse(request: object) -> None:
+    raise RuntimeError("broker down")
+
+
 def test_network_staleness_one_request_per_stale_version_not_per_tick() -> None:
     now = [datetime(2024, 6, 1, tzinfo=UTC)]
     live = [LiveVersion("cfg-a", "v1", datetime(2024, 1, 1, tzinfo=UTC)),
@@ -155,6 +161,20 @@ def test_network_staleness_one_request_per_stale_version_not_per_tick() -> None:
     live[0] = LiveVersion("cfg-a", "v2", datetime(2024, 1, 2, tzinfo=UTC))
     check.run()
     assert [r.scope for r in sent] == ["cfg-a", "cfg-a"] and sent[0].event_id != sent[1].event_id
+    # a request that cannot be delivered is tried again at the next run
+    failing = StalenessCheck(
+        "network", timedelta(days=90), lambda: live[:1], _refuse, lambda: now[0]
+    )
+    with pytest.raises(RuntimeError):
+        failing.run()
+    failing.submit = sent.append
+    assert failing.run()[0].event_id == sent[1].event_id
+    # at most every ``interval``
+    slow = StalenessCheck(
+        "network", timedelta(days=90), lambda: live[:1], [].append, lambda: now[0],
+        interval=timedelta(minutes=5),
+    )  # fmt: skip
+    assert len(slow.run()) == 1 and slow.run() == []
     fresh = StalenessCheck(
         "network", timedelta(days=90), lambda: live[:1], [].append, lambda: now[0]
     )

@@ -370,6 +370,7 @@ class NetworkTrainerHooks(TrainerHooks):
             lambda: _live_versions(store, self.registry),
             context.retrain.submit,
             self.monitor.clock,
+            interval=self.monitor.interval,
         )
         self.fields = FieldLoop(self.monitor, self.registry, store, staleness=staleness)
 

@@ -322,8 +322,11 @@ class StalenessCheck:
         live_versions: Callable[[], Iterable[LiveVersion]],
         submit: Callable[[RetrainRequest], Any],
         clock: Callable[[], datetime] | None = None,
+        interval: timedelta = timedelta(0),
     ) -> None:
         self.domain = domain
+        self.interval = interval
+        self._next_at: datetime | None = None
         self.policy = TriggerPolicy(
             max_model_age=max_model_age, cooldown=timedelta(0), requested_by="staleness-check"
         )
@@ -332,15 +335,25 @@ class StalenessCheck:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def run(self) -> list[RetrainRequest]:
-        """Check every live version now; submit (and return) the new staleness requests."""
+        """Check every live version (at most every ``interval``); submit (and return) the new
+        staleness requests. A request that cannot be submitted raises, and its version is
+        checked again at the next run."""
         now = self.clock()
+        if self._next_at is not None and now < self._next_at:
+            return []
+        self._next_at = now + self.interval
         out = []
         for live in self.live_versions():
             request = self.policy.check_staleness(
                 self.domain, live.scope, live.trained_at, now, version=live.version
             )
-            if request is not None:
+            if request is None:
+                continue
+            self.policy.job_finished(self.domain, live.scope, now)  # the version dedups
+            try:
                 self.submit(request)
-                self.policy.job_finished(self.domain, live.scope, now)  # the version dedups
-                out.append(request)
+            except Exception:
+                self.policy.forget_staleness(self.domain, live.scope)
+                raise
+            out.append(request)
         return out
