@@ -20,12 +20,17 @@ from api.common import AUTH_ERRORS, DOMAIN_EXAMPLES, NOT_FOUND, domain_or_defaul
 from api.limits import StrictJSONRoute
 from api.telemetry import LatencySummary
 from ml.domains import all_domains, get_domain
+from ml.network.configs import configs_for_field
 from ml.registry.entities import StreamStatisticRow, plain
 
 __all__ = ["router", "metrics_router"]
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["monitoring"])
 metrics_router = APIRouter(route_class=StrictJSONRoute, tags=["monitoring"])
+
+
+#: a part of a network drift scope ``<cell>|<field>``: printable, no ``|``
+_PART = r"^[^|\x00-\x1f\x7f]+$"
 
 
 class DriftEventOut(BaseModel):
@@ -48,13 +53,18 @@ class DriftReport(BaseModel):
     )
     statistics: dict[str, Any] = Field(
         description="By scope: rolling input statistics against the reference window, the "
-        "error detector and prediction latency; `global`: the degradation window per partition"
+        "error detector and prediction latency; `global`: the degradation window per partition. "
+        "Network: by field, the running scores per online config and `drift` (cells, active "
+        "and detecting cells, their share, threshold, detections) by partition"
     )
     events: list[DriftEventOut] = Field(description="Recent drift events, newest first")
 
 
-def _merged(rows: list[StreamStatisticRow]) -> tuple[int, dict[str, Any]]:
-    """The partitions read and their statistics by scope (``global``: by partition)."""
+def _merged(
+    rows: list[StreamStatisticRow], per_partition: frozenset[str] = frozenset()
+) -> tuple[int, dict[str, Any]]:
+    """The partitions read and their statistics by scope (``global``: by partition; a name in
+    ``per_partition``, e.g. network ``drift``: its value by partition)."""
     merged: dict[str, Any] = {}
     partitions = set()
     for row in rows:
@@ -63,7 +73,10 @@ def _merged(rows: list[StreamStatisticRow]) -> tuple[int, dict[str, Any]]:
             scope = merged.setdefault("global", {}).setdefault(str(row.partition), {})
         else:
             scope = merged.setdefault(row.scope, {})
-        scope[row.name] = row.value
+        if row.name in per_partition:
+            scope.setdefault(row.name, {})[str(row.partition)] = row.value
+        else:
+            scope[row.name] = row.value
     return len(partitions), merged
 
 
@@ -81,17 +94,50 @@ def drift(
     ] = None,
     scope: Annotated[str | None, Query(max_length=120)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    field: Annotated[
+        str | None,
+        Query(
+            max_length=60,
+            pattern=_PART,
+            description="network only: events and statistics of this output field",
+            examples=["rsrp"],
+        ),
+    ] = None,
+    cell: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            pattern=_PART,
+            description="network only: events of this cell (`*`: the field-level ones)",
+            examples=["SIM-003"],
+        ),
+    ] = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> DriftReport:
     domain = domain_or_default(request, domain)
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
+    if (field is not None or cell is not None) and domain != "network":
+        raise HTTPException(400, detail="field and cell filter network drift only (domain=network)")
     settings = request.app.state.settings
     topic = get_domain(domain).topic(settings)
-    partitions, stats = _merged(store(request).stream.statistics(settings.streams_app_id, topic))
+    partitions, stats = _merged(
+        store(request).stream.statistics(settings.streams_app_id, topic),
+        frozenset({"drift"}) if domain == "network" else frozenset(),
+    )
+    if field is not None and not configs_for_field(store(request).network.live_configs(), field):
+        raise HTTPException(404, detail=f"Unknown field: {field} (no model forecasts it)")
     if scope is not None:
         stats = {k: v for k, v in stats.items() if k == scope}
-    events = store(request).monitoring.drift_events(domain=domain, scope=scope, limit=limit)
+    if field is not None:
+        stats = {k: v for k, v in stats.items() if k == field}
+    events = store(request).monitoring.drift_events(
+        domain=domain,
+        scope=scope,
+        limit=limit,
+        scope_prefix=None if cell is None else f"{cell}|",
+        scope_suffix=None if field is None else f"|{field}",
+    )
     return DriftReport(
         domain=domain,
         scope=scope,

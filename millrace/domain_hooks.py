@@ -112,6 +112,11 @@ class DomainHooks:
             except Exception:  # noqa: BLE001 - a domain must never stop the trainer
                 log.exception("%s domain tick failed", name)
 
+    def take(self, request: RetrainRequest) -> bool:
+        """Whether the request's domain handles it itself (no job is made)."""
+        hooks = self.hooks.get(request.domain)
+        return hooks is not None and hooks.take(request)
+
     def job_finished(self, domain: str, request_ids: list[str]) -> None:
         """One of ``domain``'s jobs ended."""
         hooks = self.hooks.get(domain)

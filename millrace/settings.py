@@ -118,6 +118,16 @@ class Settings(BaseSettings):
     network_score_every_seconds: float = Field(
         300.0, gt=0, description="Event time between running scores of one online model."
     )
+    network_drift_cell_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="A network field drifts (one retrain request) when this share of its active "
+        "cells had a change detection within NETWORK_DRIFT_RECENT_WINDOWS windows.",
+    )
+    network_drift_recent_windows: int = Field(
+        10, ge=1, le=1440, description="Windows of event time a cell's detection counts as recent."
+    )
 
     # --- Trainer -------------------------------------------------------------------------------
     trainer_group_id: str = Field("millrace-trainer", description="Trainer consumer group.")

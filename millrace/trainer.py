@@ -10,6 +10,7 @@
 - An ``activate`` / ``rollback`` command records an activation (idempotent by command id).
 - Every new active version is announced on the model-updated topic.
 - Invalid messages go to the dead-letter topic with their reason.
+- A request a domain's hooks take (``TrainerHooks.take``) is theirs, not a job.
 - Every registered domain's process hooks (:class:`ml.domains.base.TrainerHooks`, called through
   :class:`millrace.domain_hooks.DomainHooks`; this module never names a domain): its start-up
   seeding before consuming; the model commands it handles (results stored by the domain, by
@@ -220,6 +221,8 @@ class TrainerService:
         published_at = published_at or datetime.now(UTC)
         if self.store.jobs.get_job(request.event_id) is not None:
             return None  # replay of a request that created a job
+        if self.domains.take(request):
+            return None  # the domain handles it (e.g. a field's drift retrains its models)
         domain = self.domain_set.get(request.domain) or get_domain(request.domain)
         scope = domain.model_scope(request.scope)
         for job in self.store.jobs.list_jobs(domain=request.domain, scope=scope, limit=1):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from millrace.kafka import ensure_topics
 from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
-from tests.fixtures.broker import Proc, build_env, settings_from, wait_for_start
+from tests.fixtures.broker import (
+    Proc,
+    build_env,
+    settings_from,
+    wait_for_progress,
+    wait_for_start,
+)
 from tests.training_data import seed_demand
 
 SECRET = "test-secret-with-at-least-32-bytes!!"
@@ -76,6 +83,12 @@ class ApiServer:
     env: dict[str, str]
     store: Store
     proc: Proc
+    #: the other processes working for it (a trainer), part of :meth:`progress`
+    others: list[Proc] = field(default_factory=list)
+
+    def progress(self) -> tuple:
+        """The work of the API process and of :attr:`others`, for :func:`wait_for_progress`."""
+        return tuple(p.progress() for p in (self.proc, *self.others))
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         kw.setdefault("headers", KEY_HEADERS)
@@ -83,7 +96,16 @@ class ApiServer:
 
     def post(self, path: str, **kw: Any) -> httpx.Response:
         kw.setdefault("headers", KEY_HEADERS)
-        return httpx.post(self.url + path, timeout=60, **kw)
+        kw.setdefault("timeout", 60)
+        return httpx.post(self.url + path, **kw)
+
+    def post_while_working(self, path: str, **kw: Any) -> httpx.Response:
+        """:meth:`post` for a request answered once other work is done (a synchronous retrain):
+        no client timeout; fails when :meth:`progress` stops moving instead."""
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(self.post, path, timeout=None, **kw)
+            wait_for_progress(future.done, self.progress)
+            return future.result()
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         kw.setdefault("headers", KEY_HEADERS)

@@ -8,4 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-pytest_plugins = ["tests.fixtures.broker", "tests.fixtures.postgres", "tests.fixtures.data"]
+pytest_plugins = [
+    "tests.fixtures.broker",
+    "tests.fixtures.postgres",
+    "tests.fixtures.data",
+    "tests.fixtures.markers",
+]

@@ -10,7 +10,7 @@ from millrace.kafka import EventProducer, ensure_topics
 from ml.domains import get_domain
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor, statistics_rows
-from tests.fixtures.broker import settings_from
+from tests.fixtures.broker import deliver, settings_from
 
 
 def events(months: int = 48, segments: int = 20) -> list:
@@ -33,7 +33,7 @@ def publish(env: dict, records: list) -> Store:
     producer = EventProducer(settings)
     for record in records:
         producer.publish(settings.topic_sales, record.key, record.event)
-    assert producer.flush() == 0 and producer.failed == 0
+    assert deliver(producer) == 0 and producer.failed == 0
     return Store.from_url(env["DATABASE_URL"])
 
 

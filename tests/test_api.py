@@ -17,7 +17,7 @@ from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelUpdatedEvent
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version
-from tests.fixtures.broker import Proc, settings_from, wait_until
+from tests.fixtures.broker import Proc, deliver, settings_from, wait_for_progress, wait_for_start
 from tests.store_helpers import add_drift_event
 
 pytestmark = pytest.mark.integration
@@ -43,9 +43,11 @@ def api(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiSer
         directory,
         train_first_version,
         API_MODEL_REFRESH_SECONDS="300",  # the subscriber, not the fallback, must switch
-        API_RETRAIN_WAIT_SECONDS="60",
+        API_RETRAIN_WAIT_SECONDS="600",  # the tests wait on progress, not on this deadline
     )
     trainer = Proc(["trainer"], server.env, directory / "trainer.log")
+    wait_for_start(trainer, lambda: "trainer consuming" in trainer.output())
+    server.others.append(trainer)
     yield server
     trainer.stop()
     server.proc.stop()
@@ -220,7 +222,7 @@ def test_retrain_validates_dates_before_publishing(api: ApiServer) -> None:
 
 
 def test_retrain_waits_for_the_job_and_answers_the_dealership_shape(api: ApiServer) -> None:
-    resp = api.post("/v1/ml/retrain", json={})
+    resp = api.post_while_working("/v1/ml/retrain", json={})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert {"version", "metrics", "trained_at", "samples"} <= set(body)
@@ -231,7 +233,8 @@ def test_retrain_waits_for_the_job_and_answers_the_dealership_shape(api: ApiServ
 
 
 def test_retrain_with_too_little_data_answers_400_with_the_reason(api: ApiServer) -> None:
-    resp = api.post("/v1/ml/retrain", json={"start_date": "2022-01-01", "end_date": "2022-06-30"})
+    body = {"start_date": "2022-01-01", "end_date": "2022-06-30"}
+    resp = api.post_while_working("/v1/ml/retrain", json=body)
     assert resp.status_code == 400
     assert resp.json()["detail"].startswith("Insufficient training data")
 
@@ -247,7 +250,7 @@ def test_async_retrains_while_a_job_is_pending_join_it(api: ApiServer) -> None:
         found = [api.get(f"/v1/ml/training/jobs/{i}") for i in ids]
         return [r.json() for r in found] if all(r.status_code == 200 for r in found) else None
 
-    a, b = wait_until(jobs, 30)
+    a, b = wait_for_progress(jobs, api.progress)
     assert a["id"] == b["id"]
     # read again: ``a`` may have been read before the second request joined the job
     joined = api.get(f"/v1/ml/training/jobs/{a['id']}").json()
@@ -276,7 +279,7 @@ def test_activate_publishes_a_command_the_trainer_applies(api: ApiServer) -> Non
         items = api.get("/v1/ml/activations").json()["items"]
         return any(a["command_id"] == command_id for a in items)
 
-    wait_until(applied, 30)
+    wait_for_progress(applied, api.progress)
 
 
 def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
@@ -303,7 +306,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
     )
     building = book_build_seconds(api)
     producer.publish(api.env["TOPIC_MODEL_UPDATED"], "demand/global", event)
-    assert producer.flush(10) == 0
+    assert deliver(producer) == 0
     published = time.monotonic()
 
     def switched() -> bool:
@@ -311,7 +314,7 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
         predicted = api.post("/v1/ml/predict", json=segment).json()["model_version"]
         return latest == version and predicted == version
 
-    wait_until(switched, 60, interval=0.05)
+    wait_for_progress(switched, api.progress, interval=0.05)
     elapsed = time.monotonic() - published
     # The switch includes building the new version's book (CPU: slower on a busy machine); the
     # subscriber's part, all the rest, stays under 1 s (the fallback check is 300 s away).

@@ -33,7 +33,7 @@ from ml.demand.forecast import demand_book
 from ml.domains import get_domain
 from ml.registry.store import Store
 from tests.api_server import KEY_HEADERS, ApiServer, start_api, train_first_version
-from tests.fixtures.broker import wait_for_progress, wait_until
+from tests.fixtures.broker import wait_for_progress
 
 pytestmark = pytest.mark.integration
 
@@ -295,7 +295,7 @@ def test_the_open_month_never_rebuilds_the_book_a_complete_month_does(api: ApiSe
     # the first event of the current month makes the months since the last stored one complete
     # (zeros): that changes the book once
     _store_events(api.store, now)
-    wait_until(lambda: api.get("/v1/ml/segments").json()["items"], 30)
+    wait_for_progress(lambda: api.get("/v1/ml/segments").json()["items"], api.progress)
 
     def checked() -> float:
         return _metric(api, checks)
@@ -311,7 +311,7 @@ def test_the_open_month_never_rebuilds_the_book_a_complete_month_does(api: ApiSe
     assert _metric(api, builds) == settled
     last_month = now.replace(day=1) - timedelta(days=1)
     _store_events(api.store, last_month)  # a late event of a complete month: one rebuild
-    wait_until(lambda: _metric(api, builds) >= settled + 1, 60)
+    wait_for_progress(lambda: _metric(api, builds) >= settled + 1, api.progress)
     seen = checked()
     wait_for_progress(lambda: checked() >= seen + 3, checked)
     assert _metric(api, builds) == settled + 1

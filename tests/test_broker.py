@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from millrace.broker import BrokerError, EmbeddedBroker
-from tests.fixtures.broker import free_port, wait_for_start
+from tests.fixtures.broker import free_port, wait_for_exit, wait_for_start
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,5 @@ def test_cli_broker_creates_topics_and_stops_on_sigterm(make_env, spawn) -> None
 
 def test_cli_broker_with_external_kafka_starts_nothing(make_env, spawn) -> None:
     proc = spawn(["broker"], make_env())
-    proc.handle.wait(30)
-    assert proc.handle.returncode == 0
+    assert wait_for_exit(proc) == 0
     assert "nothing embedded to start" in proc.output()

@@ -21,7 +21,15 @@ from millrace.kafka import EventProducer, ensure_topics
 from ml.registry.entities import StreamPosition
 from ml.registry.store import Store
 from streams.positions import BrokerView, judge
-from tests.fixtures.broker import ROOT, build_env, free_port, settings_from, wait_for_progress
+from tests.fixtures.broker import (
+    ROOT,
+    build_env,
+    free_port,
+    settings_from,
+    wait_for_events,
+    wait_for_progress,
+    wait_for_start,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +64,7 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
         ensure_topics(settings)
         first_ids = publish(settings, seed=11, n=1_000)
         worker = spawn(["streams"], env)
-        wait_for_progress(lambda: store.series.count_events("demand") == 1_000)
+        wait_for_events(store, "demand", 1_000, exact=True, worker=worker)
         worker.stop()
 
         broker.stop()  # memory only: everything on it is gone
@@ -67,10 +75,10 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
 
         worker = spawn(["streams"], env)
         api = spawn(["api"], env)
-        faults = wait_for_progress(lambda: store.stream.faults(env["STREAMS_APP_ID"]))
+        faults = wait_for_start(worker, lambda: store.stream.faults(env["STREAMS_APP_ID"]))
         assert {f.topic for f in faults} == {settings.topic_sales}
         assert all("broker" in f.reason for f in faults)
-        report = wait_for_progress(lambda: (h := health(env["API_PORT"])) and h)
+        report = wait_for_start(api, lambda: (h := health(env["API_PORT"])) and h)
         assert report["status"] == "degraded"
         assert "refused" in report["checks"]["streams"]
         assert "millrace checkpoints reset" in report["checks"]["streams"]
@@ -88,12 +96,12 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
         )
         assert done.returncode == 0, done.stderr
         assert "moved to earliest" in done.stderr
-        wait_for_progress(
-            lambda: store.series.count_events("demand") == 1_400,
-            progress=lambda: store.series.count_events("demand"),
-        )
+        wait_for_events(store, "demand", 1_400, exact=True, worker=worker)
         assert store.stream.faults() == []
-        assert wait_for_progress(lambda: (h := health(env["API_PORT"])) and h["status"] == "ok")
+        assert wait_for_progress(
+            lambda: (h := health(env["API_PORT"])) and h["status"] == "ok",
+            lambda: (worker.progress(), api.progress()),
+        )
         assert worker.alive() and api.alive()
         assert "REFUSED" in worker.output()
     finally:

@@ -31,11 +31,15 @@ class Clock:
 class Jobs(JobGateway):
     def __init__(self) -> None:
         self.submitted: list[tuple[str, str, str]] = []
+        self.triggers: list[str] = []
         self.statuses: dict[str, str] = {}
 
-    def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
+    def submit(
+        self, field: str, model_id: str, reason: str, at: datetime, trigger: str = "degradation"
+    ) -> str:
         job_id = f"job-{len(self.submitted) + 1}"
         self.submitted.append((field, model_id, reason))
+        self.triggers.append(trigger)
         self.statuses[job_id] = "queued"
         return job_id
 
@@ -146,6 +150,27 @@ def test_injected_degradation_goes_monitoring_retraining_evaluating_monitoring(w
     assert dedup[-4:] == [M, R, E, M]
     triggers = [r.trigger for r in monitor.tracker.history("dl_bitrate")]
     assert triggers == ["evaluate"] * 3 + ["auto_monitor"] + ["evaluate"] * 3
+
+
+def test_the_streams_drift_retrains_every_model_with_trigger_drift(world) -> None:
+    """The stream's drift request (taken by the trainer's hooks) uses the same machine."""
+    monitor, scorer, jobs, _ = world
+    seen = []
+    save = monitor.repository.save
+    monitor.repository.save = lambda s: (seen.append(s.state), save(s))[1]  # type: ignore
+    assert monitor.retrain("dl_bitrate", "drift: 3 of 8 active cells changed", trigger="drift")
+    assert jobs.triggers == ["drift"] * 3
+    assert monitor.status("dl_bitrate").state is R
+    assert monitor.status("dl_bitrate").reason.startswith("drift:")
+    # a second drift request while retraining is ignored (no new jobs)
+    assert monitor.retrain("dl_bitrate", "drift again", trigger="drift") is False
+    assert len(jobs.submitted) == 3
+    jobs.statuses.update({"job-1": "completed", "job-2": "completed", "job-3": "completed"})
+    assert monitor.poll() == ["dl_bitrate"]
+    assert monitor.status("dl_bitrate").state is M
+    assert monitor.status("dl_bitrate").reason.startswith("elected ")
+    dedup = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+    assert dedup[-3:] == [R, E, M]
 
 
 def test_all_jobs_failing_returns_to_monitoring_with_the_old_election(world) -> None:

@@ -17,7 +17,7 @@ from millrace.kafka import EventProducer, encode_event, ensure_topics
 from ml.network.configs import DEFAULT_CONFIGS, parse_config
 from ml.network.processor import forecast_series_key, online_model_version
 from ml.registry.store import Store
-from tests.fixtures.broker import settings_from, wait_for_events, wait_until
+from tests.fixtures.broker import deliver, settings_from, wait_for_events, wait_for_progress
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,14 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
     registry.seed_configs(list(DEFAULT_CONFIGS))
     assert registry.delete_config("dl_bitrate-river_forest")
     assert registry.put_config(parse_config(TREE))
-    spawn(["streams"], env)
+    worker = spawn(["streams"], env)
 
     started = time.monotonic()
     producer = EventProducer(settings)
     for r in records:
         producer.publish(settings.topic_network, r.key, encode_event(r.event))
-    assert producer.flush(60) == 0 and producer.failed == 0
-    wait_for_events(store, "network", total, interval=2)
+    assert deliver(producer) == 0 and producer.failed == 0
+    wait_for_events(store, "network", total, interval=2, worker=worker)
     elapsed = time.monotonic() - started
     print(f"\n{total} network events through the worker in {elapsed:.1f} s")
     assert store.series.count_events("network") == total
@@ -93,7 +93,7 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
         def scored(field: str = field, model: str = config.id) -> list:
             return store.monitoring.score_history("network", field, model)
 
-        scores = wait_until(scored, 30)
+        scores = wait_for_progress(scored, worker.progress)
         assert {s.trigger for s in scores} == {"online"}
         assert all(s.baseline is not None for s in scores)
         assert {s.metric for s in scores} >= {"mae", "rmse"}

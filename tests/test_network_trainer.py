@@ -6,6 +6,7 @@ MONITORING)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -23,7 +24,7 @@ from ml.registry.store import Store
 from ml.training.runner import TrainingRunner
 from schemas.events import ModelCommand
 from tests.factories import fresh
-from tests.fixtures.broker import read_json, settings_from, wait_for_progress, wait_until
+from tests.fixtures.broker import read_json, settings_from, wait_for_progress
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +57,15 @@ class Network:
         self.producer.publish(self.settings.topic_model_commands, "network", cmd)
         self.producer.flush()
 
-    def result(self, cmd: ModelCommand, timeout: float = 30) -> CommandResultRow:
-        return wait_until(lambda: self.registry.result(cmd.event_id), timeout, 0.05)
+    def result(self, cmd: ModelCommand) -> CommandResultRow:
+        """The trainer's answer to ``cmd``; fails when the trainer stops working first."""
+        return wait_for_progress(
+            lambda: self.registry.result(cmd.event_id), self.proc.progress, interval=0.05
+        )
+
+    def until(self, predicate: Callable[[], object]) -> object:
+        """``predicate()`` once it holds; fails when the trainer stops working first."""
+        return wait_for_progress(predicate, self.proc.progress)
 
     def ask(self, command: str, scope: str, **fields) -> CommandResultRow:
         return self.result(self.send(command, scope, **fields))
@@ -96,8 +104,9 @@ def seed_dl_bitrate(net: Network) -> None:
     assert outcome.promoted, outcome.reason
 
 
-def wait_state(net: Network, field: str, predicate, timeout: float = 40) -> list[MonitoringState]:
-    """Poll the field's state until ``predicate(state)``; returns the states seen, in order."""
+def wait_state(net: Network, field: str, predicate, stall: float = 60) -> list[MonitoringState]:
+    """Poll the field's state until ``predicate(state)``; returns the states seen, in order.
+    Fails when neither the state nor the trainer's work moves for ``stall`` seconds."""
     seen: list[MonitoringState] = []
 
     def done():
@@ -106,13 +115,16 @@ def wait_state(net: Network, field: str, predicate, timeout: float = 40) -> list
             seen.append(state.state)
         return state is not None and predicate(state)
 
-    wait_for_progress(done, lambda: len(seen), stall=timeout, interval=0.02)  # a new state
+    def progress() -> object:  # a new state, or the trainer working towards one
+        return len(seen), net.proc.progress()
+
+    wait_for_progress(done, progress, stall=stall, interval=0.02)
     return seen
 
 
 def test_config_commands_are_applied_answered_and_bad_ones_dead_lettered(make_env, spawn) -> None:
     net = Network(make_env(), spawn)
-    wait_until(lambda: len(net.registry.live_configs()) == len(DEFAULT_CONFIGS), 30)  # seeded
+    net.until(lambda: len(net.registry.live_configs()) == len(DEFAULT_CONFIGS))  # seeded
     config = {
         "id": "dl-linear-10m",
         "architecture": "river_linear",
@@ -229,7 +241,7 @@ def test_all_jobs_failing_returns_the_field_to_monitoring(make_env, spawn) -> No
     assert resumed[-1] == MonitoringState.MONITORING
     state = net.states.get(FIELD)
     assert (state.lock_owner, state.reason) == (None, "all 1 retraining jobs failed")
-    wait_until(lambda: "cleared stale training locks of dl_bitrate" in net.proc.output(), 10)
+    net.until(lambda: "cleared stale training locks of dl_bitrate" in net.proc.output())
 
     net.online_score("rsrp-river_linear", 5.0, field="rsrp")
     net.online_score("rsrp-river_forest", 6.0, field="rsrp")
@@ -248,12 +260,11 @@ def test_all_jobs_failing_returns_the_field_to_monitoring(make_env, spawn) -> No
     assert {j.scope for j in failed} == {"rsrp-river_linear", "rsrp-river_forest", "rsrp-lightgbm"}
     assert all(j.status == "failed" and "No network observations" in j.error for j in failed)
     # checked every second: the interval check re-scores the best model (auto_monitor)
-    wait_until(
+    net.until(
         lambda: any(
             (r.trigger, r.score, r.baseline) == ("auto_monitor", 7.6, 5.0)
             for r in net.states.scores("rsrp", "rsrp-river_linear")
-        ),
-        10,
+        )
     )
-    assert time.monotonic() - started < 30
+    print(f"degraded -> all jobs failed -> re-scored in {time.monotonic() - started:.1f} s")
     assert net.proc.alive()

@@ -35,7 +35,7 @@ def start_all(spawn, env: dict) -> list:
         except httpx.HTTPError:
             return False
 
-    wait_for_progress(up)
+    wait_for_progress(up, lambda: tuple(p.progress() for p in procs))
     return procs
 
 
@@ -84,7 +84,10 @@ def test_sigterm_with_the_store_gone_ends_in_time_and_a_restart_loses_nothing(
     store = Store.from_url(url)
     procs = start_all(spawn, env)
     records = publish(settings, 3_000)
-    wait_for_progress(lambda: store.series.count_events("demand") > 0)
+    wait_for_progress(
+        lambda: store.series.count_events("demand") > 0,
+        lambda: tuple(p.progress() for p in procs),
+    )
     own_postgres.stop()
     time.sleep(1)
     took = sigterm_all(procs)

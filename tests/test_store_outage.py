@@ -20,7 +20,7 @@ from millrace.kafka import EventProducer, ensure_topics
 from millrace.settings import Settings
 from ml.registry.store import Store
 from schemas.events import RetrainRequest
-from tests.fixtures.broker import settings_from, wait_for_progress
+from tests.fixtures.broker import settings_from, wait_for_job, wait_for_progress, wait_for_start
 from tests.fixtures.postgres import create_database
 from tests.stream_checks import expected_counts, stored_counts
 from tests.training_data import seed_demand
@@ -78,17 +78,19 @@ def test_postgres_stopped_8_s_then_60_s_during_a_replay_loses_nothing(
     worker = spawn(["streams"], env)
     replay = Replay(settings, recs, rate=1500)
     replay.start()
-    wait_for_progress(lambda: count(store) > 2_000)
+    wait_for_progress(lambda: count(store) > 2_000, lambda: (count(store), worker.progress()))
     own_postgres.stop()
     time.sleep(8)
     own_postgres.start()
     before = count(store)
-    wait_for_progress(lambda: count(store) > before + 2_000)
+    wait_for_progress(
+        lambda: count(store) > before + 2_000, lambda: (count(store), worker.progress())
+    )
     own_postgres.stop()
     time.sleep(60)
     own_postgres.start()
     replay.join()
-    wait_for_progress(lambda: count(store) == 60_000, progress=lambda: count(store))
+    wait_for_progress(lambda: count(store) == 60_000, lambda: (count(store), worker.progress()))
     assert stored_counts(store) == expected_counts(recs)
     assert worker.alive(), worker.output()[-3000:]
     log = worker.output()
@@ -104,15 +106,15 @@ def test_worker_killed_while_postgres_is_down_resumes_from_the_store(
     first = spawn(["streams"], env)
     replay = Replay(settings, recs, rate=4000)
     replay.start()
-    wait_for_progress(lambda: count(store) > 2_000)
+    wait_for_progress(lambda: count(store) > 2_000, lambda: (count(store), first.progress()))
     own_postgres.stop()
     time.sleep(2)
     first.kill()
     second = spawn(["streams"], env)  # starts while the store is still down: it waits
     replay.join()
-    wait_for_progress(lambda: "store unreachable at start" in second.output())
+    wait_for_start(second, lambda: "store unreachable at start" in second.output())
     own_postgres.start()
-    wait_for_progress(lambda: count(store) == 20_000, progress=lambda: count(store))
+    wait_for_progress(lambda: count(store) == 20_000, lambda: (count(store), second.progress()))
     assert stored_counts(store) == expected_counts(recs)
     assert second.alive(), second.output()[-3000:]
 
@@ -123,7 +125,7 @@ def test_trainer_waits_for_postgres_and_runs_each_request_once(
     env, settings, store = on_own_postgres(make_env, own_postgres, "trainer", "1")
     seed_demand(store)
     trainer = spawn(["trainer"], env)
-    wait_for_progress(lambda: "trainer consuming" in trainer.output())
+    wait_for_start(trainer, lambda: "trainer consuming" in trainer.output())
     own_postgres.stop()
     producer = EventProducer(settings)
     request = RetrainRequest(
@@ -134,11 +136,9 @@ def test_trainer_waits_for_postgres_and_runs_each_request_once(
     )
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     assert producer.flush() == 0
-    wait_for_progress(lambda: "store unavailable during" in trainer.output())
+    wait_for_progress(lambda: "store unavailable during" in trainer.output(), trainer.progress)
     own_postgres.start()
-    job = wait_for_progress(
-        lambda: (j := store.jobs.get_job(request.event_id)) and j.finished_at and j
-    )
+    job = wait_for_job(store, request.event_id, trainer=trainer)
     assert job.status == "completed", job.error
     assert [j.id for j in store.jobs.list_jobs(domain="demand")] == [request.event_id]
     assert store.models.active_version("demand") == job.version

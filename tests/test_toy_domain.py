@@ -19,7 +19,13 @@ from millrace.settings import SettingsError, load_settings
 from ml.registry.store import Store
 from schemas.events import RetrainRequest
 from tests.factories import fresh
-from tests.fixtures.broker import read_json, read_topic, settings_from, wait_until
+from tests.fixtures.broker import (
+    read_json,
+    read_topic,
+    settings_from,
+    wait_for_events,
+    wait_for_job,
+)
 from tests.toy_domain import ToyDomain
 
 pytestmark = pytest.mark.integration
@@ -95,7 +101,7 @@ def test_toy_domain_through_worker_and_trainer(make_env, spawn) -> None:
     assert producer.flush() == 0
 
     # validated and stored as observations: one per sensor per day
-    wait_until(lambda: store.series.count_events("toy") >= 60, 60)
+    wait_for_events(store, "toy", 60, worker=worker)
     rows = store.series.observations("toy")
     assert len(rows) == 60 and {r.series_key for r in rows} == {"s-0", "s-1", "s-2"}
     assert all(r.n_events == 1 and r.fields["value"].count == 1 for r in rows)
@@ -118,9 +124,7 @@ def test_toy_domain_through_worker_and_trainer(make_env, spawn) -> None:
     request = RetrainRequest(**fresh(), domain="toy", requested_by="test")
     producer.publish(settings.topic_retrain_requests, "toy/global", request)
     producer.flush()
-    job = wait_until(
-        lambda: (j := store.jobs.get_job(request.event_id)) and j.finished_at and j, 60
-    )
+    job = wait_for_job(store, request.event_id, trainer=trainer)
     assert job.status == "completed", job.error
     version = store.models.get_version("toy", "global", job.version)
     assert version.algorithm == "toy-mean" and version.status == "active"

@@ -16,9 +16,9 @@ from tests.factories import fresh
 from tests.fixtures.broker import (
     read_json,
     settings_from,
+    wait_for_exit,
     wait_for_job,
     wait_for_progress,
-    wait_until,
 )
 from tests.training_data import seed_demand
 
@@ -48,7 +48,7 @@ def test_request_yields_job_version_artifact_activation_and_event(trained) -> No
     request = RetrainRequest(**fresh(), domain="demand", requested_by="test")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
-    job = wait_for_job(store, request.event_id)
+    job = wait_for_job(store, request.event_id, trainer=proc)
     assert job.status == "completed", job.error
     version = store.models.get_version("demand", "global", job.version)
     assert version.status == "active" and Path(version.artifact_path).is_file()
@@ -72,11 +72,11 @@ def test_hundred_requests_for_one_scope_run_one_job(trained) -> None:
     def coalesced() -> int:
         return sum(len(j.request_ids) for j in store.jobs.list_jobs(domain="demand"))
 
-    wait_for_progress(lambda: coalesced() == 100, coalesced)
+    wait_for_progress(lambda: coalesced() == 100, lambda: (coalesced(), proc.progress()))
     jobs = store.jobs.list_jobs(domain="demand")
     assert len(jobs) == 1
     assert sorted(jobs[0].request_ids) == sorted(ids)
-    wait_for_job(store, jobs[0].id, lambda j: j.status == "completed")
+    wait_for_job(store, jobs[0].id, lambda j: j.status == "completed", trainer=proc)
 
 
 def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
@@ -87,18 +87,18 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     producer.publish(settings.topic_retrain_requests, "demand/global", bad)
     producer.publish(settings.topic_retrain_requests, "demand/global", b"{not json")
     producer.flush()
-    job = wait_for_job(store, bad.event_id)
+    job = wait_for_job(store, bad.event_id, trainer=proc)
     assert (job.status, job.error) == ("failed", "end_date must be after start_date")
 
     first = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", first)
     producer.flush()
-    v1 = wait_for_job(store, first.event_id, lambda j: j.version).version
+    v1 = wait_for_job(store, first.event_id, lambda j: j.version, trainer=proc).version
     # a second version (kept even though not promoted) to roll forward to
     second = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", second)
     producer.flush()
-    v2 = wait_for_job(store, second.event_id, lambda j: j.version).version
+    v2 = wait_for_job(store, second.event_id, lambda j: j.version, trainer=proc).version
     assert store.models.active_version("demand") == v1
 
     cmd = ModelCommand(
@@ -112,11 +112,11 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
     producer.publish(settings.topic_model_commands, "demand/global", cmd)
     producer.publish(settings.topic_model_commands, "demand/global", cmd)  # replayed: no-op
     producer.flush()
-    wait_until(lambda: store.models.active_version("demand") == v2, 30)
+    wait_for_progress(lambda: store.models.active_version("demand") == v2, proc.progress)
     back = ModelCommand(**fresh(), command="rollback", domain="demand", requested_by="ops")
     producer.publish(settings.topic_model_commands, "demand/global", back)
     producer.flush()
-    wait_until(lambda: store.models.active_version("demand") == v1, 30)
+    wait_for_progress(lambda: store.models.active_version("demand") == v1, proc.progress)
     history = store.models.activations("demand")
     assert [a.version for a in history] == [v1, v2, v1]
     assert [a.actor for a in history] == ["trainer", "ops", "ops"]
@@ -130,15 +130,16 @@ def test_bad_dates_fail_with_reason_and_commands_roll_back(trained) -> None:
 
 def test_cli_retrain_wait_and_models_list(trained, spawn) -> None:
     env, settings, store, proc, producer = trained
-    retrain = spawn(["retrain", "--wait", "--timeout", "60"], env)
-    assert retrain.handle.wait(90) == 0, retrain.output()
+    # the test, not the CLI's own deadline, decides how long the trainer may work
+    retrain = spawn(["retrain", "--wait", "--timeout", "3600"], env)
+    assert wait_for_exit(retrain, proc.progress) == 0, retrain.output()
     version = store.models.active_version("demand")
     assert version and version in retrain.output() and "ACTIVE" in retrain.output()
     listing = spawn(["models", "list"], env)
-    assert listing.handle.wait(30) == 0
+    assert wait_for_exit(listing) == 0
     assert version in listing.output() and "active" in listing.output()
     unknown = spawn(["models", "activate", "v9.9.9-20990101"], env)
-    assert unknown.handle.wait(30) == 2
+    assert wait_for_exit(unknown) == 2
     assert "unknown version" in unknown.output()
 
 
@@ -147,12 +148,14 @@ def test_sigkill_mid_job_then_restart_recovers(trained, spawn) -> None:
     request = RetrainRequest(**fresh(), domain="demand")
     producer.publish(settings.topic_retrain_requests, "demand/global", request)
     producer.flush()
-    wait_for_job(store, request.event_id, lambda j: j.status == "running", interval=0.01)
+    wait_for_job(
+        store, request.event_id, lambda j: j.status == "running", interval=0.01, trainer=proc
+    )
     proc.kill()  # SIGKILL while the job trains
     assert store.jobs.get_job(request.event_id).status == "running"
     assert store.models.active_version("demand") is None  # nothing partial became active
     restarted = spawn(["trainer"], env)
-    job = wait_for_job(store, request.event_id)
+    job = wait_for_job(store, request.event_id, trainer=restarted)
     assert job.status == "completed", job.error
     active = store.models.list_versions(domain="demand", status="active")
     assert len(active) == 1 and active[0].version == job.version

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from millrace.kafka import EventProducer
-from tests.fixtures.broker import settings_from, wait_for_events, wait_until
+from tests.fixtures.broker import deliver, settings_from, wait_for_events, wait_for_progress
 from tests.stream_checks import events, final_state, publish
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path)
     clean_env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'one.db'}")
     clean = publish(clean_env, records)
     worker = spawn(["streams"], clean_env)
-    wait_for_events(clean, "demand", total, exact=True, interval=0.5)
+    wait_for_events(clean, "demand", total, exact=True, interval=0.5, worker=worker)
     worker.stop()
 
     env = make_env(DATABASE_URL=f"sqlite:///{tmp_path / 'two.db'}")
@@ -46,14 +46,14 @@ def test_partitions_split_and_state_moves_on_takeover(make_env, spawn, tmp_path)
         pa, pb = last_assignment(a.output(), topic), last_assignment(b.output(), topic)
         return bool(pa and pb and not pa & pb and pa | pb == {0, 1, 2, 3})
 
-    wait_until(split, 60)
-    wait_for_events(store, "demand", half, exact=True, interval=0.5)
+    wait_for_progress(split, lambda: (a.progress(), b.progress()))
+    wait_for_events(store, "demand", half, exact=True, interval=0.5, worker=b)
     a.kill()
     producer = EventProducer(settings_from(env))
     for record in records[half:]:
         producer.publish(env["TOPIC_SALES"], record.key, record.event)
-    assert producer.flush() == 0
-    wait_for_events(store, "demand", total, exact=True, interval=0.5)
+    assert deliver(producer) == 0
+    wait_for_events(store, "demand", total, exact=True, interval=0.5, worker=b)
     assert last_assignment(b.output(), topic) == {0, 1, 2, 3}
     b.stop()
 

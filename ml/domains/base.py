@@ -60,7 +60,10 @@ class TrainerHooks:
     (``apply`` raises ``ValueError`` for an invalid command: it is dead-lettered). ``start`` and
     ``tick``: only in the trainer owning partition 0 of the commands topic (one per consumer
     group), ``start`` once per leadership, ``tick`` at every poll (short, never raising).
-    ``job_finished``: one of the domain's jobs ended (leader only), by its request ids."""
+    ``job_finished``: one of the domain's jobs ended (leader only), by its request ids.
+    ``take``: a retrain request the domain handles itself instead of the trainer making it a
+    job (e.g. a network field's drift: retrain every model of the field); True when taken
+    (idempotent by request id: a replayed request does nothing)."""
 
     def handles(self, cmd: ModelCommand) -> bool:
         return False
@@ -76,6 +79,9 @@ class TrainerHooks:
 
     def job_finished(self, request_ids: list[str]) -> None:
         return None
+
+    def take(self, request: RetrainRequest) -> bool:
+        return False
 
 
 class Domain(ABC):

@@ -43,7 +43,7 @@ from ml.registry.network import SqlFieldStateRepository
 from ml.registry.stores.network import NetworkStore
 from ml.training.versioning import load_model
 from ml.triggers import retrain_request
-from schemas.events import ModelCommand, ModelCommandType, RetrainReason
+from schemas.events import ModelCommand, ModelCommandType, RetrainReason, RetrainRequest
 
 __all__ = [
     "NETWORK_COMMANDS",
@@ -129,11 +129,13 @@ class RetrainJobs(JobGateway):
     def __init__(self, gateway: RetrainGateway) -> None:
         self.gateway = gateway
 
-    def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
+    def submit(
+        self, field: str, model_id: str, reason: str, at: datetime, trigger: str = "degradation"
+    ) -> str:
         request = retrain_request(
             domain=DOMAIN,
             scope=model_id,
-            reason=RetrainReason.DEGRADATION,
+            reason=RetrainReason(trigger),
             at=at,
             key=f"{field}@{at.isoformat()}",
             requested_by=f"monitor:{field}",
@@ -388,3 +390,30 @@ class NetworkTrainerHooks(TrainerHooks):
 
     def job_finished(self, request_ids: list[str]) -> None:
         self.fields.job_finished(request_ids)
+
+    def take(self, request: RetrainRequest) -> bool:
+        """The stream's drift request for a field (reason ``drift``, scope = an output field):
+        the field retrains every model (:meth:`FieldMonitor.retrain`, RETRAINING, then
+        EVALUATING as the jobs end). Recorded by request id, so a replay does nothing; a field
+        already retraining ignores it. Other requests become ordinary jobs."""
+        if request.domain != DOMAIN or request.reason != RetrainReason.DRIFT:
+            return False
+        if request.scope not in monitored_fields(self.registry.live_configs()):
+            return False
+        if self.registry.result(request.event_id) is not None:
+            return True
+        evidence = request.evidence
+        why = (
+            f"drift: {evidence.get('detecting_cells')} of {evidence.get('active_cells')} active "
+            f"cells changed (share {evidence.get('value', evidence.get('share', '?'))})"
+        )
+        started = self.monitor.retrain(request.scope, why, trigger=RetrainReason.DRIFT)
+        status = self.monitor.status(request.scope)
+        self.registry.record_result(
+            request.event_id, "drift_retrain", DOMAIN, request.scope,
+            result={"field": request.scope, "retraining": started, "state": str(status.state),
+                    "jobs": list(status.active_jobs), "reason": status.reason},
+        )  # fmt: skip
+        log.info("field %s drift request %s: %s", request.scope, request.event_id,
+                 "retraining" if started else f"not started ({status.state})")  # fmt: skip
+        return True

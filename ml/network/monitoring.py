@@ -1,5 +1,8 @@
 """The monitoring state machine of each output field: MONITORING -> RETRAINING -> EVALUATING.
 
+* MONITORING -> RETRAINING also when the stream reports the field drifting (a retrain request
+  of reason ``drift`` for the field, taken by the trainer's hooks: :meth:`FieldMonitor.retrain`
+  with ``trigger="drift"``), whether or not a best model was elected.
 * MONITORING: on every check (:meth:`FieldMonitor.check`, due every ``interval``; or at once
   when the stream's online score of the best model arrives, :meth:`FieldMonitor.on_online_score`)
   the best model is re-scored (``auto_monitor``). If it is degraded against the field's
@@ -59,8 +62,11 @@ class JobGateway(ABC):
     """Where retraining jobs go (the trainer, through retrain requests) and their status."""
 
     @abstractmethod
-    def submit(self, field: str, model_id: str, reason: str, at: datetime) -> str:
-        """Request the retraining of one model; returns the job id."""
+    def submit(
+        self, field: str, model_id: str, reason: str, at: datetime, trigger: str = "degradation"
+    ) -> str:
+        """Request the retraining of one model (``trigger``: degradation or drift); returns the
+        job id."""
 
     @abstractmethod
     def status(self, job_id: str) -> str:
@@ -211,9 +217,10 @@ class FieldMonitor:
         )
         return self.retrain(field, why)
 
-    def retrain(self, field: str, reason: str) -> bool:
-        """Take the training lock and submit one job per model of the field (RETRAINING).
-        False when the field is not in MONITORING or its lock is held."""
+    def retrain(self, field: str, reason: str, trigger: str = "degradation") -> bool:
+        """Take the training lock and submit one job per model of the field (RETRAINING), with
+        ``trigger`` as the jobs' reason (degradation, or drift from the stream). False when the
+        field is not in MONITORING or its lock is held."""
         state = self.tracker.state(field)
         if state.state != MonitoringState.MONITORING or state.lock_owner is not None:
             return False
@@ -221,7 +228,7 @@ class FieldMonitor:
         jobs = []
         for model_id in self.tracker.models(field):
             try:
-                jobs.append(self.jobs.submit(field, model_id, reason, now))
+                jobs.append(self.jobs.submit(field, model_id, reason, now, trigger))
             except Exception:  # noqa: BLE001 - a model that cannot be submitted is a failed job
                 continue
         if not jobs:

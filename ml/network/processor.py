@@ -18,6 +18,15 @@ Outputs, all deterministic in the events:
   ``model_id`` = the config id, ``trigger="online"``) with the persistence forecast's score on
   the same points as ``baseline``; written when a window closes, at most once per model every
   ``score_every_seconds`` of event time (``recorded_at`` = the window's end).
+* drift (:mod:`ml.network.drift`): per cell x output field, level / variance change of the
+  window means and a rise of the monitored config's absolute error, each a ``DriftEvent``
+  (scope ``<cell>|<field>``); per field, the share of active cells with a recent detection
+  (scope ``*|<field>``, detector ``cell_share``) and, when it reaches ``cell_share``, one retrain
+  request for the field (scope = the field, reason ``drift``) through the
+  :class:`~ml.triggers.TriggerPolicy` (cooldown in event time). Ids come from the field, the
+  window and the detector, so a replay yields the same events; the request's key is the start
+  of the cooldown period it falls in, so partitions crossing in the same period send the same
+  request id (the trainer takes it once).
 """
 
 from __future__ import annotations
@@ -27,12 +36,21 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ml.drift import Detection
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
-from ml.network.online import OnlineForecaster, OnlineModel, WindowForecast
+from ml.network.drift import AGGREGATE_CELL, DEFAULT_CELL_SHARE, NetworkDrift, drift_scope
+from ml.network.online import OnlineForecaster, OnlineModel, ScoredPoint, WindowForecast
 from ml.periods import index_start
 from ml.registry.entities import ForecastRow
 from ml.streaming import PartitionProcessor, ProcessorOutput
-from schemas.events import BaseEvent, NetworkMeasurementEvent
+from ml.triggers import TriggerPolicy
+from schemas.events import (
+    BaseEvent,
+    DriftEvent,
+    NetworkMeasurementEvent,
+    RetrainReason,
+    deterministic_id,
+)
 
 __all__ = [
     "DOMAIN",
@@ -63,6 +81,9 @@ def online_model_version(config_id: str) -> str:
 class NetworkProcessor(PartitionProcessor):
     """State of one partition of ``network.measurements``."""
 
+    #: 2: drift detectors and the trigger policy joined the state
+    STATE_VERSION = 2
+
     def __init__(
         self,
         *,
@@ -70,6 +91,8 @@ class NetworkProcessor(PartitionProcessor):
         allowed_lateness: timedelta = timedelta(seconds=30),
         observation_window_seconds: int = 60,
         score_every_seconds: float = 300.0,
+        drift: NetworkDrift | None = None,
+        policy: TriggerPolicy | None = None,
     ) -> None:
         if allowed_lateness < timedelta(0):
             raise ValueError("allowed_lateness must be >= 0")
@@ -83,6 +106,10 @@ class NetworkProcessor(PartitionProcessor):
         self.late_events = 0
         #: (field, config id) -> (event time in epoch seconds, points) of the last scores written
         self.scored_at: dict[tuple[str, str], tuple[float, int]] = {}
+        self.drift = drift or NetworkDrift()
+        self.policy = policy or TriggerPolicy(requested_by="network-drift")
+        #: field -> (window duration, config id) whose windows and errors drift watches
+        self.monitored: dict[str, tuple[int, str]] = _monitored(self.forecaster)
 
     @classmethod
     def from_settings(
@@ -97,6 +124,14 @@ class NetworkProcessor(PartitionProcessor):
             ),
             observation_window_seconds=getattr(settings, "network_window_seconds", 60),
             score_every_seconds=getattr(settings, "network_score_every_seconds", 300.0),
+            drift=NetworkDrift(
+                cell_share=getattr(settings, "network_drift_cell_share", DEFAULT_CELL_SHARE),
+                recent_windows=getattr(settings, "network_drift_recent_windows", 10),
+            ),
+            policy=TriggerPolicy(
+                cooldown=timedelta(seconds=getattr(settings, "retrain_cooldown_seconds", 3600)),
+                requested_by="network-drift",
+            ),
         )
 
     # --- configs -----------------------------------------------------------------------------
@@ -118,6 +153,7 @@ class NetworkProcessor(PartitionProcessor):
         self.forecaster = new
         self.books = {d: self.books.get(d, {}) for d in new.durations}
         self.closed_through = {d: i for d, i in self.closed_through.items() if d in new.keep}
+        self.monitored = _monitored(new)
 
     @property
     def configs(self) -> list[ModelConfig]:
@@ -132,6 +168,11 @@ class NetworkProcessor(PartitionProcessor):
         out: dict[str, Any] = {}
         for field, config_id in sorted(self.forecaster.models):
             out.setdefault(field, {})[config_id] = self.forecaster.metrics(field, config_id)
+        for field, (duration, config_id) in sorted(self.monitored.items()):
+            stats = self.drift.statistics(field)
+            out.setdefault(field, {})["drift"] = {
+                **stats, "model_id": config_id, "window_seconds": duration,
+            }  # fmt: skip
         return out
 
     # --- stream ------------------------------------------------------------------------------
@@ -173,17 +214,83 @@ class NetworkProcessor(PartitionProcessor):
             return
         for duration, book in self.books.items():
             ready = sorted(i for i in book if (i + 1) * duration + self.lateness <= self.watermark)
+            watched = {f: c for f, (d, c) in self.monitored.items() if d == duration}
             for index in ready:
                 cells = book.pop(index)
                 for cell_id in sorted(cells):
                     means = {name: s / n for name, (s, n) in cells[cell_id].items()}
-                    _, forecasts = self.forecaster.close(cell_id, duration, index, means)
+                    scored, forecasts = self.forecaster.close(cell_id, duration, index, means)
                     out.forecasts.extend(self._forecast_row(p, duration) for p in forecasts)
+                    if watched:
+                        self._drift_cell(cell_id, duration, index, means, scored, watched, out)
+                for field, config_id in watched.items():
+                    self._drift_field(field, config_id, duration, index, out)
                 self.closed_through[duration] = index
                 self._scores(duration, (index + 1) * duration, out)
             # windows without any event close too: later events for them are late
             last = math.floor((self.watermark - self.lateness) / duration) - 1
             self.closed_through[duration] = max(self.closed_through.get(duration, last), last)
+
+    # --- drift -------------------------------------------------------------------------------
+    def _drift_cell(
+        self, cell_id: str, duration: int, index: int, means: dict[str, float],
+        scored: list[ScoredPoint], watched: dict[str, str], out: ProcessorOutput,
+    ) -> None:  # fmt: skip
+        """Feed one closed window of a cell to the detectors of every watched field."""
+        errors = {
+            p.field: abs(p.actual - p.predicted)
+            for p in scored
+            if watched.get(p.field) == p.config_id
+        }
+        for field, config_id in watched.items():
+            value = means.get(field)
+            if value is None and field not in errors:
+                continue
+            for d in self.drift.observe(cell_id, field, index, value, errors.get(field)):
+                self._drift_event(drift_scope(cell_id, field), d, config_id, duration, index, out)
+
+    def _drift_field(
+        self, field: str, config_id: str, duration: int, index: int, out: ProcessorOutput
+    ) -> None:
+        """The window closed for every cell: the field's aggregate and its retrain request."""
+        d = self.drift.close_window(field, index)
+        if d is None:
+            return
+        event = self._drift_event(
+            drift_scope(AGGREGATE_CELL, field), d, config_id, duration, index, out
+        )
+        at = event.occurred_at
+        cooldown = self.policy.cooldown.total_seconds()
+        end = at.timestamp()
+        period = datetime.fromtimestamp(end - end % cooldown if cooldown else end, tz=UTC)
+        request = self.policy.consider(
+            domain=DOMAIN, scope=field, reason=RetrainReason.DRIFT, evidence=event.evidence,
+            at=at, key=f"drift@{period.isoformat()}",
+        )  # fmt: skip
+        if request is not None:
+            out.retrain_requests.append(request)
+            # the stream never hears of the field's jobs: only the cooldown coalesces
+            self.policy.job_finished(DOMAIN, field, at)
+
+    def _drift_event(
+        self, scope: str, d: Detection, config_id: str, duration: int, index: int,
+        out: ProcessorOutput,
+    ) -> DriftEvent:  # fmt: skip
+        start = index_start(index, duration)
+        event = DriftEvent(
+            event_id=deterministic_id("drift", DOMAIN, scope, start, d.detector),
+            occurred_at=index_start(index + 1, duration),
+            domain=DOMAIN,
+            scope=scope,
+            detector=d.detector,
+            statistic=d.statistic,
+            value=d.value,
+            threshold=d.threshold,
+            model_version=online_model_version(config_id),
+            evidence={**d.evidence, "window_start": start.isoformat(), "window_seconds": duration},
+        )
+        out.drift_events.append(event)
+        return event
 
     def _forecast_row(self, point: WindowForecast, duration: int) -> ForecastRow:
         return ForecastRow(
@@ -225,3 +332,12 @@ class NetworkProcessor(PartitionProcessor):
                         "recorded_at": recorded_at,
                     }
                 )
+
+
+def _monitored(forecaster: OnlineForecaster) -> dict[str, tuple[int, str]]:
+    """Per output field, the first online config forecasting it: (its duration, its id)."""
+    out: dict[str, tuple[int, str]] = {}
+    for config in forecaster.configs.values():
+        for field in config.output_fields:
+            out.setdefault(field, (config.window_duration_seconds, config.id))
+    return out

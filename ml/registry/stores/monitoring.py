@@ -20,13 +20,25 @@ class MonitoringStore:
         self._db = db
 
     def drift_events(
-        self, domain: str | None = None, scope: str | None = None, limit: int = 100
+        self,
+        domain: str | None = None,
+        scope: str | None = None,
+        limit: int = 100,
+        *,
+        scope_prefix: str | None = None,
+        scope_suffix: str | None = None,
     ) -> list[e.DriftEventRow]:
+        """Newest first; ``scope`` exact, or scopes starting / ending with the given text
+        (e.g. a network cell ``"<cell>|"`` or field ``"|<field>"``)."""
         query = select(DriftEventRecord)
         if domain is not None:
             query = query.where(DriftEventRecord.domain == domain)
         if scope is not None:
             query = query.where(DriftEventRecord.scope == scope)
+        if scope_prefix is not None:
+            query = query.where(DriftEventRecord.scope.startswith(scope_prefix, autoescape=True))
+        if scope_suffix is not None:
+            query = query.where(DriftEventRecord.scope.endswith(scope_suffix, autoescape=True))
         query = query.order_by(
             DriftEventRecord.occurred_at.desc(), DriftEventRecord.id.desc()
         ).limit(limit)
