@@ -27,6 +27,22 @@ Usage: ``python benchmarks/drift_delay.py [--cells 16 --minutes 180 --drift-minu
 traces; online configs of ``--architecture river_linear`` only, to keep the run short);
 writes the ``network`` section of ``benchmarks/results/drift_delay.json`` (other top-level
 keys, e.g. ``demand``, are kept).
+
+Demand (``--domain demand``; ``--domain all``, the default, runs both): ``simulate_demand`` (8
+segments, 60 months from 2019-01, no trend, base rate 60) with a x``--demand-factor`` level
+shift of a quarter of the segments from month 36 (2022-01), run through
+:class:`ml.demand.processor.DemandProcessor` (catch-up mode off: a live stream) for
+``--demand-seeds`` seeds; the same seeds without drift give the stationary runs. Per detector
+family (``changes``: the suites of :mod:`ml.demand.changes`, also apart as ``sales_changes``
+and ``error_changes``; ``input_shift`` / ``adwin``: the drift monitor; ``any``):
+
+* ``delay_months``: per drifted segment, months from the drift month to the month of its first
+  drift event at or after it (0 = at the close of the drift month); median, p90, max, and how
+  many were not detected within 12 months;
+* ``false_alarms_per_1000``: drift events of the stationary runs per 1,000 closed
+  segment-months.
+
+Writes the ``demand`` section of the same file.
 """
 
 from __future__ import annotations
@@ -38,16 +54,21 @@ import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from millrace.importers.simulate import simulate_network  # noqa: E402
+from millrace.importers.simulate import simulate_demand, simulate_network  # noqa: E402
+from millrace.settings import load_settings  # noqa: E402
+from ml.demand.processor import DemandProcessor  # noqa: E402
 from ml.network.configs import DEFAULT_CONFIGS  # noqa: E402
 from ml.network.drift import NetworkDrift  # noqa: E402
 from ml.network.processor import NetworkProcessor  # noqa: E402
+from ml.periods import add_months  # noqa: E402
+from ml.streaming import ProcessorOutput  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "drift_delay.json"
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -207,6 +228,98 @@ def irish(path: Path) -> dict[str, Any]:
     }
 
 
+# --- demand -------------------------------------------------------------------------------------
+DEMAND_START, DEMAND_MONTHS, DEMAND_DRIFT_MONTH, DEMAND_SEGMENTS = date(2019, 1, 1), 60, 36, 8
+FAMILIES = ("changes", "sales_changes", "error_changes", "input_shift", "adwin", "any")
+
+
+def families(detector: str) -> tuple[str, ...]:
+    """The families a drift event's detector counts in (besides ``any``)."""
+    if detector.startswith("sales_"):
+        return ("changes", "sales_changes")
+    if detector.startswith("error_"):
+        return ("changes", "error_changes")
+    return (detector,)
+
+
+def demand_run(seed: int, drift: bool, factor: float) -> tuple[list[str], ProcessorOutput]:
+    """One simulated demand history through the processor: drifted segments, output."""
+    drift_at = add_months(DEMAND_START, DEMAND_DRIFT_MONTH).date() if drift else None
+    source = simulate_demand(
+        seed=seed, start=DEMAND_START, months=DEMAND_MONTHS, segments=DEMAND_SEGMENTS,
+        trend=0.0, base_rate=60.0, drift_at=drift_at, drift_factor=factor,
+    )  # fmt: skip
+    settings = load_settings(_env_file=None).model_copy(update={"catch_up_lag_seconds": 0.0})
+    processor = DemandProcessor.from_settings(settings)
+    events = [record.event for record in source.records()]
+    out = ProcessorOutput()
+    for i in range(0, len(events), 500):
+        out.extend(processor.process(events[i : i + 500]))
+    return source.drifted_segments, out
+
+
+def months_between(a: date, b: date) -> int:
+    return (b.year - a.year) * 12 + b.month - a.month
+
+
+def demand_figures(seeds: int, factor: float) -> dict[str, Any]:
+    """The demand section (see module doc)."""
+    drift_day = add_months(DEMAND_START, DEMAND_DRIFT_MONTH).date()
+    delays: dict[str, list[int]] = defaultdict(list)
+    missed: dict[str, int] = defaultdict(int)
+    alarms: dict[str, int] = defaultdict(int)
+    drifted_total = points = 0
+    for seed in range(1, seeds + 1):
+        drifted, out = demand_run(seed, True, factor)
+        drifted_total += len(drifted)
+        for segment in drifted:
+            first: dict[str, int] = {}
+            for event in out.drift_events:
+                month = date.fromisoformat(event.evidence["month"])
+                if event.scope != segment or month < drift_day:
+                    continue
+                delay = months_between(drift_day, month)
+                for name in (*families(event.detector), "any"):
+                    first[name] = min(first.get(name, delay), delay)
+            for name in FAMILIES:
+                if name in first and first[name] <= 12:
+                    delays[name].append(first[name])
+                else:
+                    missed[name] += 1
+        _, quiet = demand_run(seed, False, factor)
+        # closed segment-months (the last month stays open)
+        points += DEMAND_SEGMENTS * (DEMAND_MONTHS - 1)
+        for event in quiet.drift_events:
+            for name in (*families(event.detector), "any"):
+                alarms[name] += 1
+        print(f"seed {seed}: done", file=sys.stderr)
+    report = {
+        "setup": {
+            "simulator": "simulate_demand",
+            "segments": DEMAND_SEGMENTS,
+            "months": DEMAND_MONTHS,
+            "drift_month": DEMAND_DRIFT_MONTH,
+            "drift_factor": factor,
+            "seeds": seeds,
+            "drifted_segments": drifted_total,
+            "stationary_segment_months": points,
+        },
+        "families": {},
+    }
+    for name in FAMILIES:
+        ds = sorted(delays[name])
+        report["families"][name] = {
+            "detected": len(ds),
+            "missed_within_12_months": missed[name],
+            "delay_months_median": statistics.median(ds) if ds else None,
+            "delay_months_p90": ds[int(0.9 * (len(ds) - 1))] if ds else None,
+            "delay_months_max": max(ds) if ds else None,
+            "false_alarms": alarms[name],
+            "false_alarms_per_1000": round(1000 * alarms[name] / points, 2),
+        }
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", type=int, default=16)
@@ -223,7 +336,20 @@ def main() -> None:
         help="the Irish 5G traces (skipped when absent)",
     )
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--domain", choices=("all", "network", "demand"), default="all")
+    parser.add_argument("--demand-seeds", type=int, default=6)
+    parser.add_argument("--demand-factor", type=float, default=2.0)
     args = parser.parse_args()
+    if args.domain in ("all", "demand"):
+        report = demand_figures(args.demand_seeds, args.demand_factor)
+        print(json.dumps(report, indent=2))
+        if not args.no_write:
+            stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            stored["demand"] = report
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(stored, indent=2, default=str) + "\n")
+    if args.domain == "demand":
+        return
     result = {
         "command": "python benchmarks/drift_delay.py " + " ".join(sys.argv[1:]),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

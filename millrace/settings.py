@@ -196,6 +196,12 @@ class Settings(BaseSettings):
     max_latency_seconds: float = Field(1.0, gt=0, description="Avg prediction latency trigger.")
     max_model_age_days: float = Field(90.0, gt=0, description="Staleness trigger (days).")
     retrain_cooldown_seconds: float = Field(3600.0, ge=0, description="Cooldown per scope.")
+    catch_up_lag_seconds: float = Field(
+        172800.0,
+        ge=0,
+        description="Catch-up mode: triggers whose event time is this far behind the wall clock"
+        " are held (one per scope) and released when the stream has caught up (0: off).",
+    )
     min_training_months: int = Field(12, ge=1, description="Minimum months of history to train.")
 
     @field_validator("kafka_bootstrap_servers")

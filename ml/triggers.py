@@ -6,32 +6,54 @@ trigger firings (drift, degradation, latency, staleness, manual) into at most on
 reported finished with :meth:`TriggerPolicy.job_finished`) or within ``cooldown`` after the last
 request or finish, further triggers are coalesced (counted, not requested again).
 
-Everything runs on EVENT time passed in by the caller (never the wall clock), and request ids are
+Everything runs on EVENT time passed in by the caller, and request ids are
 ``deterministic_id(domain, scope, reason, key)``, so replaying the same events yields the same
 requests with the same ids.
+
+Catch-up mode (``catch_up_lag``, setting ``CATCH_UP_LAG_SECONDS``, default 2 days; ``None``/0
+disables it): while the stream replays history, i.e. a trigger's event time ``at`` is more than
+``catch_up_lag`` behind the wall clock (the injected ``clock``, never read anywhere else), the
+statistics keep updating but no request is issued: the triggers are HELD, coalesced into one per
+scope (:class:`HeldTriggers`). :meth:`TriggerPolicy.release` issues them once the stream has
+caught up, i.e. when called with the event time of the first event within the lag bound: one
+request per scope, its ``occurred_at`` that event time (the moment the request is made, so the
+trainer sees every event up to it), its reason and evidence those of the LATEST held trigger
+(the current state) plus ``held`` (count, reasons, first and last trigger key and time), and its
+id ``deterministic_id(domain, scope, "catch-up", first key, last key)``: the same replay holds
+the same triggers and releases the same ids. A released request then follows the ordinary rules
+(coalesced into a pending request or the cooldown). So a replay of years of history never
+trains mid-replay on partial data.
+
+Staleness (:meth:`TriggerPolicy.check_staleness` with ``version``): one request per stale version
+(id from domain, scope, ``staleness`` and the version), never repeated for that version.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml.drift import Detection
 from schemas.events import RetrainReason, RetrainRequest, deterministic_id
 
 __all__ = [
+    "DEFAULT_CATCH_UP_LAG",
     "DEFAULT_DEGRADATION_FACTOR",
     "ERROR_METRICS",
     "HIGHER_IS_BETTER",
     "MAX_COALESCED_REASONS",
     "REASON_BY_DETECTOR",
     "CoalescedTriggers",
+    "FixedClock",
+    "HeldTriggers",
     "TriggerPolicy",
     "is_degraded",
     "reason_for",
     "retrain_request",
+    "utc_now",
 ]
 
 #: Lower is better: degraded when ``score > baseline * factor``.
@@ -40,6 +62,8 @@ ERROR_METRICS = frozenset({"rmse", "mae", "mape", "wape", "mase", "mse", "smape"
 HIGHER_IS_BETTER = frozenset({"r2"})
 #: ``DEGRADATION_FACTOR`` default.
 DEFAULT_DEGRADATION_FACTOR = 1.5
+#: ``CATCH_UP_LAG_SECONDS`` default: triggers older than this (event time vs wall clock) are held.
+DEFAULT_CATCH_UP_LAG = timedelta(days=2)
 #: How many of the latest coalesced reasons are kept per scope.
 MAX_COALESCED_REASONS = 10
 #: Retrain reason of each :class:`~ml.drift.Detection` detector.
@@ -48,6 +72,11 @@ REASON_BY_DETECTOR: dict[str, RetrainReason] = {
     "adwin": RetrainReason.DRIFT,
     "page_hinkley": RetrainReason.DRIFT,
     "latency": RetrainReason.LATENCY,
+    # ml.demand.changes: change detectors on a segment's sales ratio and forecast errors
+    "sales_level": RetrainReason.DRIFT,
+    "sales_variance": RetrainReason.DRIFT,
+    "error_level": RetrainReason.DRIFT,
+    "error_variance": RetrainReason.DRIFT,
 }
 
 _REL_TOL = 1e-9
@@ -134,6 +163,52 @@ class CoalescedTriggers:
         del self.reasons[:-MAX_COALESCED_REASONS]
 
 
+@dataclass
+class HeldTriggers:
+    """The triggers of one scope held during catch-up (see module doc): the first and the latest
+    (its reason and evidence are what the released request carries) and their count."""
+
+    first_key: str
+    first_at: datetime
+    reason: RetrainReason
+    evidence: dict[str, Any]
+    key: str
+    at: datetime
+    count: int = 1
+    reasons: list[str] = field(default_factory=list)  # latest MAX_COALESCED_REASONS
+
+    def add(self, reason: RetrainReason, evidence: dict[str, Any], at: datetime, key: str) -> None:
+        self.reason, self.evidence, self.at, self.key = reason, evidence, at, key
+        self.count += 1
+        self.reasons.append(str(reason))
+        del self.reasons[:-MAX_COALESCED_REASONS]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "reasons": list(self.reasons),
+            "first_key": self.first_key,
+            "first_at": self.first_at.isoformat(),
+            "last_key": self.key,
+            "last_at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """A clock that always reads ``now`` (replays, tests); picklable."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def utc_now() -> datetime:
+    """The wall clock (the default ``clock``; a module-level function, so a policy pickles)."""
+    return datetime.now(UTC)
+
+
 def _require_aware(at: datetime, name: str = "at") -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware (event time)")
@@ -150,6 +225,8 @@ class TriggerPolicy:
         max_model_age: timedelta = timedelta(days=90),
         cooldown: timedelta = timedelta(hours=1),
         requested_by: str = "trigger-policy",
+        catch_up_lag: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if degradation_factor < 1:
             raise ValueError("degradation_factor must be >= 1")
@@ -160,19 +237,69 @@ class TriggerPolicy:
         self.max_model_age = max_model_age
         self.cooldown = cooldown
         self.requested_by = requested_by
+        self.catch_up_lag = catch_up_lag if catch_up_lag else None
+        self.clock = clock
+        self._held: dict[tuple[str, str], HeldTriggers] = {}
+        self._stale_versions: dict[tuple[str, str], str] = {}
         self._pending: dict[tuple[str, str], RetrainRequest] = {}
         self._last: dict[tuple[str, str], datetime] = {}
         self.coalesced: dict[tuple[str, str], CoalescedTriggers] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any) -> TriggerPolicy:
-        """Build from a :class:`millrace.settings.Settings`-like object."""
+    def from_settings(
+        cls, settings: Any, clock: Callable[[], datetime] | None = None
+    ) -> TriggerPolicy:
+        """Build from a :class:`millrace.settings.Settings`-like object (``clock``: the wall
+        clock of catch-up mode, :func:`utc_now` by default)."""
+        lag = getattr(settings, "catch_up_lag_seconds", DEFAULT_CATCH_UP_LAG.total_seconds())
         return cls(
             degradation_factor=settings.degradation_factor,
             max_latency_seconds=settings.max_latency_seconds,
             max_model_age=timedelta(days=settings.max_model_age_days),
             cooldown=timedelta(seconds=settings.retrain_cooldown_seconds),
+            catch_up_lag=timedelta(seconds=lag) if lag else None,
+            clock=clock or utc_now,
         )
+
+    # --- catch-up mode ---------------------------------------------------------------------
+    def catching_up(self, at: datetime) -> bool:
+        """Whether event time ``at`` is more than ``catch_up_lag`` behind the wall clock."""
+        _require_aware(at)
+        return self.catch_up_lag is not None and self.clock() - at > self.catch_up_lag
+
+    def first_caught_up(self, times: Iterable[datetime]) -> datetime | None:
+        """The first of ``times`` (event times, in order) within the lag bound, with one
+        reading of the clock; ``None`` if none is (or catch-up mode is off)."""
+        if self.catch_up_lag is None:
+            return None
+        bound = self.clock() - self.catch_up_lag
+        return next((at for at in times if at >= bound), None)
+
+    def held(self, domain: str, scope: str) -> HeldTriggers | None:
+        """The triggers of a scope held during catch-up, if any."""
+        return self._held.get((domain, scope))
+
+    def release(self, at: datetime) -> list[RetrainRequest]:
+        """Issue the held triggers (one request per scope, sorted by scope) if the event time
+        ``at`` is within the lag bound; nothing otherwise. Call it with the time of the first
+        event of a batch that is within the bound (see module doc)."""
+        if not self._held or self.catching_up(at):
+            return []
+        out = []
+        for (domain, scope), held in sorted(self._held.items()):
+            request = self._issue(
+                domain=domain,
+                scope=scope,
+                reason=held.reason,
+                evidence={**held.evidence, "held": held.summary()},
+                at=at,
+                key=held.key,
+                id_parts=(domain, scope, "catch-up", held.first_key, held.key),
+            )
+            if request is not None:
+                out.append(request)
+        self._held.clear()
+        return out
 
     def degraded(self, score: float, baseline: float, metric: str) -> bool:
         """:func:`is_degraded` with this policy's factor."""
@@ -192,10 +319,35 @@ class TriggerPolicy:
 
         ``at`` is the event time of what tripped the trigger; ``key`` a stable identifier of it
         (e.g. ``"2024-05/adwin"``). Coalesced while a request is pending, or while
-        ``at < last request-or-finish + cooldown``.
+        ``at < last request-or-finish + cooldown``; held while catching up (module doc).
         """
         _require_aware(at)
         reason = RetrainReason(reason)
+        if self.catching_up(at):
+            held = self._held.get((domain, scope))
+            if held is None:
+                self._held[(domain, scope)] = HeldTriggers(
+                    key, at, reason, dict(evidence), key, at, reasons=[str(reason)]
+                )
+            else:
+                held.add(reason, dict(evidence), at, key)
+            return None
+        return self._issue(
+            domain=domain, scope=scope, reason=reason, evidence=evidence, at=at, key=key
+        )
+
+    def _issue(
+        self,
+        *,
+        domain: str,
+        scope: str,
+        reason: RetrainReason,
+        evidence: dict[str, Any],
+        at: datetime,
+        key: str,
+        id_parts: tuple[object, ...] | None = None,
+    ) -> RetrainRequest | None:
+        """The request, unless coalesced into a pending one or within the cooldown."""
         scope_key = (domain, scope)
         last = self._last.get(scope_key)
         if scope_key in self._pending or (last is not None and at < last + self.cooldown):
@@ -209,6 +361,7 @@ class TriggerPolicy:
             key=key,
             requested_by=self.requested_by,
             evidence={**evidence, "trigger_key": key},
+            id_parts=id_parts,
         )
         self._pending[scope_key] = request
         self._last[scope_key] = at
@@ -222,6 +375,10 @@ class TriggerPolicy:
         self._pending.pop(scope_key, None)
         last = self._last.get(scope_key)
         self._last[scope_key] = at if last is None else max(last, at)
+
+    def forget_staleness(self, domain: str, scope: str) -> None:
+        """The scope's staleness request was not delivered: its version may be requested again."""
+        self._stale_versions.pop((domain, scope), None)
 
     def pending(self, domain: str, scope: str) -> RetrainRequest | None:
         return self._pending.get((domain, scope))
@@ -238,18 +395,28 @@ class TriggerPolicy:
         at: datetime,
         *,
         key: str | None = None,
+        version: str | None = None,
     ) -> RetrainRequest | None:
         """A staleness request when the model is older than ``max_model_age`` at ``at``.
 
-        The default key is the model's training time plus ``at`` (both event-derived), so a
-        replay reproduces the id.
+        With ``version`` (the stale live version): at most ONE request per version, its key
+        ``version:<version>`` (id from domain, scope, ``staleness`` and the version); once it
+        is issued or held (catch-up), later checks of the same version return ``None``. While
+        it is coalesced (another request of the scope pending, or the cooldown) it is checked
+        again at the next call.
+        Without it, the default key is the model's training time plus ``at`` (both
+        event-derived), so a replay reproduces the id.
         """
         _require_aware(model_trained_at, "model_trained_at")
         _require_aware(at)
         age = at - model_trained_at
         if age <= self.max_model_age:
             return None
-        return self.consider(
+        if version is not None:
+            if self._stale_versions.get((domain, scope)) == version:
+                return None
+            key = f"version:{version}"
+        request = self.consider(
             domain=domain,
             scope=scope,
             reason=RetrainReason.STALENESS,
@@ -261,3 +428,7 @@ class TriggerPolicy:
             at=at,
             key=key or f"{model_trained_at.isoformat()}@{at.isoformat()}",
         )
+        held = self._held.get((domain, scope))
+        if version is not None and (request is not None or (held and held.key == key)):
+            self._stale_versions[(domain, scope)] = version  # issued or held: never again
+        return request

@@ -14,6 +14,8 @@ from ml.streaming import PartitionProcessor, ProcessorOutput
 
 SETTINGS = load_settings(_env_file=None)
 DRIFT_AT = date(2024, 7, 1)
+#: a live stream (not a replay of history): catch-up mode off
+LIVE = SETTINGS.model_copy(update={"catch_up_lag_seconds": 0.0})
 
 
 def run(seed: int, drift_at: date | None, batch: int = 500) -> tuple:
@@ -27,7 +29,7 @@ def run(seed: int, drift_at: date | None, batch: int = 500) -> tuple:
         drift_at=drift_at,
         drift_factor=2.0,
     )
-    processor = DemandProcessor.from_settings(SETTINGS)
+    processor = DemandProcessor.from_settings(LIVE)
     events = [record.event for record in source.records()]
     out = ProcessorOutput()
     for i in range(0, len(events), batch):

@@ -5,17 +5,22 @@ The streams worker stores every event and raises the drift events of every drift
 before the trainer starts: a version promoted mid-stream changes the stream's drift reference,
 so the remaining segments might not drift against it. The trainer then reads the retrain
 requests already on the topic. Every wait is on the progress of the processes doing the work,
-never on a wall-clock deadline; the elapsed time is printed, not asserted."""
+never on a wall-clock deadline; the elapsed time is printed, not asserted.
+
+The simulated history ends now: catch-up mode (``CATCH_UP_LAG_SECONDS``) holds the retrain
+requests of a replay of the past, and its last days (within the lag) release them, one per
+scope. Nothing from the future is sent."""
 
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from millrace.importers.simulate import simulate_demand
 from millrace.kafka import EventProducer, ensure_topics
+from ml.periods import add_months
 from ml.registry.store import Store
 from tests.fixtures.broker import (
     deliver,
@@ -34,17 +39,19 @@ def test_drift_to_new_active_version_end_to_end(make_env, spawn) -> None:
     ensure_topics(settings)
     store = Store.from_url(env["DATABASE_URL"])
     streams = spawn(["streams"], env)
+    now = datetime.now(UTC)
+    start = add_months(date(now.year, now.month, 1), -35).date()
     source = simulate_demand(
         seed=1,
-        start=date(2022, 1, 1),
+        start=start,
         months=36,
         segments=8,
         trend=0.0,
         base_rate=60.0,
-        drift_at=date(2024, 7, 1),
+        drift_at=add_months(start, 30).date(),
         drift_factor=2.0,
     )
-    records = list(source.records())
+    records = [r for r in source.records() if r.event.occurred_at <= now]
     producer = EventProducer(settings)
     started = time.monotonic()
     for record in records:

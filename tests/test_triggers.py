@@ -181,3 +181,75 @@ def test_from_settings() -> None:
     assert policy.degradation_factor == 1.5
     assert policy.cooldown == timedelta(hours=1)
     assert policy.max_model_age == timedelta(days=90)
+
+
+# --- catch-up mode and staleness per version -----------------------------------------------------
+def _catch_up_policy(now: datetime) -> TriggerPolicy:
+    from ml.triggers import FixedClock
+
+    return TriggerPolicy(
+        cooldown=timedelta(hours=1), catch_up_lag=timedelta(days=2), clock=FixedClock(now)
+    )
+
+
+def _drift(policy: TriggerPolicy, scope: str, at: datetime, key: str):
+    return policy.consider(
+        domain="demand", scope=scope, reason="drift", evidence={"k": key}, at=at, key=key
+    )
+
+
+def test_catch_up_holds_then_releases_one_request_per_scope() -> None:
+    now = T0 + timedelta(days=400)
+    policy = _catch_up_policy(now)
+    for i in range(30):  # a replay of the past: every trigger is held
+        at = T0 + timedelta(days=10 * i)
+        assert _drift(policy, "a", at, f"a{i}") is None
+        if i % 3 == 0:
+            assert _drift(policy, "b", at, f"b{i}") is None
+    assert policy.held("demand", "a").count == 30 and policy.held("demand", "b").count == 10
+    assert policy.release(now - timedelta(days=3)) == []  # still behind: nothing
+    released = policy.release(now - timedelta(days=1))
+    assert [r.scope for r in released] == ["a", "b"]
+    a = released[0]
+    assert a.occurred_at == now - timedelta(days=1)
+    assert a.evidence["k"] == "a29" and a.evidence["held"]["count"] == 30
+    assert a.evidence["held"]["first_key"] == "a0"
+    assert policy.release(now) == [] and policy.held("demand", "a") is None
+    # the released request is pending: a trigger after catch-up is coalesced into it
+    assert _drift(policy, "a", now, "live") is None
+    # deterministic ids: the same replay on a fresh policy releases the same ids
+    again = _catch_up_policy(now)
+    for i in range(30):
+        _drift(again, "a", T0 + timedelta(days=10 * i), f"a{i}")
+    assert again.release(now).pop().event_id == a.event_id
+
+
+def test_catch_up_off_and_pickle() -> None:
+    now = T0 + timedelta(days=400)
+    assert _drift(_policy(), "a", T0, "k") is not None  # no lag: never held
+    policy = _catch_up_policy(now)
+    _drift(policy, "a", T0, "k")
+    clone = pickle.loads(pickle.dumps(policy))
+    assert [r.event_id for r in clone.release(now)] == [r.event_id for r in policy.release(now)]
+    assert policy.first_caught_up([T0, now - timedelta(days=1), now]) == now - timedelta(days=1)
+    assert _policy().first_caught_up([now]) is None
+
+
+def test_staleness_once_per_version() -> None:
+    policy = _policy()
+    trained = datetime(2024, 1, 1, tzinfo=UTC)
+    ids = []
+    for day in range(91, 200, 7):  # every check after the max age: one request for v1
+        req = policy.check_staleness("d", "s", trained, trained + timedelta(days=day), version="v1")
+        if req is not None:
+            ids.append(req.event_id)
+            policy.job_finished("d", "s", trained + timedelta(days=day))
+    assert ids == [deterministic_id("d", "s", RetrainReason.STALENESS, "version:v1")]
+    # coalesced (a drift request pending) is not "requested": checked again later
+    policy = _policy()
+    at = trained + timedelta(days=100)
+    _drift(policy, "s", at, "x")
+    assert policy.check_staleness("demand", "s", trained, at, version="v1") is None
+    policy.job_finished("demand", "s", at)
+    later = at + timedelta(days=1)
+    assert policy.check_staleness("demand", "s", trained, later, version="v1") is not None

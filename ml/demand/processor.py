@@ -4,9 +4,11 @@ For each accepted sale/purchase event: count it in the partition's monthly book 
 are flagged as corrections). For each month the event-time watermark closes, for every known
 segment: the online forecaster predicts the month, then learns it (progressive validation);
 the segment's drift monitor sees its monthly inputs, the absolute error and the prediction
-latency; detections become drift events and, through the trigger policy, retrain requests.
-Input drift is tested on each segment's year-over-year log ratio of monthly sales (seasonality
-cancels out; a level shift of x2 moves it by log 2). The error degradation trigger compares
+latency, and its change detectors (:mod:`ml.demand.changes`: level and variance CUSUMs on the
+year-over-year sales ratio and on the forecast's absolute errors) see the month; detections
+become drift events and, through the trigger policy, retrain requests. Input drift is tested on
+each segment's year-over-year log ratio of monthly sales (seasonality cancels out; a level shift
+of x2 moves it by log 2). The error degradation trigger compares
 the partition's mean absolute error over the last ``window`` months with its baseline (the
 same statistic when the window first filled, or after a new model was announced), degraded
 when worse than baseline x DEGRADATION_FACTOR (scope ``global``).
@@ -14,16 +16,23 @@ when worse than baseline x DEGRADATION_FACTOR (scope ``global``).
 Scopes: drift events and retrain requests are per segment (``vehicle_type|brand|model|line``);
 the trainer maps a segment scope to the domain's model scope (``global``), so many drifting
 segments make one job. Every id is deterministic in the events, so a replay yields the same.
+
+Catch-up mode (:mod:`ml.triggers`): while the month closes are far behind the wall clock
+(``clock``, injectable) the policy holds the requests; after each batch the processor releases
+them at the time of the batch's first event within the lag bound. Staleness: at each month
+close, a live version activated more than ``MAX_MODEL_AGE_DAYS`` before the close (event time)
+gets one request (scope ``global``, reason ``staleness``, id from the version); the age is
+counted from the version's activation, which is what the stream is told of it.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ml.demand.changes import SegmentChanges, yoy_log_ratio
 from ml.demand.months import ClosedMonth, MonthlyBook
 from ml.demand.online import OnlineDemandForecaster
 from ml.drift import DriftMonitor
@@ -42,6 +51,9 @@ DOMAIN = "demand"
 
 class DemandProcessor(PartitionProcessor):
     """State of one partition of ``sales.transactions``."""
+
+    #: 2: per-segment change detectors, catch-up and staleness state in the policy
+    STATE_VERSION = 2
 
     def __init__(
         self,
@@ -62,12 +74,18 @@ class DemandProcessor(PartitionProcessor):
         self.errors: deque[float] = deque(maxlen=window)
         self.baseline: float | None = None
         self.history: dict[str, deque[float]] = {}
+        self.changes: dict[str, SegmentChanges] = {}
+        #: when the live version went live (its age is counted from there)
+        self.live_since: datetime | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DemandProcessor:
+    def from_settings(
+        cls, settings: Any, clock: Callable[[], datetime] | None = None
+    ) -> DemandProcessor:
+        """``clock``: the wall clock of catch-up mode (default :func:`ml.triggers.utc_now`)."""
         return cls(
             allowed_lateness=timedelta(days=settings.demand_allowed_lateness_days),
-            policy=TriggerPolicy.from_settings(settings),
+            policy=TriggerPolicy.from_settings(settings, clock=clock),
             sigma=settings.drift_threshold_sigma,
             window=settings.drift_window,
             horizon=settings.forecast_horizon_months,
@@ -85,11 +103,15 @@ class DemandProcessor(PartitionProcessor):
             self._close(month, out)
         if closed:
             self._forecast(closed[-1], out)
+        caught_up = self.policy.first_caught_up(e.occurred_at for e in events)
+        if caught_up is not None:
+            out.retrain_requests.extend(self.policy.release(caught_up))
         return out
 
     def use_model(self, version: str | None, at: datetime) -> None:
         """A new version is live: new reference windows and baselines; pending requests end."""
         super().use_model(version, at)
+        self.live_since = at
         for key, monitor in self.monitors.items():
             monitor.set_reference(None)
             self.policy.job_finished(DOMAIN, key, at)
@@ -100,6 +122,8 @@ class DemandProcessor(PartitionProcessor):
     def statistics(self) -> dict[str, Any]:
         """Per segment: the drift monitor's statistics; ``global``: the degradation window."""
         out: dict[str, Any] = {key: m.stats() for key, m in sorted(self.monitors.items())}
+        for key, changes in self.changes.items():
+            out.setdefault(key, {})["changes"] = changes.stats()
         recent = sum(self.errors) / len(self.errors) if self.errors else None
         out["global"] = {
             "recent_mae": recent,
@@ -138,9 +162,13 @@ class DemandProcessor(PartitionProcessor):
             )
             history = self.history.setdefault(key, deque(maxlen=13))
             history.append(float(counts.sales))
+            yoy = yoy_log_ratio(history)
+            inputs = {} if yoy is None else {"yoy_log_ratio": yoy}
             detections = monitor.update(
-                _inputs(history), abs_error=error, latency_seconds=result.latency_seconds
+                inputs, abs_error=error, latency_seconds=result.latency_seconds
             )
+            changes = self.changes.setdefault(key, SegmentChanges())
+            detections.extend(changes.update(yoy, error))
             for d in detections:
                 drift = DriftEvent(
                     event_id=deterministic_id("drift", key, day, d.detector, d.statistic),
@@ -158,6 +186,7 @@ class DemandProcessor(PartitionProcessor):
                 self._trigger(key, reason_for(d), drift.evidence, at, f"{day}/{d.detector}", out)
             month_errors.append(error)
         self._check_degradation(sum(month_errors) / len(month_errors), day, at, out)
+        self._check_staleness(at, out)
         metrics = self.forecaster.metrics()
         out.scores.extend(
             {
@@ -188,6 +217,16 @@ class DemandProcessor(PartitionProcessor):
             evidence = {"mae": recent, "baseline_mae": self.baseline, "month": day.isoformat(),
                         "factor": self.policy.degradation_factor}  # fmt: skip
             self._trigger("global", RetrainReason.DEGRADATION, evidence, at, f"{day}/mae", out)
+
+    def _check_staleness(self, at: datetime, out: ProcessorOutput) -> None:
+        """One staleness request per live version older than the policy's max age at ``at``."""
+        if self.model_version is None or self.live_since is None:
+            return
+        request = self.policy.check_staleness(
+            DOMAIN, "global", self.live_since, at, version=self.model_version
+        )
+        if request is not None:
+            out.retrain_requests.append(request)
 
     def _trigger(
         self, key: str, reason: RetrainReason, evidence: dict, at: datetime, tag: str,
@@ -229,13 +268,6 @@ class DemandProcessor(PartitionProcessor):
                         "recorded_at": next_month(closed.month),
                     }  # fmt: skip
                 )
-
-
-def _inputs(history: deque[float]) -> dict[str, float]:
-    """Year-over-year log ratio of the month's sales (seasonality cancels out)."""
-    if len(history) <= 12:
-        return {}
-    return {"yoy_log_ratio": math.log1p(history[-1]) - math.log1p(history[-13])}
 
 
 def _at(day: Any) -> datetime:

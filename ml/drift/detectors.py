@@ -185,6 +185,9 @@ class _CusumDetector(OnlineDetector):
         self.reference = RobustReference(window, min_reference, min_scale_ratio=min_scale_ratio)
         self._zero_at: list[int] = []  # per sum: index of the last point where it was zero
         self._sums: list[float] = []
+        #: the CUSUM that crossed ``h`` at the last detection (its value, which side)
+        self.alarm_statistic: float | None = None
+        self.alarm_side: int | None = None
 
     def _common_params(self) -> dict[str, Any]:
         ref = self.reference
@@ -221,6 +224,7 @@ class _CusumDetector(OnlineDetector):
                     fired = i
         if fired is None:
             return None
+        self.alarm_statistic, self.alarm_side = self._sums[fired], fired
         start = self._zero_at[fired] + 1
         self.restart(keep_from=start)
         return start

@@ -21,13 +21,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ml.domains.base import RetrainGateway, TrainerContext, TrainerHooks
 from ml.metrics import score as batch_score
 from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
-from ml.network.monitoring import FieldMonitor, JobGateway
+from ml.network.monitoring import FieldMonitor, JobGateway, LiveVersion, StalenessCheck
 from ml.network.performance import (
     EvaluationError,
     ModelScorer,
@@ -271,8 +271,10 @@ class FieldLoop:
         *,
         tick_seconds: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        staleness: StalenessCheck | None = None,
     ) -> None:
         self.monitor = monitor
+        self.staleness = staleness
         self.registry = registry
         self.store = store
         self.tick_seconds = tick_seconds
@@ -301,6 +303,8 @@ class FieldLoop:
             for field in monitored_fields(configs):
                 self._step(field, configs)
             self.monitor.poll()
+            for request in self.staleness.run() if self.staleness else ():
+                log.info("model %s is stale: %s", request.scope, request.evidence)
         except Exception:  # noqa: BLE001 - the monitor must never stop the trainer
             log.exception("field monitor step failed")
 
@@ -339,6 +343,17 @@ class FieldLoop:
             log.info("field %s retraining: %s", field, self.monitor.status(field).reason)
 
 
+def _live_versions(store: Any, registry: NetworkStore) -> list[LiveVersion]:
+    """The live version of every live config, with its training time."""
+    out = []
+    for config in registry.live_configs():
+        live = store.models.live_activation(DOMAIN, config.id)
+        row = store.models.get_version(DOMAIN, config.id, live.version) if live else None
+        if row is not None:
+            out.append(LiveVersion(config.id, row.version, row.trained_at))
+    return out
+
+
 # --- the domain's trainer hooks ------------------------------------------------------------------
 class NetworkTrainerHooks(TrainerHooks):
     """The network commands and the field monitor, as the trainer's hooks of the domain."""
@@ -351,7 +366,15 @@ class NetworkTrainerHooks(TrainerHooks):
         jobs = RetrainJobs(context.retrain)
         self.monitor = FieldMonitor.from_settings(context.settings, tracker, jobs, context.owner)
         self.commands = NetworkCommands(self.registry, self.monitor)
-        self.fields = FieldLoop(self.monitor, self.registry, store)
+        staleness = StalenessCheck(
+            DOMAIN,
+            timedelta(days=getattr(context.settings, "max_model_age_days", 90.0)),
+            lambda: _live_versions(store, self.registry),
+            context.retrain.submit,
+            self.monitor.clock,
+            interval=self.monitor.interval,
+        )
+        self.fields = FieldLoop(self.monitor, self.registry, store, staleness=staleness)
 
     def handles(self, cmd: ModelCommand) -> bool:
         return self.commands.handles(cmd)

@@ -18,6 +18,11 @@
 :meth:`FieldMonitor.start` runs once when the process starts: training locks held by another
 owner (a crashed process) are cleared; fields left RETRAINING resume watching their jobs and
 fields left EVALUATING evaluate again. Time comes from the injected clock.
+
+:class:`StalenessCheck` (run at the trainer's periodic tick): a model whose live version is older
+than ``MAX_MODEL_AGE_DAYS`` (from its training time) gets ONE retrain request, reason
+``staleness``, id from the domain, scope, reason and version; later ticks do not repeat it (a
+restarted trainer may publish it once more: same id, so the trainer's intake joins the same job).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ml.network.performance import EvaluationError, PerformanceTracker
 from ml.network.state import FieldState, MonitoringState
-from ml.triggers import DEFAULT_DEGRADATION_FACTOR, is_degraded
+from ml.triggers import DEFAULT_DEGRADATION_FACTOR, TriggerPolicy, is_degraded
+from schemas.events import RetrainRequest
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -38,6 +45,8 @@ __all__ = [
     "FieldMonitor",
     "FieldStatus",
     "JobGateway",
+    "LiveVersion",
+    "StalenessCheck",
 ]
 
 #: DEGRADATION_FACTOR default.
@@ -299,3 +308,59 @@ class FieldMonitor:
 
     def _save(self, state: FieldState) -> None:
         self.repository.save(replace(state, updated_at=self.clock()))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVersion:
+    """A model scope's live version and when it was trained."""
+
+    scope: str
+    version: str
+    trained_at: datetime
+
+
+class StalenessCheck:
+    """One staleness retrain request per stale live version (see module doc)."""
+
+    def __init__(
+        self,
+        domain: str,
+        max_model_age: timedelta,
+        live_versions: Callable[[], Iterable[LiveVersion]],
+        submit: Callable[[RetrainRequest], Any],
+        clock: Callable[[], datetime] | None = None,
+        interval: timedelta = timedelta(0),
+    ) -> None:
+        self.domain = domain
+        self.interval = interval
+        self._next_at: datetime | None = None
+        self.policy = TriggerPolicy(
+            max_model_age=max_model_age, cooldown=timedelta(0), requested_by="staleness-check"
+        )
+        self.live_versions = live_versions
+        self.submit = submit
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def run(self) -> list[RetrainRequest]:
+        """Check every live version (at most every ``interval``); submit (and return) the new
+        staleness requests. A request that cannot be submitted raises, and its version is
+        checked again at the next run."""
+        now = self.clock()
+        if self._next_at is not None and now < self._next_at:
+            return []
+        self._next_at = now + self.interval
+        out = []
+        for live in self.live_versions():
+            request = self.policy.check_staleness(
+                self.domain, live.scope, live.trained_at, now, version=live.version
+            )
+            if request is None:
+                continue
+            self.policy.job_finished(self.domain, live.scope, now)  # the version dedups
+            try:
+                self.submit(request)
+            except Exception:
+                self.policy.forget_staleness(self.domain, live.scope)
+                raise
+            out.append(request)
+        return out
