@@ -247,7 +247,10 @@ class TriggerPolicy:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, clock: Callable[[], datetime] | None = None
+        cls,
+        settings: Any,
+        clock: Callable[[], datetime] | None = None,
+        requested_by: str = "trigger-policy",
     ) -> TriggerPolicy:
         """Build from a :class:`millrace.settings.Settings`-like object (``clock``: the wall
         clock of catch-up mode, :func:`utc_now` by default)."""
@@ -259,6 +262,7 @@ class TriggerPolicy:
             cooldown=timedelta(seconds=settings.retrain_cooldown_seconds),
             catch_up_lag=timedelta(seconds=lag) if lag else None,
             clock=clock or utc_now,
+            requested_by=requested_by,
         )
 
     # --- catch-up mode ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ml.network.configs import DEFAULT_CONFIGS
 from ml.network.drift import NetworkDrift
 from ml.network.processor import NetworkProcessor
 from ml.streaming import PartitionProcessor, ProcessorOutput
-from ml.triggers import TriggerPolicy
+from ml.triggers import FixedClock, TriggerPolicy
 from schemas.events import NetworkMeasurementEvent
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -162,6 +162,24 @@ def test_field_requests_are_coalesced_by_the_cooldown() -> None:
                       if r.scope == "rsrp"]  # fmt: skip
     assert len(ids[3]) == 1
     assert len(ids[1]) == 2 and len(set(ids[1])) == 2
+
+
+def test_catch_up_holds_drift_requests_of_a_replay_and_releases_one_per_field() -> None:
+    """The shifted stream replayed 30 days after the fact: detections and drift events as
+    usual, requests held; the first event within the lag releases one request per field."""
+    events = stream(level=3.0)
+    later = FixedClock(events[-1].occurred_at + timedelta(days=30))
+    policy = TriggerPolicy(catch_up_lag=timedelta(days=2), clock=later)
+    processor, out = run(events, NetworkProcessor(configs=LINEAR, policy=policy))
+    assert [d for d in out.drift_events if d.scope == "*|rsrp"] and not out.retrain_requests
+    assert policy.held("network", "rsrp") and policy.held("network", "dl_bitrate")
+    live = stream(windows=WINDOWS + 5)[len(events) :]  # caught up: the clock's own time
+    policy.clock = FixedClock(live[-1].occurred_at)
+    _, after = run(live, processor)
+    assert sorted(r.scope for r in after.retrain_requests) == ["dl_bitrate", "rsrp"]
+    assert all(r.evidence["held"] for r in after.retrain_requests)
+    _, again = run(stream(windows=WINDOWS + 10)[len(events) + len(live) :], processor)
+    assert not again.retrain_requests  # released once
 
 
 def test_state_pickles_and_restores_giving_identical_detections() -> None:

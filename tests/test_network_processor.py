@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from millrace.importers.simulate import simulate_network
+from millrace.settings import Settings
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
 from ml.network.processor import (
     SCORED_METRICS,
@@ -182,12 +183,10 @@ def _later(seconds: int, cells: int) -> list[NetworkMeasurementEvent]:
 
 
 def test_from_settings_reads_the_window_and_defaults_the_rest() -> None:
-    class Settings:
-        network_window_seconds = 30
-
-    processor = NetworkProcessor.from_settings(Settings())
+    processor = NetworkProcessor.from_settings(Settings(network_window_seconds=30))
     assert processor.observation_window == 30
     assert processor.lateness == 30.0
+    assert processor.policy.catch_up_lag == timedelta(days=2)  # CATCH_UP_LAG_SECONDS default
     with pytest.raises(ValueError):
         NetworkProcessor(allowed_lateness=timedelta(seconds=-1))
 

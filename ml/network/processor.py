@@ -26,13 +26,15 @@ Outputs, all deterministic in the events:
   :class:`~ml.triggers.TriggerPolicy` (cooldown in event time). Ids come from the field, the
   window and the detector, so a replay yields the same events; the request's key is the start
   of the cooldown period it falls in, so partitions crossing in the same period send the same
-  request id (the trainer takes it once).
+  request id (the trainer takes it once). While the stream replays history (catch-up mode,
+  ``CATCH_UP_LAG_SECONDS``) the policy holds the requests; the first event of a batch within
+  the lag releases one per field.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,10 +115,13 @@ class NetworkProcessor(PartitionProcessor):
 
     @classmethod
     def from_settings(
-        cls, settings: Any, configs: Iterable[ModelConfig] = DEFAULT_CONFIGS
+        cls,
+        settings: Any,
+        configs: Iterable[ModelConfig] = DEFAULT_CONFIGS,
+        clock: Callable[[], datetime] | None = None,
     ) -> NetworkProcessor:
         """From a :class:`millrace.settings.Settings`-like object; settings the project does not
-        define yet fall back to the defaults."""
+        define yet fall back to the defaults. ``clock``: the wall clock of catch-up mode."""
         return cls(
             configs=configs,
             allowed_lateness=timedelta(
@@ -128,10 +133,7 @@ class NetworkProcessor(PartitionProcessor):
                 cell_share=getattr(settings, "network_drift_cell_share", DEFAULT_CELL_SHARE),
                 recent_windows=getattr(settings, "network_drift_recent_windows", 10),
             ),
-            policy=TriggerPolicy(
-                cooldown=timedelta(seconds=getattr(settings, "retrain_cooldown_seconds", 3600)),
-                requested_by="network-drift",
-            ),
+            policy=TriggerPolicy.from_settings(settings, clock=clock, requested_by="network-drift"),
         )
 
     # --- configs -----------------------------------------------------------------------------
@@ -182,6 +184,11 @@ class NetworkProcessor(PartitionProcessor):
             assert isinstance(event, NetworkMeasurementEvent)
             self._add(event, out)
         self._close_ready(out)
+        caught_up = self.policy.first_caught_up(e.occurred_at for e in events)
+        if caught_up is not None:  # drift requests held while replaying history go out now
+            for request in self.policy.release(caught_up):
+                out.retrain_requests.append(request)
+                self.policy.job_finished(DOMAIN, request.scope, caught_up)
         return out
 
     def _add(self, event: NetworkMeasurementEvent, out: ProcessorOutput) -> None:
