@@ -29,11 +29,13 @@ def _demand(seed: int = 7, **kwargs):
 
 
 def test_demand_is_deterministic_per_seed() -> None:
-    first = [r.event for r in _demand(7)]
-    assert first == [r.event for r in _demand(7)]  # same ids, times, prices
-    other = [r.event for r in _demand(8)]
-    assert [e.event_id for e in first] != [e.event_id for e in other]
-    assert not {e.event_id for e in first} & {r.event.event_id for r in _demand(7, base_rate=41.0)}
+    def events(seed: int, **kwargs) -> list:
+        return [r.event for r in _demand(seed, months=12, **kwargs)]
+
+    first = events(7)
+    assert first == events(7)  # same ids, times, prices
+    assert [e.event_id for e in first] != [e.event_id for e in events(8)]
+    assert not {e.event_id for e in first} & {e.event_id for e in events(7, base_rate=41.0)}
 
 
 def test_demand_records_sorted_and_mixed() -> None:
