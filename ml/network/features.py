@@ -172,18 +172,20 @@ def features_at(
     names = _lag_names(config.input_fields, lags)
     # per input field, its values from the oldest lag to the newest, carrying forward: one
     # history scan per field at most (for a missing oldest lag), not one per missing value
+    empty: dict[str, float] = {}
+    windows = [series.values.get(i, empty) for i in range(anchor - lags + 1, anchor + 1)]
     columns: list[list[tuple[float, float]]] = []
     for name in config.input_fields:
         column: list[tuple[float, float]] = []
         carried: float | None = None
-        for index in range(anchor - lags + 1, anchor + 1):
-            value = series.value(name, index)
+        for i, window in enumerate(windows):
+            value = window.get(name)
             if value is not None:
                 carried = value
                 column.append((value, 0.0))
                 continue
             if carried is None:
-                seen_before = series.last_seen(name, index)
+                seen_before = series.last_seen(name, anchor - lags + 1 + i)
                 carried = seen_before[1] if seen_before is not None else 0.0
             column.append((carried, 1.0))
         columns.append(column)

@@ -98,9 +98,24 @@ def _linear() -> Any:
     )
 
 
+class MedianARFRegressor(forest.ARFRegressor):
+    """River's ``ARFRegressor`` whose median vote skips numpy: the same value (the middle
+    prediction, or the mean of the two middle ones), without ``np.median``'s ~40 us per call on
+    five numbers (a quarter of a forest's prediction time)."""
+
+    def predict_one(self, x: dict) -> float:
+        if len(self) == 0 or self.aggregation_method != self._MEDIAN:
+            return super().predict_one(x)
+        votes = sorted(float(model.predict_one(x)) for model in self)
+        if any(v != v for v in votes):  # NaN: numpy's answer
+            return super().predict_one(x)
+        mid = len(votes) // 2
+        return votes[mid] if len(votes) % 2 else (votes[mid - 1] + votes[mid]) / 2
+
+
 def _forest() -> Any:
     return preprocessing.TargetStandardScaler(
-        forest.ARFRegressor(
+        MedianARFRegressor(
             n_models=5, leaf_prediction="mean", grace_period=100, max_depth=8, seed=42
         )
     )
