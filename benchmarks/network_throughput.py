@@ -9,6 +9,15 @@ scores, one store transaction per batch with offsets and processor state. Rates 
 from the first consumed event to the last (group-join time excluded).
 
     .venv/bin/python benchmarks/network_throughput.py [--events 100000] [--batch-size 500]
+    .venv/bin/python benchmarks/network_throughput.py --shape sparse [--cells 800 --windows 120]
+
+``--shape sparse`` replaces the Irish data with a deterministic synthetic stream of the shape
+where every event closes a window: ``--cells`` cells x ``--windows`` consecutive 60 s windows
+(the default configs' window), ONE measurement per cell per window (800 x 120: the shape of
+800 cells with 120 daily values, on the configs' time scale). Cell ``c`` measures window ``t``
+at ``2026-01-01T00:00:00Z + 60 t + (c mod 50)`` seconds with ``rsrp`` and ``dl_bitrate`` from a
+per-cell level, a slow sine and noise of ``random.Random(c)``; events are published in time
+order (cell order within a window); ``--events`` keeps the first N.
 
 Writes ``benchmarks/results/network_throughput.json``.
 """
@@ -18,11 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
@@ -33,22 +45,62 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from ingest_throughput import bare_faust, millrace_worker, raw_aiokafka  # noqa: E402
 
 from millrace.broker import EmbeddedBroker  # noqa: E402
+from millrace.importers.base import Record  # noqa: E402
 from millrace.importers.irish5g import Irish5GSource  # noqa: E402
 from millrace.kafka import EventProducer, encode_event, ensure_topics  # noqa: E402
 from millrace.settings import load_settings  # noqa: E402
+from schemas.events import NetworkMeasurementEvent, deterministic_id  # noqa: E402
 from tests.fixtures.broker import free_port  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
 
 
+SPARSE_START = datetime(2026, 1, 1, tzinfo=UTC)
+SPARSE_WINDOW_SECONDS = 60
+
+
+def sparse_records(cells: int, windows: int) -> list[Record]:
+    """One measurement per cell per window, time order (see the module doc)."""
+    rngs = [random.Random(c) for c in range(cells)]
+    levels = [(rng.uniform(-110, -80), rng.uniform(2_000, 60_000)) for rng in rngs]
+    out = []
+    for t in range(windows):
+        for c in range(cells):
+            rng, (rsrp, rate) = rngs[c], levels[c]
+            wave = math.sin(t / 12 + c)
+            cell_id = f"sparse-{c:04d}"
+            event = NetworkMeasurementEvent(
+                event_id=deterministic_id("bench-sparse", c, t),
+                occurred_at=SPARSE_START + timedelta(seconds=SPARSE_WINDOW_SECONDS * t + c % 50),
+                cell_id=cell_id,
+                rsrp=round(rsrp + 4 * wave + rng.gauss(0, 2), 1),
+                dl_bitrate=round(max(0.0, rate * (1 + 0.3 * wave) + rng.gauss(0, rate / 10))),
+            )
+            out.append(Record("topic_network", cell_id, event))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=100_000, help="first N events")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=500, help="STREAMS_BATCH_SIZE")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/network_throughput.json"))
+    parser.add_argument("--shape", choices=("irish", "sparse"), default="irish")
+    parser.add_argument("--cells", type=int, default=800, help="sparse: cells")
+    parser.add_argument("--windows", type=int, default=120, help="sparse: windows per cell")
+    parser.add_argument("--out", default=None, help="default results/network_throughput[_sparse]")
     args = parser.parse_args()
-    records = list(islice(Irish5GSource(DATA, by_time=True).records(), args.events))
+    if args.shape == "sparse":
+        records = sparse_records(args.cells, args.windows)[: args.events]
+        data = (
+            f"synthetic sparse: {args.cells} cells x {args.windows} windows of 60 s, one "
+            "measurement per cell per window (rsrp, dl_bitrate), first N in time order"
+        )
+        out = args.out or str(ROOT / "benchmarks/results/network_throughput_sparse.json")
+    else:
+        records = list(islice(Irish5GSource(DATA, by_time=True).records(), args.events))
+        data = "Irish 5G measurements, first N in timestamp order"
+        out = args.out or str(ROOT / "benchmarks/results/network_throughput.json")
 
     with EmbeddedBroker("127.0.0.1", free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -75,7 +127,8 @@ def main() -> None:
     result = {
         "benchmark": "network_throughput",
         "events": total,
-        "data": "Irish 5G measurements, first N in timestamp order",
+        "shape": args.shape,
+        "data": data,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
         "online_configs": "defaults: river_linear + river_forest for dl_bitrate and rsrp",
@@ -87,8 +140,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from ml.network import online
 from ml.network.configs import ModelConfig
 from ml.network.features import Features, supervised_rows
 from ml.network.online import WARMUP_ROWS, OnlineForecaster, OnlineModel, make_regressor, replay
@@ -129,6 +130,32 @@ def test_state_pickles_and_continues_identically() -> None:
     stream(a, data[:half])
     b = pickle.loads(pickle.dumps(a))
     assert stream(a, data[half:]) == stream(b, data[half:])
+
+
+@pytest.mark.parametrize("arch", ["river_linear", "river_forest"])
+def test_checkpoints_journal_rows_and_restore_the_same_regressor(
+    arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pickle between snapshots carries the journal of rows learnt since the last
+    snapshot; restoring replays it, so a restored model continues exactly as the live one."""
+    monkeypatch.setattr(online, "JOURNAL_ROWS", 40)
+    data = sorted(windows(cells=2, steps=150), key=lambda w: (w[1], w[0]))
+    live = OnlineForecaster([config(arch)])
+    model = live.models[("dl_bitrate", f"dl-{arch}")]
+    snapshots, checkpoints, outputs = set(), [], []
+    for start in range(0, len(data), 17):  # "batches", a checkpoint after each
+        outputs.append(stream(live, data[start : start + 17]))
+        checkpoints.append(pickle.dumps(live, protocol=pickle.HIGHEST_PROTOCOL))
+        snapshots.add(model._snapshot)
+        assert len(model._journal) <= 40
+    assert len(snapshots) > 3  # re-snapshotted along the way, not once per batch
+    for at in (1, len(checkpoints) // 2, len(checkpoints) - 4):
+        restored = pickle.loads(checkpoints[at - 1])
+        twice = pickle.loads(pickle.dumps(pickle.loads(checkpoints[at - 1])))
+        expected = [sum((o[i] for o in outputs[at:]), []) for i in (0, 1)]
+        rest = data[at * 17 :]
+        assert list(stream(restored, rest)) == expected
+        assert list(stream(twice, rest)) == expected
 
 
 def test_young_models_forecast_persistence_and_changes_are_bounded() -> None:

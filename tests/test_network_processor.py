@@ -13,6 +13,7 @@ import pytest
 
 from millrace.importers.simulate import simulate_network
 from millrace.settings import Settings
+from ml.network import online
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
 from ml.network.processor import (
     SCORED_METRICS,
@@ -156,6 +157,30 @@ def test_checkpoint_round_trip_resumes_identically() -> None:
         restored.forecaster.models[key].metrics.get()
         == straight.forecaster.models[key].metrics.get()
     )
+
+
+def test_restoring_every_checkpoint_of_the_default_configs_resumes_identically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that restarts from its stored state after every batch (the forests' journal
+    replayed each time, snapshots refreshed along the way) writes what one that never stopped
+    writes."""
+    monkeypatch.setattr(online, "JOURNAL_ROWS", 25)
+    evts = events(seconds=1500, cells=3)
+    _, straight = run(evts, NetworkProcessor(score_every_seconds=300), batch=211)
+    processor, out = NetworkProcessor(score_every_seconds=300), ProcessorOutput()
+    for i in range(0, len(evts), 211):
+        out.extend(processor.process(evts[i : i + 211]))
+        restored = NetworkProcessor.restore(processor.state())
+        assert isinstance(restored, NetworkProcessor)
+        processor = restored
+    model = processor.model("rsrp", "rsrp-river_forest")
+    assert model.learned > 2 * online.JOURNAL_ROWS and model._snapshot is not None
+    assert out.forecasts == straight.forecasts
+    assert out.scores == straight.scores
+    assert [d.model_dump() for d in out.drift_events] == [
+        d.model_dump() for d in straight.drift_events
+    ]
 
 
 def test_update_configs_keeps_unchanged_models_learning() -> None:

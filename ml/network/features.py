@@ -34,6 +34,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ml.network.configs import ModelConfig
 
@@ -153,6 +154,12 @@ def feature_names(config: ModelConfig, output: str) -> list[str]:
     return names + [f"{output}_last", f"{output}_age"]
 
 
+@lru_cache(maxsize=256)
+def _lag_names(fields: tuple[str, ...], lags: int) -> list[list[tuple[str, str]]]:
+    """Per lag, per input field: the names of its value and missing-flag features."""
+    return [[(f"{n}_lag{k}", f"{n}_lag{k}_missing") for n in fields] for k in range(lags)]
+
+
 def features_at(
     series: CellSeries, config: ModelConfig, output: str, anchor: int
 ) -> Features | None:
@@ -161,18 +168,31 @@ def features_at(
     seen = series.last_seen(output, anchor)
     if seen is None:
         return None
+    lags = config.lookback_steps
+    names = _lag_names(config.input_fields, lags)
+    # per input field, its values from the oldest lag to the newest, carrying forward: one
+    # history scan per field at most (for a missing oldest lag), not one per missing value
+    empty: dict[str, float] = {}
+    windows = [series.values.get(i, empty) for i in range(anchor - lags + 1, anchor + 1)]
+    columns: list[list[tuple[float, float]]] = []
+    for name in config.input_fields:
+        column: list[tuple[float, float]] = []
+        carried: float | None = None
+        for i, window in enumerate(windows):
+            value = window.get(name)
+            if value is not None:
+                carried = value
+                column.append((value, 0.0))
+                continue
+            if carried is None:
+                seen_before = series.last_seen(name, anchor - lags + 1 + i)
+                carried = seen_before[1] if seen_before is not None else 0.0
+            column.append((carried, 1.0))
+        columns.append(column)
     x: dict[str, float] = {}
-    for k in range(config.lookback_steps):
-        index = anchor - k
-        for name in config.input_fields:
-            value = series.value(name, index)
-            if value is None:
-                carried = series.last_seen(name, index)
-                x[f"{name}_lag{k}"] = carried[1] if carried is not None else 0.0
-                x[f"{name}_lag{k}_missing"] = 1.0
-            else:
-                x[f"{name}_lag{k}"] = value
-                x[f"{name}_lag{k}_missing"] = 0.0
+    for k in range(lags):
+        for f, (lag_name, missing_name) in enumerate(names[k]):
+            x[lag_name], x[missing_name] = columns[f][lags - 1 - k]
     x[f"{output}_last"] = seen[1]
     x[f"{output}_age"] = math.log1p(anchor - seen[0])
     return Features(anchor, x, seen[1])

@@ -83,8 +83,9 @@ def online_model_version(config_id: str) -> str:
 class NetworkProcessor(PartitionProcessor):
     """State of one partition of ``network.measurements``."""
 
-    #: 2: drift detectors and the trigger policy joined the state
-    STATE_VERSION = 2
+    #: 2: drift detectors and the trigger policy joined the state; 3: online models pickle a
+    #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``)
+    STATE_VERSION = 3
 
     def __init__(
         self,
