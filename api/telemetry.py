@@ -132,10 +132,20 @@ class Telemetry:
         )
         self.latency = LatencyWindow(latency_window)
         self._served: dict[str, tuple[str, str]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set (the hot path calls it on
+        every request; only ``model_info``, whose series are removed, never comes through)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def prediction(self, domain: str, version: str, fallback: str | None, seconds: float) -> None:
-        self.predictions.labels(domain, version, fallback or "none").inc()
-        self.prediction_seconds.labels(domain).observe(seconds)
+        self.child(self.predictions, domain, version, fallback or "none").inc()
+        self.child(self.prediction_seconds, domain).observe(seconds)
         self.latency.add(seconds, version)
 
     def refresh_check(self, domain: str) -> None:
@@ -181,7 +191,8 @@ class TelemetryMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self.telemetry.requests.labels(method, route, str(status)).inc()
-            self.telemetry.request_seconds.labels(method, route).observe(
+            telemetry = self.telemetry
+            telemetry.child(telemetry.requests, method, route, str(status)).inc()
+            telemetry.child(telemetry.request_seconds, method, route).observe(
                 time.perf_counter() - started
             )
