@@ -305,6 +305,15 @@ class TriggerPolicy:
         self._held.clear()
         return out
 
+    def release_caught_up(self, times: Iterable[datetime]) -> list[RetrainRequest]:
+        """After a batch (``times``: its event times, in order): the held triggers, issued at the
+        first of ``times`` within the lag bound (their ``occurred_at``); nothing, without
+        scanning ``times``, while nothing is held."""
+        if not self._held:
+            return []
+        caught_up = self.first_caught_up(times)
+        return self.release(caught_up) if caught_up is not None else []
+
     def degraded(self, score: float, baseline: float, metric: str) -> bool:
         """:func:`is_degraded` with this policy's factor."""
         return is_degraded(score, baseline, metric, self.degradation_factor)

@@ -235,6 +235,22 @@ def test_catch_up_off_and_pickle() -> None:
     assert _policy().first_caught_up([now]) is None
 
 
+def test_release_caught_up_after_a_batch() -> None:
+    now = T0 + timedelta(days=400)
+    policy = _catch_up_policy(now)
+
+    def unread():  # nothing held: the batch's times are not even read
+        raise AssertionError("scanned")
+        yield now
+
+    assert policy.release_caught_up(unread()) == []
+    _drift(policy, "a", T0, "k")
+    assert policy.release_caught_up([T0, T0 + timedelta(days=1)]) == []  # still behind
+    caught_up = now - timedelta(days=1)
+    [request] = policy.release_caught_up([T0, caught_up, now])
+    assert request.scope == "a" and request.occurred_at == caught_up
+
+
 def test_staleness_once_per_version() -> None:
     policy = _policy()
     trained = datetime(2024, 1, 1, tzinfo=UTC)

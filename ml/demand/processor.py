@@ -103,9 +103,7 @@ class DemandProcessor(PartitionProcessor):
             self._close(month, out)
         if closed:
             self._forecast(closed[-1], out)
-        caught_up = self.policy.first_caught_up(e.occurred_at for e in events)
-        if caught_up is not None:
-            out.retrain_requests.extend(self.policy.release(caught_up))
+        out.retrain_requests.extend(self.policy.release_caught_up(e.occurred_at for e in events))
         return out
 
     def use_model(self, version: str | None, at: datetime) -> None:

@@ -185,11 +185,10 @@ class NetworkProcessor(PartitionProcessor):
             assert isinstance(event, NetworkMeasurementEvent)
             self._add(event, out)
         self._close_ready(out)
-        caught_up = self.policy.first_caught_up(e.occurred_at for e in events)
-        if caught_up is not None:  # drift requests held while replaying history go out now
-            for request in self.policy.release(caught_up):
-                out.retrain_requests.append(request)
-                self.policy.job_finished(DOMAIN, request.scope, caught_up)
+        # drift requests held while replaying history go out once the stream has caught up
+        for request in self.policy.release_caught_up(e.occurred_at for e in events):
+            out.retrain_requests.append(request)
+            self.policy.job_finished(DOMAIN, request.scope, request.occurred_at)
         return out
 
     def _add(self, event: NetworkMeasurementEvent, out: ProcessorOutput) -> None:
