@@ -341,9 +341,11 @@ def _largest_loop_gap(live: LiveModels) -> tuple[float, float]:
     async def run() -> tuple[float, float]:
         gaps: list[float] = []
         done = asyncio.Event()
+        ticking = asyncio.Event()
 
         async def tick() -> None:
             last = time.perf_counter()
+            ticking.set()
             while not done.is_set():
                 await asyncio.sleep(0.002)
                 now = time.perf_counter()
@@ -351,6 +353,9 @@ def _largest_loop_gap(live: LiveModels) -> tuple[float, float]:
                 last = now
 
         ticker = asyncio.create_task(tick())
+        # the ticker must be counting before the build starts: a build thread that took the GIL
+        # first would otherwise finish its C call before the first tick was ever timed
+        await ticking.wait()
         started = time.perf_counter()
         await asyncio.to_thread(live.refresh, "demand", True)
         took = time.perf_counter() - started
