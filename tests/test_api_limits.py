@@ -145,6 +145,10 @@ def test_a_body_under_the_limit_is_served(api: ApiServer) -> None:
 
 
 # --- heads and URLs --------------------------------------------------------------------------
+def _quantile(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
 def test_a_50mb_header_is_refused_while_health_answers_within_100ms(api: ApiServer) -> None:
     attacks: list[tuple[int, bytes]] = []
     stop = threading.Event()
@@ -180,12 +184,13 @@ def test_a_50mb_header_is_refused_while_health_answers_within_100ms(api: ApiServ
     answered = [r for _, r in attacks if r]
     assert answered and all(_status(r) == 431 for r in answered), answered[:1]
     # Within 100 ms, or (on a machine too busy for that even without an attack) within three
-    # times the slowest /health of the quiet sample taken just before.
-    bound = max(0.1, 3 * max(quiet))
-    assert max(latencies) < bound, (
-        f"/health took {max(latencies) * 1000:.0f} ms during the attack "
-        f"(quiet: {max(quiet) * 1000:.0f} ms)"
-    )
+    # times the quiet sample taken just before. Compared by median and 90th percentile: the
+    # single slowest answer measures the machine's scheduling, not the server.
+    for name, q in (("median", 0.5), ("p90", 0.9)):
+        during, before = _quantile(latencies, q), _quantile(quiet, q)
+        assert during < max(0.1, 3 * before), (
+            f"/health {name} {during * 1000:.0f} ms during the attack (quiet: {before * 1000:.0f} ms)"
+        )
 
 
 def test_heads_over_the_limit_get_431_and_long_urls_414(api: ApiServer) -> None:
@@ -318,10 +323,19 @@ def test_the_open_month_never_rebuilds_the_book_a_complete_month_does(api: ApiSe
     assert _metric(api, builds) == settled + 1
 
 
-def gil_holding_book(store: Store, model: Any, version: str, *, loops: int) -> Any:
-    """The real book, after one C call that holds the GIL of its process throughout."""
+def gil_holding_book(store: Store, model: Any, version: str, *, loops: int, record: str) -> Any:
+    """The real book, after one C call that holds the GIL of its process throughout; the
+    call's duration is appended to the file ``record``."""
+    started = time.perf_counter()
     sum(range(loops))
+    held = time.perf_counter() - started
+    with open(record, "a") as out:
+        out.write(f"{held}\n")
     return demand_book(store, model, version)
+
+
+def _last_held(record: Path) -> float:
+    return float(record.read_text().split()[-1])
 
 
 def _loops_for(seconds: float) -> int:
@@ -369,20 +383,24 @@ def _largest_loop_gap(live: LiveModels) -> tuple[float, float]:
 def test_a_rebuild_runs_in_another_process_and_the_loop_keeps_ticking(tmp_path: Path) -> None:
     store = Store.from_url(f"sqlite:///{tmp_path / 'book.db'}")
     train_first_version(store, tmp_path / "models")
-    builder = functools.partial(gil_holding_book, loops=_loops_for(1.0))
+    record = tmp_path / "held.txt"
+    builder = functools.partial(gil_holding_book, loops=_loops_for(1.0), record=str(record))
     live = LiveModels(store, books={"demand": builder})
     try:
         assert live.refresh("demand") is not None  # the worker starts and imports
-        gap, took = _largest_loop_gap(live)
+        gap, _ = _largest_loop_gap(live)
         current = live.get("demand")
         assert current is not None and current.built is not None and current.book is not None
         assert current.built.pid != os.getpid()
-        assert took > 0.5, "the build did not hold its GIL for long"
-        assert gap < took / 4, f"the loop stalled {gap:.2f} s during a {took:.2f} s rebuild"
+        held = _last_held(record)  # how long the worker's GIL was held, however busy the machine
+        assert held > 0.5, "the build did not hold its GIL for long"
+        assert gap < held / 2, f"the loop stalled {gap:.2f} s while a worker held its GIL {held:.2f} s"
     finally:
         live.close()
-    # the same build in a thread of this process stalls the loop: the test can tell
+    # the same build in a thread of this process stalls the loop for the whole C call: the test
+    # can tell the two apart
     threaded = LiveModels(store, books={"demand": builder}, builder=BookBuilder(store, False))
-    gap, took = _largest_loop_gap(threaded)
+    gap, _ = _largest_loop_gap(threaded)
     assert threaded.get("demand").built.pid == os.getpid()  # type: ignore[union-attr]
-    assert gap > took / 2
+    held = _last_held(record)
+    assert gap > 0.9 * held, f"the loop ticked within {gap:.2f} s during a {held:.2f} s C call"
