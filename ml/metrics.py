@@ -234,7 +234,8 @@ class WindowedMetrics:
 
     def metrics(self, now: float | None = None) -> RunningMetrics:
         """The merged metrics of the window ending at ``now`` (default: the latest time
-        seen); a new object, the window is not changed."""
+        seen; an earlier ``now`` sees only the buckets still kept); a new object, the window
+        is not changed."""
         latest = self._latest if now is None else self._index(now)
         merged = RunningMetrics()
         if latest is None:
