@@ -189,8 +189,10 @@ def merged_score(metric: str, rows: Sequence[Any]) -> tuple[float | None, int | 
     weights = [float(r.n) if r.n else 1.0 for r in rows]
     total = sum(weights)
     if metric == "rmse":
-        value = math.sqrt(sum(w * float(r.score) ** 2 for w, r in zip(weights, rows)) / total)
+        value = math.sqrt(
+            sum(w * float(r.score) ** 2 for w, r in zip(weights, rows, strict=True)) / total
+        )
     else:
-        value = sum(w * float(r.score) for w, r in zip(weights, rows)) / total
+        value = sum(w * float(r.score) for w, r in zip(weights, rows, strict=True)) / total
     known = all(r.n for r in rows)
     return value, int(total) if known else None
