@@ -3,7 +3,8 @@ model and partition, stored with their partition and count, merged exactly acros
 a change late in a long stream shows within one window (issue 12, item 4).
 
 Unit tests of :class:`~ml.metrics.WindowedMetrics` and the merge, the network processor's
-windowed scores, and the store's merge of two partitions' rows (SQLite file, no services)."""
+windowed scores, and the store's merge of two partitions' rows (on a SQLite file; on PostgreSQL
+too in the integration run)."""
 
 from __future__ import annotations
 
@@ -252,9 +253,13 @@ def test_the_adapter_marks_score_rows_with_their_partition() -> None:
 
 
 # --- the store -----------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.from_url(f"sqlite:///{tmp_path / 'scores.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'scores.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres_url")
+    s = Store.from_url(url)
     yield s
     s.close()
 
