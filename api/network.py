@@ -356,6 +356,8 @@ class ScoreOut(BaseModel):
     baseline: float | None = None
     trigger: str = Field(examples=["evaluate"])
     recorded_at: datetime
+    partition: int | None = Field(None, description="Stream partition of an online score")
+    n: int | None = Field(None, description="Points behind an online score (its window)")
 
 
 class PerformanceOut(BaseModel):
@@ -375,6 +377,8 @@ def _score(row: Any) -> ScoreOut:
         baseline=row.baseline,
         trigger=row.trigger,
         recorded_at=row.recorded_at,
+        partition=row.partition,
+        n=row.n,
     )
 
 

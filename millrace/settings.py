@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     network_score_every_seconds: float = Field(
         300.0, gt=0, description="Event time between running scores of one online model."
     )
+    network_score_window_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Event time behind a network running score (sliding window, at least one "
+        "window of the model); the field monitor and evaluate merge the partitions' latest "
+        "scores within it.",
+    )
     network_drift_cell_share: float = Field(
         0.25,
         gt=0,

@@ -10,6 +10,15 @@ Conventions shared by both:
 * Every metric is None (``n`` is 0) before the first point.
 
 Both are pure Python (no numpy) so ``RunningMetrics`` pickles to a handful of floats.
+
+Recent performance: :class:`WindowedMetrics` keeps the same metrics over a sliding window of
+event time (bounded memory: ``buckets`` sub-intervals of ``window / buckets`` seconds, each a
+``RunningMetrics``; a point older than the window is dropped with its bucket). Running metrics
+merge exactly (:meth:`RunningMetrics.merge`, :func:`merge_stats`): sums of absolute, squared and
+percentage errors and counts add; the mean and sum of squared deviations of the actuals combine
+with Chan's parallel formula, so MAE, RMSE, MAPE and R² of the union are those of one
+``RunningMetrics`` that saw every point (no averages of averages). :meth:`RunningMetrics.stats`
+is that state as plain, JSON-able data (what a stored score carries to be merged later).
 """
 
 from __future__ import annotations
@@ -17,7 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-__all__ = ["RunningMetrics", "pooled_naive_mae", "score", "seasonal_naive_mae"]
+__all__ = [
+    "RunningMetrics",
+    "WindowedMetrics",
+    "merge_stats",
+    "pooled_naive_mae",
+    "score",
+    "seasonal_naive_mae",
+]
 
 Number = float | int
 
@@ -86,6 +102,55 @@ class RunningMetrics:
             "mape_excluded": self.mape_excluded,
         }
 
+    def merge(self, other: RunningMetrics) -> RunningMetrics:
+        """Add every point ``other`` saw (exact: as if this one had seen them too); returns
+        ``self``."""
+        if other.n == 0:
+            return self
+        n = self.n + other.n
+        delta = other._mean_y - self._mean_y
+        self._m2_y += other._m2_y + delta * delta * self.n * other.n / n
+        self._mean_y += delta * other.n / n
+        self.n = n
+        self.mape_excluded += other.mape_excluded
+        self._sum_abs += other._sum_abs
+        self._sum_sq += other._sum_sq
+        self._sum_ape += other._sum_ape
+        return self
+
+    def copy(self) -> RunningMetrics:
+        return RunningMetrics.from_stats(self.stats())
+
+    def stats(self) -> dict[str, float | int]:
+        """The sufficient statistics as plain data (:meth:`from_stats` reads them back)."""
+        return {
+            "n": self.n,
+            "mape_excluded": self.mape_excluded,
+            "sum_abs": self._sum_abs,
+            "sum_sq": self._sum_sq,
+            "sum_ape": self._sum_ape,
+            "mean_y": self._mean_y,
+            "m2_y": self._m2_y,
+        }
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, float | int]) -> RunningMetrics:
+        """The metrics whose :meth:`stats` are ``stats`` (ValueError when one is missing)."""
+        metrics = cls()
+        try:
+            metrics.n = int(stats["n"])
+            metrics.mape_excluded = int(stats["mape_excluded"])
+            metrics._sum_abs = float(stats["sum_abs"])
+            metrics._sum_sq = float(stats["sum_sq"])
+            metrics._sum_ape = float(stats["sum_ape"])
+            metrics._mean_y = float(stats["mean_y"])
+            metrics._m2_y = float(stats["m2_y"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not running-metrics statistics: {stats!r}") from exc
+        if metrics.n < 0 or metrics.mape_excluded < 0 or metrics.mape_excluded > metrics.n:
+            raise ValueError(f"inconsistent running-metrics counts: {stats!r}")
+        return metrics
+
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
 
@@ -95,6 +160,106 @@ class RunningMetrics:
 
     def __repr__(self) -> str:
         return f"RunningMetrics({self.get()})"
+
+
+def merge_stats(parts: Iterable[dict[str, float | int]]) -> RunningMetrics:
+    """One ``RunningMetrics`` of every point behind ``parts`` (:meth:`RunningMetrics.stats`
+    of disjoint sets of points, e.g. one per partition)."""
+    merged = RunningMetrics()
+    for stats in parts:
+        merged.merge(RunningMetrics.from_stats(stats))
+    return merged
+
+
+class WindowedMetrics:
+    """:class:`RunningMetrics` over the points of the last ``window`` seconds of event time.
+
+    Time is cut into ``buckets`` sub-intervals per window (``bucket = window / buckets``
+    seconds, aligned on multiples of it); a point goes to the bucket of its time ``at``. The
+    window at time ``now`` (the latest time seen, or given) is the ``buckets`` most recent
+    buckets up to ``now``'s: it spans between ``window - bucket`` and ``window`` seconds, so
+    a point is forgotten at most ``window`` seconds after its time and, ``window`` seconds
+    after a change, every point in the window comes after it. Memory: at most ``buckets``
+    ``RunningMetrics``. Points must come in non-decreasing time up to a bucket (an older
+    point joins its bucket while that is still in the window; one that left it is dropped and
+    counted in ``dropped``).
+    """
+
+    __slots__ = ("window", "bucket", "buckets", "dropped", "_latest", "_parts")
+
+    def __init__(self, window: float, buckets: int = 12) -> None:
+        if not window > 0 or not math.isfinite(window):
+            raise ValueError("window must be a positive number of seconds")
+        if buckets < 1:
+            raise ValueError("buckets must be >= 1")
+        self.window = float(window)
+        self.buckets = int(buckets)
+        self.bucket = self.window / self.buckets
+        self.dropped = 0
+        self._latest: int | None = None
+        #: bucket index -> metrics of its points, oldest first
+        self._parts: dict[int, RunningMetrics] = {}
+
+    def _index(self, at: float) -> int:
+        return math.floor(at / self.bucket)
+
+    def update(self, at: float, y_true: Number, y_pred: Number) -> WindowedMetrics:
+        """Add one point of event time ``at`` (epoch seconds)."""
+        index = self._index(at)
+        if self._latest is None or index > self._latest:
+            self._latest = index
+            self._expire(index)
+        elif index <= self._latest - self.buckets:
+            self.dropped += 1
+            return self
+        part = self._parts.get(index)
+        if part is None:
+            part = self._parts[index] = RunningMetrics()
+            if len(self._parts) > 1 and index < max(self._parts):
+                self._parts = dict(sorted(self._parts.items()))
+        part.update(y_true, y_pred)
+        return self
+
+    def advance(self, now: float) -> None:
+        """Time moved to ``now`` without a point: forget the buckets that left the window."""
+        index = self._index(now)
+        if self._latest is None or index > self._latest:
+            self._latest = index
+            self._expire(index)
+
+    def _expire(self, latest: int) -> None:
+        first = latest - self.buckets + 1
+        for index in [i for i in self._parts if i < first]:
+            del self._parts[index]
+
+    def metrics(self, now: float | None = None) -> RunningMetrics:
+        """The merged metrics of the window ending at ``now`` (default: the latest time
+        seen; an earlier ``now`` sees only the buckets still kept); a new object, the window
+        is not changed."""
+        latest = self._latest if now is None else self._index(now)
+        merged = RunningMetrics()
+        if latest is None:
+            return merged
+        first = latest - self.buckets + 1
+        for index, part in self._parts.items():
+            if first <= index <= latest:
+                merged.merge(part)
+        return merged
+
+    @property
+    def n(self) -> int:
+        """Points in the window at the latest time seen."""
+        return self.metrics().n
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"WindowedMetrics(window={self.window:g}s, {self.metrics().get()})"
 
 
 def seasonal_naive_mae(y_train: Sequence[Number], season: int = 12) -> float | None:

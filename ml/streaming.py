@@ -53,8 +53,16 @@ class ProcessorOutput:
     retrain_requests: list[RetrainRequest] = field(default_factory=list)
     #: observations that received late events (counted as corrections)
     corrections: list[ObservationKey] = field(default_factory=list)
-    #: score-history rows (running metrics of the online model)
+    #: score-history rows (running metrics of the online models; the adapter adds each row's
+    #: ``partition``, :meth:`from_partition`)
     scores: list[dict[str, Any]] = field(default_factory=list)
+
+    def from_partition(self, partition: int) -> ProcessorOutput:
+        """Mark the score rows as this partition's (a row naming its partition keeps it), so
+        readers can merge the partitions' running scores; returns ``self``."""
+        for row in self.scores:
+            row.setdefault("partition", partition)
+        return self
 
     def extend(self, other: ProcessorOutput) -> None:
         self.forecasts.extend(other.forecasts)

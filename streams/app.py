@@ -271,7 +271,7 @@ def create_app(
             if configs is not None and applied.get(tp) != configs:
                 processor.update_configs(configs)
                 applied[tp] = configs
-            output.extend(processor.process(events))
+            output.extend(processor.process(events).from_partition(tp[1]))
             states[(consumer, *tp)] = processor.state()
             stamp, known = processor.statistics_stamp(), statistics.get(tp)
             if known is None or stamp is None or stamp != known[0]:

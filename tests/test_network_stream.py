@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,15 @@ def test_irish_replay_through_the_worker(make_env, spawn, shared_data: Path, siz
         assert {s.trigger for s in scores} == {"online"}
         assert all(s.baseline is not None for s in scores)
         assert {s.metric for s in scores} >= {"mae", "rmse"}
+        # each partition writes its own windowed score, with its count and statistics; the
+        # reader merges the latest of every partition within the window
+        assert {s.partition for s in scores} <= {0, 1, 2, 3}
+        assert all(s.n and s.stats for s in scores)
+        mae = [s for s in scores if s.metric == "mae"]
+        newest = max(s.recorded_at for s in mae)
+        live = {s.partition for s in mae if s.recorded_at >= newest - timedelta(hours=1)}
+        recent = store.monitoring.recent_online_score(
+            "network", field, config.id, "mae", timedelta(hours=1)
+        )
+        assert recent is not None and recent.partitions == len(live) >= 1
+        assert recent.n == sum([s for s in mae if s.partition == p][-1].n for p in live)

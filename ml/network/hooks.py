@@ -1,7 +1,9 @@
 """The network domain's trainer hooks: model commands, the field monitor's loop, its scorer.
 
-* :class:`StoreScorer` scores a field's models from the store: an online config by its latest
-  running score from the stream (``score_history``, trigger ``online``), a batch config by
+* :class:`StoreScorer` scores a field's models from the store: an online config by its recent
+  running score from the stream (``score_history``, trigger ``online``: the latest score of
+  every partition within ``NETWORK_SCORE_WINDOW_SECONDS``, merged weighted by count,
+  :meth:`~ml.registry.stores.monitoring.MonitoringStore.recent_online_score`), a batch config by
   re-scoring its live version (scope = config id) on the current test window.
 * :class:`RetrainJobs` retrains a model by a retrain request (domain ``network``, scope = config
   id) through the process's :class:`~ml.domains.base.RetrainGateway`; the trainer's intake makes
@@ -39,6 +41,7 @@ from ml.network.performance import (
 )
 from ml.network.state import DOMAIN, MonitoringState
 from ml.network.training import NetworkTrainer
+from ml.registry.entities import OnlineScore
 from ml.registry.network import SqlFieldStateRepository
 from ml.registry.stores.network import NetworkStore
 from ml.training.versioning import load_model
@@ -81,11 +84,24 @@ class StoreScorer(ModelScorer):
     """The models of a field are the live configs forecasting it; scores come from the store."""
 
     def __init__(
-        self, store: Any, registry: NetworkStore | None = None, base_window_seconds: int = 60
+        self,
+        store: Any,
+        registry: NetworkStore | None = None,
+        base_window_seconds: int = 60,
+        score_window: timedelta | None = None,
     ) -> None:
         self.store = store
         self.registry = registry or store.network
         self.base_window_seconds = base_window_seconds
+        #: partitions whose latest running score is older than this (before the newest) are
+        #: left out of the merged online score (None: every partition's latest)
+        self.score_window = score_window
+
+    def recent(self, field: str, model_id: str, metric: str) -> OnlineScore | None:
+        """The stream's recent running score of an online model, merged over partitions."""
+        return self.store.monitoring.recent_online_score(
+            DOMAIN, field, model_id, metric, self.score_window
+        )
 
     def models(self, field: str) -> list[str]:
         return [c.id for c in configs_for_field(self.registry.live_configs(), field)]
@@ -99,7 +115,7 @@ class StoreScorer(ModelScorer):
     def score(self, field: str, model_id: str, metric: str) -> float:
         config = self.config(field, model_id)
         if config.online:
-            latest = self.store.monitoring.latest_online_score(DOMAIN, field, model_id, metric)
+            latest = self.recent(field, model_id, metric)
             if latest is None:
                 raise LookupError(f"no online score yet for {model_id} ({field}, {metric})")
             return latest.score
@@ -272,9 +288,15 @@ class FieldLoop:
         tick_seconds: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
         staleness: StalenessCheck | None = None,
+        online_score: Callable[[str, str, str], OnlineScore | None] | None = None,
     ) -> None:
         self.monitor = monitor
         self.staleness = staleness
+        #: (field, model id, metric) -> the stream's recent score (default: every partition's
+        #: latest, merged)
+        self.online_score = online_score or (
+            lambda f, m, metric: store.monitoring.recent_online_score(DOMAIN, f, m, metric)
+        )
         self.registry = registry
         self.store = store
         self.tick_seconds = tick_seconds
@@ -334,7 +356,7 @@ class FieldLoop:
         config = configs.get(model_id)
         if config is None or not config.online:
             return
-        latest = self.store.monitoring.latest_online_score(DOMAIN, field, model_id, state.metric)
+        latest = self.online_score(field, model_id, state.metric)
         key = (field, model_id, state.metric)
         if latest is None or self._seen.get(key) == latest.id:
             return
@@ -361,7 +383,11 @@ class NetworkTrainerHooks(TrainerHooks):
     def __init__(self, context: TrainerContext, base_window_seconds: int = 60) -> None:
         store = context.store  # the registry Store (this package never imports it)
         self.registry = store.network
-        scorer = StoreScorer(store, self.registry, base_window_seconds)
+        window = getattr(context.settings, "network_score_window_seconds", None)
+        scorer = StoreScorer(
+            store, self.registry, base_window_seconds,
+            timedelta(seconds=window) if window else None,
+        )  # fmt: skip
         tracker = PerformanceTracker(SqlFieldStateRepository(store), scorer)
         jobs = RetrainJobs(context.retrain)
         self.monitor = FieldMonitor.from_settings(context.settings, tracker, jobs, context.owner)
@@ -374,7 +400,9 @@ class NetworkTrainerHooks(TrainerHooks):
             self.monitor.clock,
             interval=self.monitor.interval,
         )
-        self.fields = FieldLoop(self.monitor, self.registry, store, staleness=staleness)
+        self.fields = FieldLoop(
+            self.monitor, self.registry, store, staleness=staleness, online_score=scorer.recent
+        )
 
     def handles(self, cmd: ModelCommand) -> bool:
         return self.commands.handles(cmd)

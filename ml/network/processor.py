@@ -14,10 +14,17 @@ Outputs, all deterministic in the events:
 
 * forecasts: ``ForecastRow(domain="network", series_key="<cell_id>|<field>",
   model_version="online:<config id>", period_start=<target window start>)``;
-* scores: running MAE, RMSE, MAPE and R² of each model (``scope`` = the output field,
-  ``model_id`` = the config id, ``trigger="online"``) with the persistence forecast's score on
-  the same points as ``baseline``; written when a window closes, at most once per model every
-  ``score_every_seconds`` of event time (``recorded_at`` = the window's end).
+* scores: MAE, RMSE, MAPE and R² of each model over the points of the last
+  ``score_window_seconds`` of event time (``NETWORK_SCORE_WINDOW_SECONDS``; at least one window
+  of the model's duration; a point's time is the end of the window it forecast), a
+  :class:`~ml.metrics.WindowedMetrics` per model (``scope`` = the output field, ``model_id`` =
+  the config id, ``trigger="online"``), with the persistence forecast's score on the same
+  points as ``baseline``, the count ``n`` and the sufficient statistics of both (``stats``:
+  ``{"model": ..., "baseline": ..., "window_seconds": ...}``) so the readers merge the
+  partitions' scores exactly (the stream adapter adds the ``partition``); written when a window
+  closes, at most once per model every ``score_every_seconds`` of event time (``recorded_at`` =
+  the window's end). A change late in a long stream is the whole score one window after it
+  (the cumulative metrics, which size the forecast intervals, would dilute it).
 * drift (:mod:`ml.network.drift`): per cell x output field, level / variance change of the
   window means and a rise of the monitored config's absolute error, each a ``DriftEvent``
   (scope ``<cell>|<field>``); per field, the share of active cells with a recent detection
@@ -39,11 +46,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml.drift import Detection
+from ml.metrics import WindowedMetrics
 from ml.network.configs import DEFAULT_CONFIGS, ModelConfig
 from ml.network.drift import AGGREGATE_CELL, DEFAULT_CELL_SHARE, NetworkDrift, drift_scope
 from ml.network.online import OnlineForecaster, OnlineModel, ScoredPoint, WindowForecast
 from ml.periods import index_start
-from ml.registry.entities import ForecastRow
+from ml.registry.entities import ForecastRow, ProcessorState
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from ml.triggers import TriggerPolicy
 from schemas.events import (
@@ -55,6 +63,7 @@ from schemas.events import (
 )
 
 __all__ = [
+    "DEFAULT_SCORE_WINDOW_SECONDS",
     "DOMAIN",
     "NetworkProcessor",
     "SCORED_METRICS",
@@ -65,6 +74,8 @@ __all__ = [
 DOMAIN = "network"
 #: Metrics written to the score history for every online model.
 SCORED_METRICS = ("mae", "rmse", "mape", "r2")
+#: NETWORK_SCORE_WINDOW_SECONDS default: event time behind a running score.
+DEFAULT_SCORE_WINDOW_SECONDS = 3600.0
 
 #: (window index) -> cell -> field -> [sum, count]
 _Book = dict[int, dict[str, dict[str, list[float]]]]
@@ -84,8 +95,12 @@ class NetworkProcessor(PartitionProcessor):
     """State of one partition of ``network.measurements``."""
 
     #: 2: drift detectors and the trigger policy joined the state; 3: online models pickle a
-    #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``)
-    STATE_VERSION = 3
+    #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``); 4: the
+    #: windowed running scores (``recent``). A version 3 state restores with empty windows
+    #: (they fill within one score window).
+    STATE_VERSION = 4
+    #: older versions :meth:`restore` still reads
+    READS_VERSIONS = frozenset({3, 4})
 
     def __init__(
         self,
@@ -94,11 +109,14 @@ class NetworkProcessor(PartitionProcessor):
         allowed_lateness: timedelta = timedelta(seconds=30),
         observation_window_seconds: int = 60,
         score_every_seconds: float = 300.0,
+        score_window_seconds: float = DEFAULT_SCORE_WINDOW_SECONDS,
         drift: NetworkDrift | None = None,
         policy: TriggerPolicy | None = None,
     ) -> None:
         if allowed_lateness < timedelta(0):
             raise ValueError("allowed_lateness must be >= 0")
+        if not score_window_seconds > 0:
+            raise ValueError("score_window_seconds must be > 0")
         self.lateness = allowed_lateness.total_seconds()
         self.observation_window = int(observation_window_seconds)
         self.score_every = float(score_every_seconds)
@@ -109,6 +127,9 @@ class NetworkProcessor(PartitionProcessor):
         self.late_events = 0
         #: (field, config id) -> (event time in epoch seconds, points) of the last scores written
         self.scored_at: dict[tuple[str, str], tuple[float, int]] = {}
+        self.score_window = float(score_window_seconds)
+        #: (field, config id) -> windowed metrics of the model and of persistence
+        self.recent: dict[tuple[str, str], tuple[WindowedMetrics, WindowedMetrics]] = {}
         self.drift = drift or NetworkDrift()
         self.policy = policy or TriggerPolicy(requested_by="network-drift")
         #: field -> (window duration, config id) whose windows and errors drift watches
@@ -130,6 +151,9 @@ class NetworkProcessor(PartitionProcessor):
             ),
             observation_window_seconds=getattr(settings, "network_window_seconds", 60),
             score_every_seconds=getattr(settings, "network_score_every_seconds", 300.0),
+            score_window_seconds=getattr(
+                settings, "network_score_window_seconds", DEFAULT_SCORE_WINDOW_SECONDS
+            ),
             drift=NetworkDrift(
                 cell_share=getattr(settings, "network_drift_cell_share", DEFAULT_CELL_SHARE),
                 recent_windows=getattr(settings, "network_drift_recent_windows", 10),
@@ -154,6 +178,7 @@ class NetworkProcessor(PartitionProcessor):
                 new.series[(duration, cell)] = series
         new.pending = {k: v for k, v in old.pending.items() if (k[0], k[1]) in kept}
         self.forecaster = new
+        self.recent = {k: v for k, v in self.recent.items() if k in kept}
         self.books = {d: self.books.get(d, {}) for d in new.durations}
         self.closed_through = {d: i for d, i in self.closed_through.items() if d in new.keep}
         self.monitored = _monitored(new)
@@ -165,12 +190,30 @@ class NetworkProcessor(PartitionProcessor):
     def model(self, field: str, config_id: str) -> OnlineModel:
         return self.forecaster.models[(field, config_id)]
 
+    @classmethod
+    def restore(cls, state: ProcessorState) -> PartitionProcessor:
+        """As :meth:`PartitionProcessor.restore`, also from a version 3 state (before the
+        windowed scores): its windows start empty."""
+        if state.version in cls.READS_VERSIONS and state.version != cls.STATE_VERSION:
+            state = ProcessorState(cls.STATE_VERSION, state.blob)
+        return super().restore(state)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("score_window", DEFAULT_SCORE_WINDOW_SECONDS)
+        self.__dict__.setdefault("recent", {})
+
     def statistics(self) -> dict[str, Any]:
-        """Per output field, per online config: the running metrics of its model and of
-        persistence on the same points (what ``score_history`` samples every few minutes)."""
+        """Per output field, per online config: the cumulative running metrics of its model and
+        of persistence on the same points, and ``recent``: the model's over the score window
+        (what ``score_history`` samples every few minutes)."""
         out: dict[str, Any] = {}
         for field, config_id in sorted(self.forecaster.models):
-            out.setdefault(field, {})[config_id] = self.forecaster.metrics(field, config_id)
+            stats = self.forecaster.metrics(field, config_id)
+            recent = self.recent.get((field, config_id))
+            if recent is not None:
+                stats["recent"] = {**recent[0].metrics().get(), "window_seconds": recent[0].window}
+            out.setdefault(field, {})[config_id] = stats
         for field, (duration, config_id) in sorted(self.monitored.items()):
             stats = self.drift.statistics(field)
             out.setdefault(field, {})["drift"] = {
@@ -227,6 +270,8 @@ class NetworkProcessor(PartitionProcessor):
                 for cell_id in sorted(cells):
                     means = {name: s / n for name, (s, n) in cells[cell_id].items()}
                     scored, forecasts = self.forecaster.close(cell_id, duration, index, means)
+                    if scored:
+                        self._recent(scored, duration, (index + 1) * duration)
                     out.forecasts.extend(self._forecast_row(p, duration) for p in forecasts)
                     if watched:
                         self._drift_cell(cell_id, duration, index, means, scored, watched, out)
@@ -310,21 +355,44 @@ class NetworkProcessor(PartitionProcessor):
             point.upper,
         )
 
+    def _recent(self, scored: list[ScoredPoint], duration: int, at: float) -> None:
+        """Add the points scored at the close of a window ending at ``at`` to the windowed
+        metrics of their models."""
+        for p in scored:
+            key = (p.field, p.config_id)
+            pair = self.recent.get(key)
+            if pair is None:
+                window = max(self.score_window, float(duration))
+                pair = self.recent[key] = (WindowedMetrics(window), WindowedMetrics(window))
+            pair[0].update(at, p.actual, p.predicted)
+            pair[1].update(at, p.actual, p.baseline)
+
     def _scores(self, duration: int, end: float, out: ProcessorOutput) -> None:
-        """Running scores of this duration's models, at most every ``score_every`` seconds."""
+        """Windowed scores of this duration's models, at most every ``score_every`` seconds."""
         recorded_at = datetime.fromtimestamp(end, tz=UTC)
         for key, model in self.forecaster.models.items():
             if self.forecaster.configs[key[1]].window_duration_seconds != duration:
                 continue
             last_at, last_n = self.scored_at.get(key, (None, 0))
-            if model.metrics.n == last_n or (
-                last_at is not None and end - last_at < self.score_every
+            pair = self.recent.get(key)
+            if (
+                pair is None
+                or model.metrics.n == last_n
+                or (last_at is not None and end - last_at < self.score_every)
             ):
                 continue
             self.scored_at[key] = (end, model.metrics.n)
+            recent, baseline = pair[0].metrics(end), pair[1].metrics(end)
+            if recent.n == 0:
+                continue
+            stats = {
+                "model": recent.stats(),
+                "baseline": baseline.stats(),
+                "window_seconds": pair[0].window,
+            }
             name, config_id = key
             for metric in SCORED_METRICS:
-                value = getattr(model.metrics, metric)
+                value = getattr(recent, metric)
                 if value is None:
                     continue
                 out.scores.append(
@@ -334,9 +402,11 @@ class NetworkProcessor(PartitionProcessor):
                         "model_id": config_id,
                         "metric": metric,
                         "score": value,
-                        "baseline": getattr(model.baseline, metric),
+                        "baseline": getattr(baseline, metric),
                         "trigger": "online",
                         "recorded_at": recorded_at,
+                        "n": recent.n - recent.mape_excluded if metric == "mape" else recent.n,
+                        "stats": stats,
                     }
                 )
 

@@ -190,6 +190,12 @@ class ScoreRow:
     baseline: float | None
     trigger: str
     recorded_at: datetime
+    #: stream partition of a running score (None otherwise)
+    partition: int | None = None
+    #: points behind the score
+    n: int | None = None
+    #: sufficient statistics to merge it with other partitions' (``RunningMetrics.stats``)
+    stats: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,11 +311,16 @@ class CommandResultRow:
 
 @dataclass(frozen=True, slots=True)
 class OnlineScore:
-    """One running score the stream recorded (``id`` orders rows written at the same time)."""
+    """The stream's recent running score of a model: the latest row of every partition within
+    the score window, merged (``id``: the newest of them, which changes whenever a partition
+    writes; ``recorded_at``: its event time; ``n``: points behind the score, None when
+    unknown; ``partitions``: how many were merged)."""
 
     id: int
     score: float
     recorded_at: datetime
+    n: int | None = None
+    partitions: int = 1
 
 
 def plain(value: Any) -> Any:

@@ -395,7 +395,10 @@ class DeadLetter(Base):
 
 class ScoreHistory(Base):
     __tablename__ = "score_history"
-    __table_args__ = (Index("ix_score_scope", "domain", "scope", "recorded_at"),)
+    __table_args__ = (
+        Index("ix_score_scope", "domain", "scope", "recorded_at"),
+        Index("ix_score_model", "domain", "scope", "model_id", "metric", "recorded_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(40))
@@ -406,6 +409,13 @@ class ScoreHistory(Base):
     baseline: Mapped[float | None] = mapped_column(Float, nullable=True)
     trigger: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: the stream partition whose running score this is (None: not a per-partition score)
+    partition: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: points behind ``score`` (for MAPE: those with a non-zero actual)
+    n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: sufficient statistics of the score (``RunningMetrics.stats``; ``baseline``: the
+    #: baseline's), so partitions' scores merge exactly
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def to_entity(self) -> e.ScoreRow:
         return e.ScoreRow(
@@ -417,6 +427,9 @@ class ScoreHistory(Base):
             self.baseline,
             self.trigger,
             self.recorded_at,
+            self.partition,
+            self.n,
+            self.stats,
         )
 
 
