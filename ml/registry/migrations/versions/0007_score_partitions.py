@@ -6,14 +6,14 @@ the sufficient statistics (``RunningMetrics.stats`` of the model and of its base
 readers merge the partitions' latest scores exactly. Older rows keep NULLs (read as one
 partition of unknown weight). An index serves the reader's "latest rows of this model" query.
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
