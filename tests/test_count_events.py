@@ -78,8 +78,7 @@ def _feeds(seed: int = 7) -> tuple[list[list], list[list]]:
                     continue  # a count feed has no row for nothing sold
                 month_counts.append(_event(segment, start + length / 2, 0, q, kind))
                 month_units += [
-                    _event(segment, start + length * (i + 0.5) / q, i, 1, kind)
-                    for i in range(q)
+                    _event(segment, start + length * (i + 0.5) / q, i, 1, kind) for i in range(q)
                 ]
         counts.append(month_counts)
         units.append(sorted(month_units, key=lambda e: e.occurred_at))
@@ -257,8 +256,7 @@ def test_online_cold_segment_falls_back_in_its_market_then_globally() -> None:
 def _book(keys: list[str]) -> ForecastBook:
     history = ((date(2020, 1, 1), 10),)
     segments = {
-        k: SegmentForecast(k, np.full(3, 10.0 * (i + 1)), 0.2, history)
-        for i, k in enumerate(keys)
+        k: SegmentForecast(k, np.full(3, 10.0 * (i + 1)), 0.2, history) for i, k in enumerate(keys)
     }
     return ForecastBook("v1", date(2020, 2, 1), 3, segments)
 

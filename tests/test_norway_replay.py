@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -72,9 +71,7 @@ UNIT_MARKET = "UNITS"
 SLICE = Replay(
     through=(2007, 4), total=42_594, events=150, months=4, rejected=2, enough=33, units=True
 )
-WHOLE = Replay(
-    through=None, total=1_347_234, events=4_367, months=121, rejected=10, enough=50
-)
+WHOLE = Replay(through=None, total=1_347_234, events=4_367, months=121, rejected=10, enough=50)
 
 
 def slice_file(path: Path, through: tuple[int, int], out: Path) -> Path:

@@ -143,9 +143,7 @@ class NorwaySource(FileSource):
 
     def count_items(self) -> int:
         """Exactly the number of events (rows with a quantity above 0) plus rejected rows."""
-        return sum(
-            1 for r in _read(self.path) if not isinstance(r, _Row) or r.quantity > 0
-        )
+        return sum(1 for r in _read(self.path) if not isinstance(r, _Row) or r.quantity > 0)
 
     def __iter__(self) -> Iterator[Record | Rejected]:
         parsed = list(_read(self.path))  # a few thousand rows: small

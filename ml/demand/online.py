@@ -6,10 +6,11 @@ month's sales from the months before it, records the error (progressive validati
 error is out-of-sample), then learns from it. Parent levels
 (:func:`~ml.demand.segments.parent_levels`: ``(vehicle_type, brand, model)``,
 ``(vehicle_type, brand)`` and ``(vehicle_type,)``; for a market segment the same within its
-market, then ``(vehicle_type,)`` over every market, ``global``) keep the sum of their children's
-monthly sales, and answer for *cold* segments (fewer than ``min_history`` months): the nearest parent
-with enough history predicts its own total, scaled by the segment's share of that parent over
-the segment's recent months (``1 / number of leaves`` of the parent when the share is unknown).
+market, then ``(vehicle_type,)`` over every market, ``global``) keep the sum of their
+children's monthly sales, and answer for *cold* segments (fewer than ``min_history`` months): the
+nearest parent with enough history predicts its own total, scaled by the segment's share of
+that parent over the segment's recent months (``1 / number of leaves`` of the parent when the
+share is unknown).
 
 Scale-free learning. Counts differ by 1000x across segments, so the model never sees raw
 counts. With ``level = rolling_mean_3`` (mean of the last 3 months), the target is

@@ -58,6 +58,8 @@ MARKET_PARENT_LEVELS: tuple[tuple[str, int], ...] = (
 )
 #: ``fallback_level`` of the vehicle type over every market (a market segment's last parent).
 GLOBAL = "global"
+#: ``fallback_level`` of a forecast no level could make (a cold segment without a warm parent).
+NO_PARENT = "none"
 
 
 def segment_parts(segment: Sequence[str]) -> Segment:
@@ -79,8 +81,6 @@ def parent_levels(segment: Segment) -> tuple[tuple[str, Parent], ...]:
         within = tuple((name, segment[:keep]) for name, keep in MARKET_PARENT_LEVELS)
         return (*within, (GLOBAL, segment[1:2]))
     return tuple((name, segment[:keep]) for name, keep in PARENT_LEVELS)
-#: ``fallback_level`` of a forecast no level could make (a cold segment without a warm parent).
-NO_PARENT = "none"
 
 
 class ForecastPoint(NamedTuple):
