@@ -97,6 +97,16 @@ def test_observations_merge_across_batches(store: Store) -> None:
     assert stats["latest_period"] == T0.replace(month=2)
 
 
+def test_large_counts_do_not_overflow_n_events(store: Store) -> None:
+    """Count events (quantity up to 10 million each) add up past 32 bits in one segment-month."""
+    big = 3_000_000_000
+    store.stream.apply_observations([delta("A", 1, big)], {("c", "sales", 0): 1})
+    store.stream.apply_observations([delta("A", 1, big)], {("c", "sales", 0): 2})
+    (row,) = store.series.observations("demand")
+    assert row.n_events == 2 * big == row.fields["sales"].count
+    assert store.series.count_events("demand") == 2 * big
+
+
 def test_observations_and_checkpoint_commit_together_or_not_at_all(store: Store) -> None:
     with pytest.raises(ValueError):
         store.stream.apply_observations([delta("A", 1, 4)], {("c", "sales", 0): -1})
