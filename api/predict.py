@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
 from api.common import (
@@ -68,6 +68,14 @@ class PredictRequest(BaseModel):
     )
     horizon_months: int = Field(6, ge=1, le=MAX_HORIZON)
     confidence: float = Field(0.95, ge=0.5, le=0.99)
+
+    @field_validator("market")
+    @classmethod
+    def _market_is_not_a_vehicle_type(cls, market: str | None) -> str | None:
+        """As in the event contract: a market named like a vehicle type would meet its keys."""
+        if market and market.strip().upper() in set(VehicleType):
+            raise ValueError(f"market must not be a vehicle type: {market!r}")
+        return market
 
     def parts(self) -> tuple[str, ...]:
         """The segment key's parts, as :attr:`SaleContractEvent.segment` normalises them."""

@@ -153,6 +153,7 @@ def test_predict_accepts_an_optional_market(api: ApiServer, segment) -> None:
     [
         {"market": "M" * 41},
         {"market": 7},
+        {"market": "car"},
         {"horizon_months": 0},
         {"horizon_months": 25},
         {"confidence": 0.3},
