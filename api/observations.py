@@ -18,7 +18,10 @@ router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["observat
 
 class DomainStats(BaseModel):
     domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
-    events: int = Field(description="Events folded into observations", examples=[1200])
+    events: int = Field(
+        description="Events folded into observations (an event of quantity q counts q)",
+        examples=[1200],
+    )
     series: int = Field(description="Distinct series (segments / cells)", examples=[39])
     latest_period: datetime | None = Field(examples=["2026-11-01T00:00:00Z"])
 

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.auth import ML_MODELS, ML_PREDICT, Principal, require
 from api.common import (
@@ -28,6 +28,7 @@ from api.common import (
 )
 from api.limits import StrictJSONRoute
 from api.live import MAX_HORIZON, LiveModel
+from ml.demand.segments import MARKET_SEGMENT_PARTS
 from schemas.events import VehicleType
 
 __all__ = ["router", "PredictRequest", "PredictResponse"]
@@ -59,16 +60,33 @@ class PredictRequest(BaseModel):
     brand: Text
     model: Text
     line: Annotated[str, Field(max_length=120)] = ""
+    market: Annotated[str | None, Field(max_length=40)] = Field(
+        None,
+        description="The segment's market (as its events name it), if any; falls back within "
+        "the market",
+        examples=[None],
+    )
     horizon_months: int = Field(6, ge=1, le=MAX_HORIZON)
     confidence: float = Field(0.95, ge=0.5, le=0.99)
 
-    def parts(self) -> tuple[str, str, str, str]:
-        return (
+    @field_validator("market")
+    @classmethod
+    def _market_is_not_a_vehicle_type(cls, market: str | None) -> str | None:
+        """As in the event contract: a market named like a vehicle type would meet its keys."""
+        if market and market.strip().upper() in set(VehicleType):
+            raise ValueError(f"market must not be a vehicle type: {market!r}")
+        return market
+
+    def parts(self) -> tuple[str, ...]:
+        """The segment key's parts, as :attr:`SaleContractEvent.segment` normalises them."""
+        parts = (
             str(self.vehicle_type),
             self.brand.strip().upper(),
             self.model.strip().upper(),
             self.line.strip().upper(),
         )
+        market = (self.market or "").strip().upper()
+        return (market, *parts) if market else parts
 
 
 class PredictionPoint(BaseModel):
@@ -222,6 +240,7 @@ async def predict_with_history(
 
 class SegmentOut(BaseModel):
     segment: str = Field(examples=["CAR|TOYOTA|COROLLA|XEI"])
+    market: str | None = Field(description="The segment's market, if any", examples=[None])
     vehicle_type: str = Field(examples=["CAR"])
     brand: str = Field(examples=["TOYOTA"])
     model: str = Field(examples=["COROLLA"])
@@ -262,10 +281,13 @@ def segments(
     covered = current.book.segments if current and current.book else {}
     items = []
     for row in summary[offset : offset + limit]:
-        parts = (row["series_key"].split("|") + ["", "", "", ""])[:4]
+        parts = row["series_key"].split("|")
+        market = parts.pop(0) if len(parts) == MARKET_SEGMENT_PARTS else None
+        parts = (parts + ["", "", "", ""])[:4]
         items.append(
             SegmentOut(
                 segment=row["series_key"],
+                market=market,
                 vehicle_type=parts[0],
                 brand=parts[1],
                 model=parts[2],

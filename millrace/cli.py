@@ -437,13 +437,20 @@ def replay(
             "Irish traces are not in time order), or in the file's order",
         ),
     ] = True,
+    market: Annotated[
+        str | None,
+        typer.Option(
+            help="Market the events name (e.g. NO), a segment level above vehicle type so "
+            "several countries share one deployment (Norway count files only)"
+        ),
+    ] = None,
 ) -> None:
     """Publish a real data set: dealership report CSV, Norway sales CSV or Irish 5G CSV(.gz)."""
     from millrace.importers.replay import open_source
 
     settings = _settings()
     try:
-        source = open_source(path, by_time=by_time)
+        source = open_source(path, by_time=by_time, market=market)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -130,6 +130,8 @@ class DevStack:
             ).json()["items"]
             if items:
                 segment = {k: items[0][k] for k in segment}
+                if items[0].get("market"):  # a segment of a market: name it
+                    segment = {"market": items[0]["market"], **segment}
         except (httpx.HTTPError, ValueError, KeyError):
             pass
         return json.dumps({**segment, "horizon_months": 6})

@@ -23,15 +23,23 @@ class FieldStats:
     max: float | None = None
 
     @classmethod
-    def of(cls, value: float) -> FieldStats:
+    def of(cls, value: float, count: int = 1) -> FieldStats:
+        """The summary of ``count`` (>= 1) values all equal to ``value``."""
         value = float(value)
-        return cls(1, value, value**2, value, value)
+        if count == 1:
+            return cls(1, value, value**2, value, value)
+        return cls(count, count * value, count * value**2, value, value)
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, count: int = 1) -> None:
+        """Add ``count`` (>= 1) values equal to ``value`` (one count event = that many)."""
         value = float(value)
-        self.count += 1
-        self.total += value
-        self.sumsq += value**2
+        self.count += count
+        if count == 1:
+            self.total += value
+            self.sumsq += value**2
+        else:
+            self.total += count * value
+            self.sumsq += count * value**2
         if self.min is None or value < self.min:
             self.min = value
         if self.max is None or value > self.max:

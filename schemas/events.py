@@ -16,9 +16,9 @@ import hashlib
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from schemas.types import (
     EventTime,
@@ -47,6 +47,7 @@ __all__ = [
     "RetrainReason",
     "RetrainRequest",
     "SCHEMA_VERSION",
+    "MAX_QUANTITY",
     "SEGMENT_KEY_MAX",
     "SaleContractEvent",
     "VehicleType",
@@ -59,6 +60,10 @@ SCHEMA_VERSION = 2
 SEGMENT_KEY_MAX = 120
 #: What separates the parts of a segment key (so no part may contain it).
 SEGMENT_SEPARATOR = "|"
+#: Largest ``quantity`` of one sale event: a make's registrations in a month in a large country,
+#: with room; with it a month's sums stay far inside 64-bit counters and float precision.
+MAX_QUANTITY = 10_000_000
+Quantity = Annotated[int, Strict(), Field(ge=1, le=MAX_QUANTITY)]
 
 # one-line texts sized to the columns (or keys) they end up in
 EventId = label(128, min_length=1)
@@ -68,6 +73,7 @@ Version = label(64)
 Text60 = label(60)
 Text20 = label(20)
 Text16 = label(16)
+Market = label(40, strip=True)
 Latitude = number(-90, 90)
 Longitude = number(-180, 180)
 
@@ -116,9 +122,11 @@ class VehicleType(StrEnum):
 
 
 class SaleContractEvent(BaseEvent):
-    """A dealership contract: a vehicle sold to (SALE) or bought from (PURCHASE) a client.
+    """A dealership contract: a vehicle sold to (SALE) or bought from (PURCHASE) a client, or a
+    count of them (``quantity``, e.g. one row of a registrations-per-make-and-month feed).
 
-    Topic ``sales.transactions``, key = segment key ``vehicle_type|brand|model|line``.
+    Topic ``sales.transactions``, key = segment key ``vehicle_type|brand|model|line``, or
+    ``market|vehicle_type|brand|model|line`` when the event names a ``market``.
     """
 
     SCHEMA_NAME: ClassVar[str] = "sale_contract_event"
@@ -134,30 +142,46 @@ class SaleContractEvent(BaseEvent):
     payment_method: Text60 | None = None
     plate: Text20 | None = None
     source: Text60 | None = Field(None, description="Publisher / importer name.")
+    quantity: Quantity = Field(
+        1,
+        description="How many vehicles this event counts (a count feed publishes one event "
+        "per row with its count; a single contract is 1). Counts exactly like that many "
+        "events of quantity 1, with the same prices.",
+    )
+    market: Market | None = Field(
+        None,
+        description="Optional market (e.g. a country code) above vehicle_type in the segment "
+        "key, so several markets share one deployment. Upper-cased; empty means none.",
+    )
 
     @model_validator(mode="after")
     def _segment_fits(self) -> Self:
         """The segment key is a stored series key and a model scope: no part may contain the
-        separator, and the whole key must fit :data:`SEGMENT_KEY_MAX` characters."""
-        for name in ("brand", "model", "line"):
-            if SEGMENT_SEPARATOR in getattr(self, name):
+        separator, and the whole key must fit :data:`SEGMENT_KEY_MAX` characters. A market
+        may not be named like a vehicle type (its parent levels would meet theirs)."""
+        for name in ("market", "brand", "model", "line"):
+            if SEGMENT_SEPARATOR in (getattr(self, name) or ""):
                 raise ValueError(f"{name} must not contain {SEGMENT_SEPARATOR!r}")
+        if self.market and self.market.upper() in set(VehicleType):
+            raise ValueError(f"market must not be a vehicle type: {self.market!r}")
         if len(self.segment_key) > SEGMENT_KEY_MAX:
             raise ValueError(
-                f"segment key vehicle_type|brand|model|line (upper case) is longer than "
-                f"{SEGMENT_KEY_MAX} characters"
+                f"segment key [market|]vehicle_type|brand|model|line (upper case) is longer "
+                f"than {SEGMENT_KEY_MAX} characters"
             )
         return self
 
     @property
-    def segment(self) -> tuple[str, str, str, str]:
-        """The segment this contract counts toward, normalised to upper case."""
-        return (
+    def segment(self) -> tuple[str, ...]:
+        """The segment this contract counts toward, normalised to upper case:
+        ``(vehicle_type, brand, model, line)``, led by the market when there is one."""
+        parts = (
             str(self.vehicle_type),
             self.brand.upper(),
             self.model.upper(),
             self.line.upper(),
         )
+        return (self.market.upper(), *parts) if self.market else parts
 
     @property
     def segment_key(self) -> str:

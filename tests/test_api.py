@@ -135,9 +135,25 @@ def test_predict_falls_back_to_a_parent_and_refuses_unknown_segments(api, segmen
     assert "Unknown segment" in unknown.json()["detail"]
 
 
+def test_predict_accepts_an_optional_market(api: ApiServer, segment) -> None:
+    """Old bodies (no market) and ``market: null`` / ``""`` answer as before; a market the live
+    version has no data for is an unknown segment (no fallback across markets)."""
+    plain = api.post("/v1/ml/predict", json=segment).json()
+    for market in (None, "", "  "):
+        same = api.post("/v1/ml/predict", json={**segment, "market": market})
+        assert same.status_code == 200 and same.json() == plain
+    other = api.post("/v1/ml/predict", json={**segment, "market": "zz"})
+    assert other.status_code == 404
+    assert other.json()["detail"].startswith(f"Unknown segment ZZ|{plain['segment']}")
+    assert api.get("/v1/ml/segments").json()["items"][0]["market"] is None
+
+
 @pytest.mark.parametrize(
     "change",
     [
+        {"market": "M" * 41},
+        {"market": 7},
+        {"market": "car"},
         {"horizon_months": 0},
         {"horizon_months": 25},
         {"confidence": 0.3},

@@ -24,6 +24,7 @@ from millrace.importers.base import IdFactory
 from millrace.importers.dealership import parse_price
 from millrace.importers.irish5g import count_rows
 from millrace.settings import Settings
+from ml.periods import month_start, next_month
 from schemas.events import deterministic_id
 
 DEALER_HEADER = (
@@ -164,9 +165,10 @@ def _norway_2007(path: Path) -> tuple[int, set[int]]:
     return units, {n for n, r in rows if r["Make"] == "NA"}
 
 
-def _expand_norway(path: Path, year: int | None) -> tuple[int, list[Rejected], Counter]:
-    """Expand the by-make file (only ``year``'s months unless None), checking time order."""
-    published, rejected, previous, per_segment = 0, [], None, Counter()
+def _read_norway(path: Path, year: int | None) -> tuple[list[Record], list[Rejected], Counter]:
+    """The by-make file's count events (only ``year``'s months unless None), checking time
+    order; the quantity per segment of 2007-01."""
+    records, rejected, previous, per_segment = [], [], None, Counter()
     for item in open_source(path):
         at = None if isinstance(item, Rejected) else item.event.occurred_at
         if year is not None and at is not None and at.year > year:
@@ -174,45 +176,63 @@ def _expand_norway(path: Path, year: int | None) -> tuple[int, list[Rejected], C
         if isinstance(item, Rejected):
             rejected.append(item)
             continue
-        published += 1
+        records.append(item)
         assert previous is None or at >= previous  # time-ordered
         previous = at
         if at.year == 2007 and at.month == 1:
-            per_segment[item.key] += 1
-    return published, rejected, per_segment
+            per_segment[item.key] += item.event.quantity
+    return records, rejected, per_segment
 
 
-def test_norway_by_make_expands_every_unit_of_a_year(shared_data: Path) -> None:
+def test_norway_by_make_one_count_event_per_make_month_of_a_year(shared_data: Path) -> None:
     path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
     assert isinstance(open_source(path), NorwaySource)
-    published, rejected, per_segment = _expand_norway(path, 2007)
+    records, rejected, per_segment = _read_norway(path, 2007)
     units, missing = _norway_2007(path)
-    assert published == units and units > 100_000 and missing
+    assert sum(r.event.quantity for r in records) == units and units > 100_000 and missing
+    # one event per (make, month), in the middle of its month
+    assert len({(r.key, r.event.occurred_at) for r in records}) == len(records) < 1000
+    for r in records:
+        start = month_start(r.event.occurred_at)
+        assert r.event.occurred_at == start + (next_month(start) - start) / 2
     assert {r.row for r in rejected} >= missing  # read before the year's events end
     assert {r.category for r in rejected} == {"missing make"}
     assert per_segment["CAR|TOYOTA|ALL|"] == 2884 and per_segment["CAR|VOLKSWAGEN|ALL|"] == 2521
+    assert all(r.event.market is None for r in records)
 
 
-@pytest.mark.acceptance
-def test_norway_by_make_expands_every_unit(shared_data: Path) -> None:
+def test_norway_by_make_whole_file(shared_data: Path) -> None:
     path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
-    published, rejected, per_segment = _expand_norway(path, None)
+    records, rejected, per_segment = _read_norway(path, None)
     # 4,377 rows summing to 1,347,250; 10 rows have Make "NA" (16 cars): rejected.
-    assert published == expected_events(path) == 1_347_234
+    assert sum(r.event.quantity for r in records) == expected_events(path) == 1_347_234
+    assert len(records) == 4_367
     assert [r.category for r in rejected] == ["missing make"] * 10
-    assert open_source(path).estimated_total == 1_347_234 + 10
+    assert open_source(path).estimated_total == 4_367 + 10
     assert per_segment["CAR|TOYOTA|ALL|"] == 2884 and per_segment["CAR|VOLKSWAGEN|ALL|"] == 2521
 
 
-def test_norway_by_model_spread_over_month(shared_data: Path) -> None:
+def test_norway_market_leads_the_segment_key(shared_data: Path, tmp_path: Path) -> None:
+    path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_make.csv"
+    first = next(iter(open_source(path, market="no").records()))
+    assert first.event.market == "no" and first.key == "NO|CAR|TOYOTA|ALL|"
+    assert first.event.segment == ("NO", "CAR", "TOYOTA", "ALL", "")
+    dealer = tmp_path / "contracts.csv"
+    dealer.write_text(DEALER_HEADER + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="--market applies to count feeds"):
+        open_source(dealer, market="NO")
+
+
+def test_norway_by_model_one_event_per_model_month(shared_data: Path) -> None:
     path = shared_data / "vehicle/norway_ofv/norway_new_car_sales_by_model_clean.csv"
     passat = [
         r.event
-        for r in itertools.islice(NorwaySource(path).records(), 20_000)
+        for r in NorwaySource(path).records()
         if r.event.model == "Volkswagen Passat" and r.event.occurred_at.month == 1
-    ]
-    assert len(passat) == 1267
-    assert passat[0].occurred_at.day == 1 and passat[-1].occurred_at.day == 31
+        and r.event.occurred_at.year == 2007
+    ]  # fmt: skip
+    assert [e.quantity for e in passat] == [1267]
+    assert passat[0].occurred_at.isoformat() == "2007-01-16T12:00:00+00:00"
     assert passat[0].brand == "Volkswagen" and passat[0].line == ""
     assert expected_events(path) == 696_443
 
@@ -222,21 +242,22 @@ def test_norway_ids_deterministic_and_bad_rows(tmp_path: Path) -> None:
     path.write_text(
         '"Year","Month","Make","Quantity","Pct"\n2017,1,"Tesla",3,1\n'
         '2017,1,NA,2,0\n2017,13,"Volvo",1,0\n2017,1,"Audi",-4,0\n'
-        '2017,1,"Kia",x,0\n2017,2,"Kia",0,0\n',
+        '2017,1,"Kia",x,0\n2017,2,"Kia",0,0\n2017,2,"Audi",10000001,0\n',
         encoding="utf-8",
     )
     records, rejected = split(NorwaySource(path))
-    assert [r.event.brand for r in records] == ["Tesla"] * 3
+    assert [(r.event.brand, r.event.quantity) for r in records] == [("Tesla", 3)]
     assert {r.row: r.category for r in rejected} == {
         3: "missing make",
         4: "bad date",
         5: "negative quantity",
         6: "bad quantity",
+        8: "invalid event",  # above MAX_QUANTITY: the contract refuses it
     }
+    assert "quantity" in rejected[-1].reason
     again = [r.event.event_id for r in NorwaySource(path).records()]
-    assert again == [r.event.event_id for r in records] and len(set(again)) == 3
-    hours = [r.event.occurred_at.hour for r in records]
-    assert [r.event.occurred_at.day for r in records] == [6, 16, 26] and hours == [4, 12, 20]
+    assert again == [r.event.event_id for r in records]
+    assert records[0].event.occurred_at.isoformat() == "2017-01-16T12:00:00+00:00"
 
 
 # --- Irish 5G --------------------------------------------------------------------------------
@@ -332,15 +353,17 @@ def test_replay_publishes_and_summarises(tmp_path: Path, shared_data: Path) -> N
 def test_replay_rejections_limit_and_rate(tmp_path: Path) -> None:
     path = tmp_path / "norway.csv"
     path.write_text(
-        "datetime,Make,Model,Quantity,Pct\n2017-01-01,Tesla,Tesla Model S,50,1\n"
-        "2017-01-01,Kia,Kia Soul,-1,0\n2017-01-01,Kia,NA,3,0\n",
+        "datetime,Make,Model,Quantity,Pct\n"
+        + "".join(f"2017-{m:02d}-01,Tesla,Tesla Model S,50,1\n" for m in range(1, 13))
+        + "2017-01-01,Kia,Kia Soul,-1,0\n2017-01-01,Kia,NA,3,0\n"
+        + "".join(f"2018-{m:02d}-01,Tesla,Tesla Model S,50,1\n" for m in range(1, 13)),
         encoding="utf-8",
     )
     producer = FakeProducer()
     summary = replay(NorwaySource(path), producer, Settings(), rate=200, limit=20, progress=True)
     assert summary.published == 20 == len(producer.messages)
     assert summary.reasons == {"negative quantity": 1, "missing model": 1}
-    assert summary.examples == [(3, "negative quantity: -1"), (4, "missing model: 'NA'")]
+    assert summary.examples == [(14, "negative quantity: -1"), (15, "missing model: 'NA'")]
     # 20 events at 200/s are scheduled over 0.095 s: pacing must neither drift nor be skipped.
     assert 0.09 <= summary.elapsed < 0.5
 

@@ -1,6 +1,9 @@
 """Replay of the Norway by-make file through the real streams worker on the session broker: in
-the default suite a slice (the file's first 4 months, 42,594 SALE events), and the whole file
-(1,347,234 SALE events, 121 months) as the ``acceptance`` run (``make acceptance``).
+the default suite a slice (the file's first 4 months: 150 count events, 42,594 cars), and the
+whole file (4,367 count events, 1,347,234 cars, 121 months) as the ``acceptance`` run
+(``make acceptance``). The importer publishes one SALE event per make-month with its
+``quantity``; the same replay as one event per car is checked for equal observations and
+forecasts (``test_count_feed_and_unit_feed_store_the_same``).
 
 Checked: every month of the file is in the store with exactly the file's quantity per make (the
 rows whose make is ``NA`` are rejected by the importer), every partition's monthly book closed
@@ -30,8 +33,10 @@ from millrace.importers.base import Record, Rejected
 from millrace.importers.norway import NorwaySource
 from millrace.kafka import encode_event, ensure_topics
 from ml.demand.processor import ONLINE_MODEL
+from ml.periods import month_start, next_month
 from ml.registry.store import Store
 from ml.streaming import PartitionProcessor
+from schemas.events import SaleContractEvent
 from tests.fixtures.broker import settings_from, wait_for_events
 
 pytestmark = pytest.mark.integration
@@ -48,14 +53,25 @@ class Replay(NamedTuple):
 
     #: last (year, month) replayed; ``None``: the whole file
     through: tuple[int, int] | None
-    total: int  # SALE events
+    total: int  # cars (the sum of the quantities)
+    events: int  # SALE count events (one per make-month)
     months: int
     rejected: int  # rows whose make is NA
     enough: int  # makes with MIN_HISTORY+ months before the last month
+    #: also publish UNIT_MAKES as one event per car under the market UNIT_MARKET
+    units: bool = False
 
 
-SLICE = Replay(through=(2007, 4), total=42_594, months=4, rejected=2, enough=33)
-WHOLE = Replay(through=None, total=1_347_234, months=121, rejected=10, enough=50)
+#: makes whose cars the slice also publishes one by one (market UNIT_MARKET): the worker must
+#: store exactly the observations of their count events
+UNIT_MAKES = ("TOYOTA", "VOLVO", "SUZUKI")
+UNIT_MARKET = "UNITS"
+
+
+SLICE = Replay(
+    through=(2007, 4), total=42_594, events=150, months=4, rejected=2, enough=33, units=True
+)
+WHOLE = Replay(through=None, total=1_347_234, events=4_367, months=121, rejected=10, enough=50)
 
 
 def slice_file(path: Path, through: tuple[int, int], out: Path) -> Path:
@@ -95,6 +111,24 @@ def file_counts(path: Path) -> Counter[tuple[str, datetime]]:
             if int(row["Quantity"]):
                 counts[(f"CAR|{make.upper()}|ALL|", month)] += int(row["Quantity"])
     return counts
+
+
+def unit_events(count: SaleContractEvent) -> list[SaleContractEvent]:
+    """The cars of a count event one by one (quantity 1) under UNIT_MARKET, spread over the
+    month."""
+    start = month_start(count.occurred_at)
+    length = next_month(start) - start
+    return [
+        count.model_copy(
+            update={
+                "event_id": f"{count.event_id}/{i}",
+                "occurred_at": start + length * (i + 0.5) / count.quantity,
+                "quantity": 1,
+                "market": UNIT_MARKET,
+            }
+        )
+        for i in range(count.quantity)
+    ]
 
 
 def publish(settings, payloads: Iterable[tuple[bytes, bytes]]) -> int:
@@ -162,6 +196,8 @@ def test_norway_by_make_replay_closes_every_month(
     started = time.monotonic()
     rejected: list[Rejected] = []
 
+    units: list[SaleContractEvent] = []
+
     def payloads() -> Iterator[tuple[bytes, bytes]]:
         for item in NorwaySource(path):
             if isinstance(item, Record):
@@ -169,23 +205,50 @@ def test_norway_by_make_replay_closes_every_month(
             else:
                 rejected.append(item)
 
-    assert publish(settings, payloads()) == TOTAL
+    def with_units() -> Iterator[tuple[bytes, bytes]]:
+        """The count events and UNIT_MAKES' cars one by one, merged in event-time order."""
+        events: list[SaleContractEvent] = []
+        for item in NorwaySource(path):
+            if isinstance(item, Record):
+                events.append(item.event)
+                if item.event.brand.upper() in UNIT_MAKES:
+                    units.extend(unit_events(item.event))
+            else:
+                rejected.append(item)
+        for event in sorted(events + units, key=lambda e: e.occurred_at):
+            yield event.segment_key.encode(), encode_event(event)
+
+    sent = publish(settings, with_units() if replay.units else payloads())
+    assert sent == replay.events + len(units)
+    assert (len(units) > 5_000) == replay.units
     assert len(rejected) == replay.rejected
     assert all("missing make" in r.reason for r in rejected)
     published = time.monotonic()
     # fails only when the worker stops storing events, however slow the machine
-    wait_for_events(store, "demand", TOTAL, stall=120, interval=1)
+    wait_for_events(store, "demand", TOTAL + len(units), stall=120, interval=1)
     done = time.monotonic()
     print(
-        f"\nNorway by make ({MONTHS} months): {TOTAL:,} events serialized and published in "
-        f"{published - started:.1f} s, all in the store after {done - started:.1f} s "
-        f"({TOTAL / (done - started):,.0f} events/s end to end)"
+        f"\nNorway by make ({MONTHS} months): {replay.events:,} count events ({TOTAL:,} cars) "
+        f"+ {len(units):,} unit events "
+        f"serialized and published in {published - started:.1f} s, all in the store after "
+        f"{done - started:.1f} s"
     )
 
     # every month, every make: exactly the file's quantity, nothing counted twice
     rows = store.series.observations("demand")
+    by_car = {
+        (r.series_key.removeprefix(UNIT_MARKET + "|"), r.period_start): r
+        for r in rows
+        if r.series_key.startswith(UNIT_MARKET + "|")
+    }
+    rows = [r for r in rows if not r.series_key.startswith(UNIT_MARKET + "|")]
     stored = {(r.series_key, r.period_start): r.n_events for r in rows}
     assert stored == dict(expected)
+    # a count event stores exactly what its cars one by one store
+    assert len(by_car) == (3 * MONTHS if replay.units else 0)
+    for r in rows:
+        if (car := by_car.get((r.series_key, r.period_start))) is not None:
+            assert (car.n_events, car.fields) == (r.n_events, r.fields), r.series_key
     assert len({month for _, month in stored}) == MONTHS
     last_month = max(month for _, month in stored)
     year, month = replay.through or (2017, 1)
@@ -206,6 +269,8 @@ def test_norway_by_make_replay_closes_every_month(
     # (the store keeps the forecasts made at earlier closes too: look at the latest ones)
     history = Counter(key for key, month in expected if month <= closed)
     enough = sorted(k for k in history if history[k] >= MIN_HISTORY)
+    if replay.units:  # the same cars, one by one: forecast from their own history too
+        enough += [f"{UNIT_MARKET}|{key}" for key in enough if key.split("|")[1] in UNIT_MAKES]
     # whole file: 54 of the 65 makes sold in 3+ months; first 4 months: 33 of 41
     assert len(enough) >= replay.enough
     after = [datetime(year + (month + m - 1) // 12, (month + m - 1) % 12 + 1, 1, tzinfo=UTC)

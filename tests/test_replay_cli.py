@@ -29,14 +29,14 @@ def summary_number(output: str, label: str) -> int:
     [
         ("vehicle/sgivu_contracts/contracts_36m.csv", None, "topic_sales", 11_756, 0),
         ("vehicle/sgivu_contracts/report_export_sample.csv", None, "topic_sales", 10, 0),
-        # 1,347,250 units in the file: the first 60,000 published events, and the 'NA' makes of
-        # the months read until then are reported as rejected.
+        # 4,377 rows for 1,347,250 cars: one count event per make-month, the 10 'NA' makes
+        # rejected
         (
             "vehicle/norway_ofv/norway_new_car_sales_by_make.csv",
-            60_000,
-            "topic_sales",
-            60_000,
             None,
+            "topic_sales",
+            4_367,
+            10,
         ),
         # 188,711 rows, none rejected: the first 20,000 here, the whole file in `make acceptance`
         (
@@ -85,10 +85,10 @@ def test_replay_reports_bad_rows_and_keeps_going(make_env, spawn, tmp_path) -> N
         '2007,2,"Kia",2,1\n'
     )
     env = make_env()
-    proc = spawn(["replay", str(src), "--no-progress"], env)
+    proc = spawn(["replay", str(src), "--no-progress", "--market", "NO"], env)
     assert wait_for_exit(proc) == 0, proc.output()
     out = proc.output()
-    assert summary_number(out, "published") == 5
+    assert summary_number(out, "published") == 2  # Toyota x3 and Kia x2: two count events
     assert summary_number(out, "rejected") == 3
     assert "missing make" in out
 
@@ -99,3 +99,10 @@ def test_replay_unknown_file_is_a_clear_error(make_env, spawn, tmp_path) -> None
     proc = spawn(["replay", str(src)], make_env())
     assert wait_for_exit(proc) == 2
     assert "other.csv" in proc.output()
+
+
+def test_replay_market_is_for_count_feeds_only(make_env, spawn, shared_data) -> None:
+    src = shared_data / "vehicle/sgivu_contracts/report_export_sample.csv"
+    proc = spawn(["replay", str(src), "--market", "NO"], make_env())
+    assert wait_for_exit(proc) == 2
+    assert "--market applies to count feeds" in proc.output()

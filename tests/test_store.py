@@ -46,7 +46,7 @@ def delta(series: str, month: int, sales: int, price: float = 100.0) -> Observat
 def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
     upgrade(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0007"
+    assert current_revision(store_url) == "0008"
     store = Store.from_url(store_url, upgrade=False)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -69,7 +69,7 @@ def test_upgrade_from_0004_keeps_checkpoints_as_state_version_1(store_url: str) 
         )
     engine.dispose()
     upgrade(store_url)
-    assert current_revision(store_url) == "0007"
+    assert current_revision(store_url) == "0008"
     store = Store.from_url(store_url, upgrade=False)
     assert store.stream.checkpoints("c") == {
         ("sales", 0): StoredCheckpoint("sales", 0, 7, ProcessorState(1, b"\x00state")),
@@ -95,6 +95,16 @@ def test_observations_merge_across_batches(store: Store) -> None:
     [stats] = store.series.observation_stats()
     assert stats["events"] == 7 and stats["series"] == 2
     assert stats["latest_period"] == T0.replace(month=2)
+
+
+def test_large_counts_do_not_overflow_n_events(store: Store) -> None:
+    """Count events (quantity up to 10 million each) add up past 32 bits in one segment-month."""
+    big = 3_000_000_000
+    store.stream.apply_observations([delta("A", 1, big)], {("c", "sales", 0): 1})
+    store.stream.apply_observations([delta("A", 1, big)], {("c", "sales", 0): 2})
+    (row,) = store.series.observations("demand")
+    assert row.n_events == 2 * big == row.fields["sales"].count
+    assert store.series.count_events("demand") == 2 * big
 
 
 def test_observations_and_checkpoint_commit_together_or_not_at_all(store: Store) -> None:

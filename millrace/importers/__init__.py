@@ -1,7 +1,8 @@
 """Importers: turn data files and simulations into events and replay them to Kafka.
 
 * :mod:`~millrace.importers.dealership` - dealership contract report CSV -> sale contract events
-* :mod:`~millrace.importers.norway` - Norway OFV monthly counts -> individual SALE events
+* :mod:`~millrace.importers.norway` - Norway OFV monthly counts -> SALE count events
+  (one per make/model-month, with ``quantity``)
 * :mod:`~millrace.importers.irish5g` - Irish 5G traces -> network measurement events
 * :mod:`~millrace.importers.simulate` - seeded demand and network simulators with drift
 * :mod:`~millrace.importers.replay` - :func:`open_source` and :func:`replay` (paced publishing)

@@ -1,35 +1,34 @@
-"""Importer for the Norwegian new-car registration counts (OFV) -> individual SALE events.
+"""Importer for the Norwegian new-car registration counts (OFV) -> SALE count events.
 
 Two layouts are recognised by their header:
 
 * by make (``Year, Month, Make, Quantity, Pct``): model is ``"ALL"``;
 * by model (``datetime, Make, Model, Quantity, Pct``; ``datetime`` is ``YYYY-MM-DD``).
 
-Each row's monthly count Q is expanded into Q SALE events (vehicle_type CAR, brand = Make,
-line ``""``, no prices) spread evenly over that calendar month in UTC: event i of Q occurs at
-``month_start + (i + 0.5) / Q x month_length``. Within a month the events of all rows are merged
-into time order, so the whole source is sorted by ``occurred_at``.
+Each row with a monthly count Q > 0 becomes **one** SALE event of ``quantity`` Q (vehicle_type
+CAR, brand = Make, line ``""``, no prices) at the middle of its calendar month in UTC; the
+stream counts it exactly as Q events of quantity 1 (``SaleContractEvent.quantity``). Rows are
+published month by month (file order within a month), so the source is sorted by
+``occurred_at``. The whole by-make file is 4,367 events instead of 1,347,234. With ``market``
+(e.g. ``"NO"``) every event names that market, so several countries share one deployment.
 
 Rows with a missing / ``NA`` make or model, a bad year/month/date, or a quantity that is not a
-non-negative integer are rejected. Event ids hash (file name, line number, i), so a replay of
-the same file yields the same ids.
+non-negative integer are rejected. Event ids hash (file name, line number, ``"count"``), so a
+replay of the same file yields the same ids.
 """
 
 from __future__ import annotations
 
 import csv
-import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from millrace.importers.base import (
     FileSource,
-    IdFactory,
     Record,
     Rejected,
     validation_reason,
@@ -126,55 +125,49 @@ def _read(path: Path) -> Iterator[_Row | Rejected]:
 
 
 def expected_events(path: Path | str) -> int:
-    """The number of events the file expands to: the sum of valid quantities."""
+    """The number of vehicles the file counts: the sum of valid quantities."""
     return sum(r.quantity for r in _read(Path(path)) if isinstance(r, _Row))
 
 
 class NorwaySource(FileSource):
-    """Monthly OFV counts of one file, expanded into individual, time-ordered SALE events."""
+    """Monthly OFV counts of one file: one time-ordered SALE event per row, with its quantity.
+
+    ``market``: the market every event names (None: no market level in the segment key)."""
 
     name = SOURCE_NAME
     time_ordered = True
 
+    def __init__(self, path: Path | str, market: str | None = None) -> None:
+        super().__init__(path)
+        self.market = market or None
+
     def count_items(self) -> int:
-        """Exactly the number of events (sum of valid quantities) plus rejected rows."""
-        return sum(r.quantity if isinstance(r, _Row) else 1 for r in _read(self.path))
+        """Exactly the number of events (rows with a quantity above 0) plus rejected rows."""
+        return sum(1 for r in _read(self.path) if not isinstance(r, _Row) or r.quantity > 0)
 
     def __iter__(self) -> Iterator[Record | Rejected]:
         parsed = list(_read(self.path))  # a few thousand rows: small
         yield from (r for r in parsed if isinstance(r, Rejected))
         rows = sorted((r for r in parsed if isinstance(r, _Row)), key=lambda r: r.month)
-        for _, month_rows in groupby(rows, key=lambda r: r.month):
-            streams = [self._expand(row) for row in month_rows]
-            yield from (item for _, _, item in heapq.merge(*streams, key=lambda t: t[:2]))
+        for row in rows:  # sorted() is stable: file order within a month
+            if row.quantity > 0:
+                yield self._event(row)
 
-    def _expand(self, row: _Row) -> Iterable[tuple[datetime, int, Record | Rejected]]:
-        """(occurred_at, line, item) for the row's events, in time order."""
-        if row.quantity == 0:
-            return
+    def _event(self, row: _Row) -> Record | Rejected:
+        """The row's count event, at the middle of its month."""
         try:
-            template = SaleContractEvent(
-                event_id=deterministic_id(SOURCE_NAME, self.path.name, row.line, 0),
-                occurred_at=row.month,
+            event = SaleContractEvent(
+                event_id=deterministic_id(SOURCE_NAME, self.path.name, row.line, "count"),
+                occurred_at=row.month + (next_month(row.month) - row.month) / 2,
                 contract_type=ContractType.SALE,
                 vehicle_type=VehicleType.CAR,
                 brand=row.make,
                 model=row.model,
                 line="",
                 source=SOURCE_NAME,
+                quantity=row.quantity,
+                market=self.market,
             )
         except ValidationError as exc:
-            yield row.month, row.line, Rejected(row.line, validation_reason(exc))
-            return
-        key = template.segment_key
-        make_id = IdFactory(SOURCE_NAME, self.path.name, row.line)
-        step = (next_month(row.month) - row.month) / row.quantity
-        for i in range(row.quantity):
-            at = row.month + step * (i + 0.5)
-            event = template.model_copy(
-                update={
-                    "event_id": make_id(i),
-                    "occurred_at": at,
-                }
-            )
-            yield at, row.line, Record("topic_sales", key, event, row=row.line)
+            return Rejected(row.line, validation_reason(exc))
+        return Record("topic_sales", event.segment_key, event, row=row.line)

@@ -114,25 +114,29 @@ class ReplaySummary:
         return table
 
 
-def open_source(path: Path | str, by_time: bool = True) -> Source:
+def open_source(path: Path | str, by_time: bool = True, market: str | None = None) -> Source:
     """The importer for a file, chosen by its name and header; ``ValueError`` if unknown.
 
     ``by_time`` (default) yields the records in event-time order whatever the format (the
-    dealership export and the Irish traces are not in time order); False keeps the file's."""
+    dealership export and the Irish traces are not in time order); False keeps the file's.
+    ``market``: the market a count feed's events name (Norway OFV files only; ValueError for
+    another format)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    source = _importer(path, by_time)
+    source = _importer(path, by_time, market)
     return in_time_order(source) if by_time else source
 
 
-def _importer(path: Path, by_time: bool) -> Source:
+def _importer(path: Path, by_time: bool, market: str | None = None) -> Source:
     """The importer of ``path`` by its header (``ValueError`` if none fits)."""
     head = read_head(path)
+    if head and is_norway_header(head[0]):
+        return NorwaySource(path, market=market)
+    if market:
+        raise ValueError(f"{path}: --market applies to count feeds (Norway OFV sales CSV) only")
     if head and is_irish5g_header(head[0]):
         return Irish5GSource(path, by_time=by_time)
-    if head and is_norway_header(head[0]):
-        return NorwaySource(path)
     if any(
         is_dealership_header(line.replace(";", ",").replace('"', "").split(",")) for line in head
     ):

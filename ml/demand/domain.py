@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-from ml.aggregates import FieldStats
-from ml.demand.segments import contract_fields
+from ml.demand.segments import contract_stats
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta
 from ml.periods import month_start
@@ -20,8 +19,11 @@ __all__ = ["DemandDomain"]
 
 
 class DemandDomain(Domain):
-    """Observations: per segment (vehicle_type|brand|model|line) and month of ``occurred_at``:
-    ``sales`` and ``purchases`` (counts), ``sale_price`` and ``purchase_price`` (statistics)."""
+    """Observations: per segment ([market|]vehicle_type|brand|model|line) and month of
+    ``occurred_at``: ``sales`` and ``purchases`` (counts), ``sale_price`` and
+    ``purchase_price`` (statistics). An event of ``quantity`` q counts as q events of quantity
+    1 (``n_events`` included: it counts vehicles), so a count feed and a unit feed store the
+    same observations."""
 
     name: ClassVar[str] = "demand"
     topic_setting: ClassVar[str] = "topic_sales"
@@ -53,9 +55,12 @@ class DemandDomain(Domain):
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, SaleContractEvent)
-        fields = {name: FieldStats.of(value) for name, value in contract_fields(event).items()}
         return [
             ObservationDelta(
-                self.name, event.segment_key, month_start(event.occurred_at), 1, fields
+                self.name,
+                event.segment_key,
+                month_start(event.occurred_at),
+                event.quantity,
+                contract_stats(event),
             )
         ]

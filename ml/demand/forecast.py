@@ -8,8 +8,8 @@ one response never mixes two versions.
 
 Intervals: ``expm1(log1p(value) -/+ z * sigma * sqrt(step))``, the lower end clipped at 0, so
 ``0 <= lower <= value <= upper`` always holds. Cold or unknown segments fall back to the mean
-per segment of their nearest parent level (``brand_model``, then ``brand``) and say so; a brand the
-data has never seen is unknown.
+per segment of their nearest parent level (``brand_model``, then ``brand``; within the market for
+a segment with one) and say so; a brand the data has never seen (in that market) is unknown.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ml.demand.candidates import add_features
-from ml.demand.segments import PARENT_LEVELS, ForecastPoint
+from ml.demand.segments import ForecastPoint, parent_levels
 from ml.demand.training import demand_panel
 
 __all__ = [
@@ -39,12 +39,10 @@ __all__ = [
     "complete_months",
 ]
 
-#: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
-#: A brand never seen is an unknown segment, not a vehicle-type average: a typo in a brand
-#: must not get a confident-looking forecast.
-BOOK_LEVELS: tuple[tuple[str, int], ...] = tuple(
-    (name, keep) for name, keep in PARENT_LEVELS if name != "vehicle_type"
-)
+#: Parent levels tried in order for a segment the book does not hold (of
+#: :func:`~ml.demand.segments.parent_levels`). A brand never seen is an unknown segment, not a
+#: vehicle-type average: a typo in a brand must not get a confident-looking forecast.
+BOOK_LEVELS: tuple[str, ...] = ("brand_model", "brand")
 #: Months of one-step errors behind a segment's interval width.
 RESIDUAL_MONTHS = 12
 #: Pseudo-count pulling a short segment's error spread toward the pooled one.
@@ -99,11 +97,13 @@ class ForecastBook:
         key = "|".join(parts)
         if key in self.segments:
             return [self.segments[key]], None, key
-        for level, keep in BOOK_LEVELS:
-            prefix = "|".join(parts[:keep]) + "|"
+        for level, parent in parent_levels(tuple(parts)):
+            if level not in BOOK_LEVELS:
+                continue
+            prefix = "|".join(parent) + "|"
             children = [s for k, s in self.segments.items() if k.startswith(prefix)]
             if children:
-                return children, level, "|".join(parts[:keep])
+                return children, level, "|".join(parent)
         raise UnknownSegmentError(key)
 
     def predict(self, parts: tuple[str, ...], horizon: int, confidence: float) -> Prediction:

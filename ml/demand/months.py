@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ml.aggregates import FieldStats
-from ml.demand.segments import Segment, contract_fields
+from ml.demand.segments import Segment, contract_stats
 from ml.periods import month_start, next_month
 from schemas.events import SaleContractEvent
 
@@ -23,17 +23,18 @@ __all__ = ["MonthCounts", "ClosedMonth", "MonthlyBook"]
 @dataclass(slots=True)
 class MonthCounts:
     """What one segment did in one month: the fields of its contracts
-    (:func:`ml.demand.segments.contract_fields`, as the stored observations count them)."""
+    (:func:`ml.demand.segments.contract_stats`, as the stored observations count them: an
+    event of quantity q as q events)."""
 
     fields: dict[str, FieldStats] = field(default_factory=dict)
 
     def add(self, event: SaleContractEvent) -> None:
-        for name, value in contract_fields(event).items():
-            stats = self.fields.get(name)
-            if stats is None:
-                self.fields[name] = FieldStats.of(value)
+        for name, stats in contract_stats(event).items():
+            mine = self.fields.get(name)
+            if mine is None:
+                self.fields[name] = stats
             else:
-                stats.add(value)
+                mine.merge(stats)
 
     @property
     def sales(self) -> int:

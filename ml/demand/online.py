@@ -1,12 +1,16 @@
 """Online demand forecaster: one River model for every segment, predict first then learn.
 
-Segments are ``(vehicle_type, brand, model, line)``. Each ``observe_month`` call predicts the
+Segments are ``(vehicle_type, brand, model, line)``, led by a market when they have one
+(:mod:`ml.demand.segments`). Each ``observe_month`` call predicts the
 month's sales from the months before it, records the error (progressive validation: every
-error is out-of-sample), then learns from it. Parent levels ``(vehicle_type, brand, model)``,
-``(vehicle_type, brand)`` and ``(vehicle_type,)`` keep the sum of their children's monthly
-sales, and answer for *cold* segments (fewer than ``min_history`` months): the nearest parent
-with enough history predicts its own total, scaled by the segment's share of that parent over
-the segment's recent months (``1 / number of leaves`` of the parent when the share is unknown).
+error is out-of-sample), then learns from it. Parent levels
+(:func:`~ml.demand.segments.parent_levels`: ``(vehicle_type, brand, model)``,
+``(vehicle_type, brand)`` and ``(vehicle_type,)``; for a market segment the same within its
+market, then ``(vehicle_type,)`` over every market, ``global``) keep the sum of their
+children's monthly sales, and answer for *cold* segments (fewer than ``min_history`` months): the
+nearest parent with enough history predicts its own total, scaled by the segment's share of
+that parent over the segment's recent months (``1 / number of leaves`` of the parent when the
+share is unknown).
 
 Scale-free learning. Counts differ by 1000x across segments, so the model never sees raw
 counts. With ``level = rolling_mean_3`` (mean of the last 3 months), the target is
@@ -56,7 +60,14 @@ from typing import Any
 from river import compose, forest, linear_model, optim, preprocessing, tree
 
 from ml.demand.features import SeriesWindow, demand_features, fill_missing
-from ml.demand.segments import NO_PARENT, PARENT_LEVELS, ForecastPoint, Segment
+from ml.demand.segments import (
+    NO_PARENT,
+    ForecastPoint,
+    Parent,
+    Segment,
+    parent_levels,
+    segment_parts,
+)
 from ml.metrics import RunningMetrics
 from ml.periods import index_month, month_index
 
@@ -66,9 +77,6 @@ __all__ = [
     "MonthResult",
     "OnlineDemandForecaster",
 ]
-
-#: A parent level's key: the first parts of its segments' keys.
-Parent = tuple[str, ...]
 
 
 def _linear() -> Any:
@@ -324,17 +332,14 @@ class OnlineDemandForecaster:
 
     @staticmethod
     def _check_segment(segment: Segment) -> Segment:
-        segment = tuple(segment)
-        if len(segment) != 4:
-            raise ValueError(f"segment must be (vehicle_type, brand, model, line), got {segment}")
-        return segment
+        return segment_parts(segment)
 
     @staticmethod
     def _ancestors(segment: Segment) -> list[Parent]:
-        return [segment[:keep] for _, keep in PARENT_LEVELS]
+        return [parent for _, parent in parent_levels(segment)]
 
     def _parent_series(self, segment: Segment) -> list[tuple[str, _Series]]:
-        return [(name, self._parents[segment[:keep]]) for name, keep in PARENT_LEVELS]
+        return [(name, self._parents[parent]) for name, parent in parent_levels(segment)]
 
     def _register(self, segment: Segment, index: int) -> _Series:
         series = _Series(first=index, last=index - 1)

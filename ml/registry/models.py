@@ -101,7 +101,7 @@ class Observation(Base):
     domain: Mapped[str] = mapped_column(String(40))
     series_key: Mapped[str] = mapped_column(String(255))
     period_start: Mapped[datetime] = mapped_column(UtcDateTime)
-    n_events: Mapped[int] = mapped_column(Integer, default=0)
+    n_events: Mapped[int] = mapped_column(BigInteger, default=0)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     corrections: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
