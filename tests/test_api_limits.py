@@ -189,7 +189,8 @@ def test_a_50mb_header_is_refused_while_health_answers_within_100ms(api: ApiServ
     for name, q in (("median", 0.5), ("p90", 0.9)):
         during, before = _quantile(latencies, q), _quantile(quiet, q)
         assert during < max(0.1, 3 * before), (
-            f"/health {name} {during * 1000:.0f} ms during the attack (quiet: {before * 1000:.0f} ms)"
+            f"/health {name} {during * 1000:.0f} ms during the attack"
+            f" (quiet: {before * 1000:.0f} ms)"
         )
 
 
@@ -394,7 +395,9 @@ def test_a_rebuild_runs_in_another_process_and_the_loop_keeps_ticking(tmp_path: 
         assert current.built.pid != os.getpid()
         held = _last_held(record)  # how long the worker's GIL was held, however busy the machine
         assert held > 0.5, "the build did not hold its GIL for long"
-        assert gap < held / 2, f"the loop stalled {gap:.2f} s while a worker held its GIL {held:.2f} s"
+        assert gap < held / 2, (
+            f"the loop stalled {gap:.2f} s while a worker held its GIL {held:.2f} s"
+        )
     finally:
         live.close()
     # the same build in a thread of this process stalls the loop for the whole C call: the test
