@@ -21,6 +21,7 @@ from ml.demand.features import (
     EXTRA_LAG_NAMES,
     FEATURE_NAMES,
     LAG_FLAGS,
+    LOOKBACK,
     SeriesWindow,
     series_features,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "MARKET_LAGS",
     "MARKET_NAMES",
     "ROW_NAMES",
+    "panel_windows",
     "add_features",
     "DemandCandidate",
     "SeasonalNaive",
@@ -108,6 +110,34 @@ def segment_window(part: pd.DataFrame) -> SeriesWindow:
     )
 
 
+def panel_windows(panel: pd.DataFrame) -> tuple[list[str], list[SeriesWindow]]:
+    """Every segment of a panel (sorted by key) and its :func:`segment_window`, without a
+    pandas group per segment (a book forecasts from a dozen origins)."""
+    df = panel.sort_values(["series_key", "month"])
+    keys = df["series_key"].to_numpy()
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(df)]
+    sales = df["sales"].to_numpy(float)
+    purchases = df["purchases"].to_numpy(float)
+    sale_price = df["sale_price"].to_numpy(float)
+    purchase_price = df["purchase_price"].to_numpy(float)
+    out_keys, windows = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        start = max(lo, hi - LOOKBACK)
+        out_keys.append(str(keys[lo]))
+        windows.append(
+            SeriesWindow(
+                sales[start:hi].tolist(),
+                purchases[start:hi].tolist(),
+                t_index=hi - lo,
+                sale_price=_price(sale_price[hi - 1]),
+                purchase_price=_price(purchase_price[hi - 1]),
+            )
+        )
+    return out_keys, windows
+
+
 def _x(df: pd.DataFrame) -> pd.DataFrame:
     x = df[FEATURES].copy()
     for col in ("lag_1", "lag_3", "lag_12", "rolling_mean_3", "purchases_lag_1"):
@@ -140,19 +170,19 @@ class DemandCandidate(ABC):
         each step's prediction becomes the next step's ``lag_1``; purchases and prices are
         held at their last known values. The panel's segments must end on the same month
         (``demand_panel`` fills them to the last month)."""
-        groups = list(panel.groupby("series_key", sort=True))
-        keys = [key for key, _ in groups]
-        windows = [segment_window(part) for _, part in groups]
+        keys, windows = panel_windows(panel)
         month = panel["month"].max()
         index = _month_index(panel["month"])
         totals = pd.Series(panel["sales"].to_numpy(float)).groupby(index).sum().to_dict()
         out = np.zeros((len(windows), horizon))
+        names = ROW_NAMES[: -len(MARKET_NAMES)]
         for step in range(horizon):
             month = month + pd.DateOffset(months=1)
             at = np.full(len(windows), month.year * 12 + month.month - 1)
-            rows = pd.DataFrame.from_records(
-                [w.row(month, extra=True) for w in windows], columns=list(ROW_NAMES[:-len(MARKET_NAMES)])
-            ).assign(series_key=keys, month=month, **market_rows(at, totals))
+            records = [w.row(month, extra=True) for w in windows]
+            columns: dict = {name: [r[name] for r in records] for name in names}
+            columns.update(market_rows(at, totals), series_key=keys, month=[month] * len(keys))
+            rows = pd.DataFrame(columns)
             predicted = np.clip(self.predict(rows), 0.0, None)
             for window, value in zip(windows, predicted, strict=True):
                 window.push(float(value))
@@ -264,7 +294,7 @@ class GlobalGBMChange(DemandCandidate):
         seed: int = 7,
         *,
         anchor: str = "last_year",
-        rounds: int = 300,
+        rounds: int = 150,
         learning_rate: float = 0.03,
         num_leaves: int = 31,
         min_data_in_leaf: int = 20,

@@ -295,9 +295,10 @@ def _held_out_errors(
         origin = pd.Timestamp(origin)
         ahead = min(CALIBRATION_HORIZON, (last.year - origin.year) * 12 + last.month - origin.month)
         paths = model.forecast(panel[panel["month"] <= origin], ahead)
+        targets = [origin + pd.DateOffset(months=h) for h in range(1, ahead + 1)]
         for key, path in paths.items():
-            for h in range(1, ahead + 1):
-                y = actual.get((key, origin + pd.DateOffset(months=h)))
+            for h, month in enumerate(targets, start=1):
+                y = actual.get((key, month))
                 if y is None:
                     continue
                 e = math.log1p(max(y, 0.0)) - math.log1p(max(float(path[h - 1]), 0.0))
