@@ -18,9 +18,9 @@ then its held-out calibration window, as a trained version's test window is). Fr
 month from the last validation month to the month before the last, a forecast book is built on
 the data up to that origin and every (make, origin + h) in the test window is checked: inside the
 80% / 95% interval or not, and its width. Compared with today's intervals (the normal
-approximation on in-sample one-step errors, ``conformal=False``) of the same model, and of
-today's model (``lightgbm``). Also one job's wall time on Norway with today's three candidates
-and with the current ones.
+approximation on in-sample one-step errors, ``conformal=False``, no cap) of the same model, and
+of today's model (``lightgbm``); and the conformal intervals without the cap. Also one job's
+wall time on Norway with today's three candidates and with the current ones.
 
 Usage: ``.venv/bin/python benchmarks/demand_accuracy.py``; writes
 ``benchmarks/results/demand_accuracy.json``.
@@ -28,6 +28,7 @@ Usage: ``.venv/bin/python benchmarks/demand_accuracy.py``; writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -51,7 +52,7 @@ from ml.demand.candidates import (  # noqa: E402
     OnlineReplay,
     SeasonalNaive,
 )
-from ml.demand.forecast import build_book  # noqa: E402
+from ml.demand.forecast import INTERVAL_CAP, build_book  # noqa: E402
 from ml.demand.training import DemandTrainer, demand_panel  # noqa: E402
 from ml.metrics import score  # noqa: E402
 from ml.registry.store import Store  # noqa: E402
@@ -135,59 +136,69 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     return report, val
 
 
-def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: bool) -> dict:
-    """Coverage and width of every (make, origin + h) in the test window."""
+def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: bool,
+                    caps: tuple[float | None, ...]) -> list[dict]:  # fmt: skip
+    """Coverage and width of every (make, origin + h) in the test window, for each of ``caps``
+    (the same books, capped differently)."""
     actual = {
         (k, m): float(v)
         for k, m, v in zip(panel["series_key"], panel["month"], panel["sales"], strict=True)
     }
     last = panel["month"].max()
-    rows = []
+    rows: list[list[dict]] = [[] for _ in caps]
     build_seconds = []
     for origin in origins:
         started = time.perf_counter()
-        book = build_book(model, panel[panel["month"] <= origin], "bench", horizon=TEST_MONTHS,
-                          today=FAR, conformal=conformal)  # fmt: skip
+        built = build_book(model, panel[panel["month"] <= origin], "bench", horizon=TEST_MONTHS,
+                           today=FAR, conformal=conformal)  # fmt: skip
         build_seconds.append(time.perf_counter() - started)
         ahead = (last.year - origin.year) * 12 + last.month - origin.month
-        for key in book.segments:
-            parts = tuple(key.split("|"))
-            for level in LEVELS:
-                prediction = book.predict(parts, ahead, level)
-                for h, point in enumerate(prediction.points, start=1):
-                    y = actual.get((key, pd.Timestamp(point.month)))
-                    if y is None:
-                        continue
-                    rows.append(
-                        {
-                            "h": h,
-                            "level": level,
-                            "inside": point.lower <= y <= point.upper,
-                            "width": point.upper - point.lower,
-                            "key": key,
-                        }
-                    )
-    df = pd.DataFrame(rows)
-    out: dict[str, Any] = {
-        "method": book.method,
-        "book_build_seconds_mean": round(float(np.mean(build_seconds)), 3),
-    }
-    for level in LEVELS:
-        part = df[df["level"] == level]
-        by_h = part.groupby("h").agg(coverage=("inside", "mean"), width=("width", "mean"))
-        one = part[part["h"] == 1]
-        out[f"{int(level * 100)}"] = {
-            "points": len(part),
-            "coverage_all_horizons": round(float(part["inside"].mean()), 4),
-            "coverage_1_month": round(float(one["inside"].mean()), 4),
-            "mean_width_all_horizons": round(float(part["width"].mean()), 2),
-            "mean_width_1_month": round(float(one["width"].mean()), 2),
-            "by_horizon": {
-                int(h): {"coverage": round(float(r.coverage), 4), "width": round(float(r.width), 1)}
-                for h, r in by_h.iterrows()
-            },
+        for i, cap in enumerate(caps):
+            book = dataclasses.replace(built, cap=cap)
+            for key in book.segments:
+                parts = tuple(key.split("|"))
+                for level in LEVELS:
+                    prediction = book.predict(parts, ahead, level)
+                    for h, point in enumerate(prediction.points, start=1):
+                        y = actual.get((key, pd.Timestamp(point.month)))
+                        if y is None:
+                            continue
+                        rows[i].append(
+                            {
+                                "h": h,
+                                "level": level,
+                                "inside": point.lower <= y <= point.upper,
+                                "width": point.upper - point.lower,
+                            }
+                        )
+    results = []
+    for cap, part_rows in zip(caps, rows, strict=True):
+        df = pd.DataFrame(part_rows)
+        out: dict[str, Any] = {
+            "method": built.method,
+            "cap": cap,
+            "book_build_seconds_mean": round(float(np.mean(build_seconds)), 3),
         }
-    return out
+        for level in LEVELS:
+            part = df[df["level"] == level]
+            by_h = part.groupby("h").agg(coverage=("inside", "mean"), width=("width", "mean"))
+            one = part[part["h"] == 1]
+            out[f"{int(level * 100)}"] = {
+                "points": len(part),
+                "coverage_all_horizons": round(float(part["inside"].mean()), 4),
+                "coverage_1_month": round(float(one["inside"].mean()), 4),
+                "mean_width_all_horizons": round(float(part["width"].mean()), 2),
+                "mean_width_1_month": round(float(one["width"].mean()), 2),
+                "by_horizon": {
+                    int(h): {
+                        "coverage": round(float(r.coverage), 4),
+                        "width": round(float(r.width), 1),
+                    }  # fmt: skip
+                    for h, r in by_h.iterrows()
+                },
+            }
+        results.append(out)
+    return results
 
 
 def intervals(store: Store, val: Any, promoted: str) -> dict:
@@ -199,9 +210,9 @@ def intervals(store: Store, val: Any, promoted: str) -> dict:
     origins = [pd.Timestamp(m) for m in months[-TEST_MONTHS - 1 : -1]]
     model = make[promoted]().fit(val.train)
     today_model = GlobalGBM().fit(val.train)
-    conformal = _evaluate_books(model, panel, origins, conformal=True)
-    normal = _evaluate_books(model, panel, origins, conformal=False)
-    today = _evaluate_books(today_model, panel, origins, conformal=False)
+    conformal, uncapped = _evaluate_books(model, panel, origins, True, (INTERVAL_CAP, None))
+    normal, normal_capped = _evaluate_books(model, panel, origins, False, (None, INTERVAL_CAP))
+    (today,) = _evaluate_books(today_model, panel, origins, False, (None,))
     ratios = {}
     for level in LEVELS:
         k = f"{int(level * 100)}"
@@ -219,8 +230,10 @@ def intervals(store: Store, val: Any, promoted: str) -> dict:
     # the issue's example: Tesla from the last complete month, today's book vs the new one
     final = GlobalGBMChange().fit(val.train) if promoted == "lightgbm_change" else model
     tesla = {}
-    for label, m, conf in (("new", final, True), ("today", GlobalGBM().fit(val.train), False)):
-        book = build_book(m, panel, "bench", horizon=2, today=FAR, conformal=conf)
+    today_final = GlobalGBM().fit(val.train)
+    for label, m, conf, cap in (("new", final, True, INTERVAL_CAP),
+                                ("today", today_final, False, None)):  # fmt: skip
+        book = build_book(m, panel, "bench", horizon=2, today=FAR, conformal=conf, cap=cap)
         points = {
             f"{int(level * 100)}": [
                 [round(p.value), round(p.lower), round(p.upper)]
@@ -238,7 +251,9 @@ def intervals(store: Store, val: Any, promoted: str) -> dict:
         "origins": f"{origins[0].date()}..{origins[-1].date()}",
         "test_start": str(test_start.date()),
         "conformal": conformal,
+        "conformal_uncapped": uncapped,
         "same_model_today_method": normal,
+        "same_model_today_method_capped": normal_capped,
         "today_model_today_method": today,
         "width_ratio": ratios,
         "goal": "coverage within +-5 points of 80 / 95",
@@ -263,8 +278,9 @@ def training_time(tmp: Path) -> dict:
             "wall_seconds": round(time.perf_counter() - started, 3),
             "status": outcome.status,
             "reason": outcome.reason,
-            "candidate_fit_seconds": {c.algorithm: round(c.fit_seconds, 3)
-                                      for c in outcome.candidates},  # fmt: skip
+            "candidate_fit_seconds": {
+                c.algorithm: round(c.fit_seconds, 3) for c in outcome.candidates
+            },  # fmt: skip
         }
     return out
 

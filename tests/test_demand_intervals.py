@@ -100,12 +100,17 @@ def test_upper_bound_is_capped_at_a_multiple_of_the_largest_month() -> None:
     book = ForecastBook("v1", date(2024, 3, 1), 3, {"CAR|X|ALL|": segment})
     points = book.predict(("CAR", "X", "ALL", ""), 3, 0.95).points
     assert [p.upper for p in points] == [INTERVAL_CAP * 100] * 3
+    uncapped = ForecastBook("v1", date(2024, 3, 1), 3, {"CAR|X|ALL|": segment}, cap=None)
+    free = uncapped.predict(("CAR", "X", "ALL", ""), 3, 0.95).points
+    assert all(p.upper > INTERVAL_CAP * 100 for p in free)
     assert all(0 <= p.lower <= p.value <= p.upper for p in points)
     # a point forecast above the cap keeps lower <= value <= upper
     high = SegmentForecast("CAR|X|ALL|", np.array([400.0]), 5.0, history)
-    point = ForecastBook("v1", date(2024, 3, 1), 1, {"CAR|X|ALL|": high}).predict(
-        ("CAR", "X", "ALL", ""), 1, 0.95
-    ).points[0]
+    point = (
+        ForecastBook("v1", date(2024, 3, 1), 1, {"CAR|X|ALL|": high})
+        .predict(("CAR", "X", "ALL", ""), 1, 0.95)
+        .points[0]
+    )
     assert point.upper == point.value == 400.0
 
 

@@ -30,13 +30,12 @@ never seen is unknown.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -103,9 +102,9 @@ class SegmentForecast:
     history: tuple[tuple[date, int], ...]
 
     @property
-    def cap(self) -> float:
-        """The highest upper bound: :data:`INTERVAL_CAP` x the largest observed month (>= 1)."""
-        return INTERVAL_CAP * max([1.0, *(float(v) for _, v in self.history)])
+    def largest(self) -> float:
+        """The largest observed month (at least 1)."""
+        return max([1.0, *(float(v) for _, v in self.history)])
 
 
 @dataclass(frozen=True)
@@ -123,6 +122,8 @@ class ForecastBook:
     method: str = "normal"
     #: scores behind the conformal widths, per horizon (1-based index = horizon)
     calibration_scores: tuple[int, ...] = ()
+    #: upper bounds never exceed ``max(value, cap x the segment's largest month)``; None: no cap
+    cap: float | None = INTERVAL_CAP
 
     def __post_init__(self) -> None:
         # computed once: pandas date arithmetic costs ~0.3 ms, too much for every prediction
@@ -167,7 +168,8 @@ class ForecastBook:
             half = width * source.sigma
             values += v
             lower += np.clip(np.expm1(log_v - half), 0.0, v)
-            upper += np.clip(np.expm1(log_v + half), v, np.maximum(v, source.cap))
+            top = np.maximum(v, self.cap * source.largest) if self.cap else np.inf
+            upper += np.clip(np.expm1(log_v + half), v, top)
         n = len(sources)
         points = [
             ForecastPoint(month, float(values[i] / n), float(lower[i] / n), float(upper[i] / n))
@@ -235,13 +237,15 @@ def complete_months(panel: pd.DataFrame, today: date | None = None) -> pd.DataFr
 
 
 def build_book(model: Any, panel: pd.DataFrame, version: str, horizon: int = 24,
-               today: date | None = None, conformal: bool = True) -> ForecastBook:  # fmt: skip
+               today: date | None = None, conformal: bool = True,
+               cap: float | None = INTERVAL_CAP) -> ForecastBook:  # fmt: skip
     """Forecast every segment of ``panel`` with ``model`` (a fitted ``DemandCandidate``);
     intervals calibrated on the months after ``model.trained_through`` (``conformal=False``, or
-    no such month: the normal fallback)."""
+    no such month: the normal fallback), upper bounds capped at ``cap`` x the segment's largest
+    month (None: uncapped, the intervals before the cap existed)."""
     panel = complete_months(panel, today)
     if panel.empty:
-        return ForecastBook(version, None, horizon, {})
+        return ForecastBook(version, None, horizon, {}, cap=cap)
     last = panel["month"].max()
     paths = model.forecast(panel, horizon)
     held = _held_out_errors(model, panel) if conformal else None
@@ -263,16 +267,16 @@ def build_book(model: Any, panel: pd.DataFrame, version: str, horizon: int = 24,
         segments[key] = SegmentForecast(key, values, sigma, history)
     first = (last + pd.DateOffset(months=1)).date()
     if held is None:
-        return ForecastBook(version, first, horizon, segments)
+        return ForecastBook(version, first, horizon, segments, cap=cap)
     scores = [
         np.array([abs(e) / segments[k].sigma for k, e in by_h if k in segments]) for by_h in errors
     ]
     try:
         widths = conformal_widths(scores, horizon)
     except ValueError:  # too few held-out points: the normal fallback
-        return ForecastBook(version, first, horizon, segments)
+        return ForecastBook(version, first, horizon, segments, cap=cap)
     return ForecastBook(version, first, horizon, segments, widths=widths, method="conformal",
-                        calibration_scores=tuple(len(x) for x in scores))  # fmt: skip
+                        calibration_scores=tuple(len(x) for x in scores), cap=cap)  # fmt: skip
 
 
 def _held_out_errors(
