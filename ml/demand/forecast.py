@@ -58,6 +58,8 @@ __all__ = [
     "build_book",
     "demand_book",
     "complete_months",
+    "conformal_widths",
+    "normal_widths",
 ]
 
 #: Parent levels tried in order for a segment the book does not hold: (name, key parts kept).
