@@ -17,28 +17,63 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from ml.demand.features import FEATURE_NAMES, LAG_FLAGS, SeriesWindow, series_features
+from ml.demand.features import (
+    EXTRA_LAG_NAMES,
+    FEATURE_NAMES,
+    LAG_FLAGS,
+    LOOKBACK,
+    SeriesWindow,
+    series_features,
+)
 from ml.demand.online import OnlineDemandForecaster
 
 __all__ = [
     "FEATURES",
+    "MARKET_LAGS",
+    "MARKET_NAMES",
+    "ROW_NAMES",
+    "panel_windows",
     "add_features",
     "DemandCandidate",
     "SeasonalNaive",
     "GlobalGBM",
+    "GlobalGBMChange",
+    "ANCHORS",
+    "change_features",
     "OnlineReplay",
 ]
 
 #: The batch models' features (missing lags are NaN, so the flags would say nothing more).
 FEATURES = [name for name in FEATURE_NAMES if name not in LAG_FLAGS]
+#: Months back of the market totals a row carries: ``market_lag_k`` is the sum of every
+#: segment's sales of the panel (the scope being trained) ``k`` months before the row's month.
+MARKET_LAGS: tuple[int, ...] = (1, 2, 12, 13)
+MARKET_NAMES: tuple[str, ...] = tuple(f"market_lag_{k}" for k in MARKET_LAGS)
+#: Every column a featured row carries: the shared features, the batch-only lags, the market.
+ROW_NAMES: tuple[str, ...] = (*FEATURE_NAMES, *EXTRA_LAG_NAMES, *MARKET_NAMES)
 
 
 def _price(value: float) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
+def _month_index(months: pd.Series) -> np.ndarray:
+    return (months.dt.year * 12 + months.dt.month - 1).to_numpy(int)
+
+
+def market_rows(index: np.ndarray, totals: dict[int, float]) -> dict[str, np.ndarray]:
+    """:data:`MARKET_NAMES` columns for rows of month indexes ``index`` (year * 12 + month - 1)
+    from ``totals`` by month index (NaN where the month is not known)."""
+    nan = float("nan")
+    return {
+        f"market_lag_{k}": np.array([totals.get(int(i) - k, nan) for i in index], dtype=float)
+        for k in MARKET_LAGS
+    }
+
+
 def add_features(panel: pd.DataFrame) -> pd.DataFrame:
-    """Panel (series_key, month, sales, purchases, sale_price, purchase_price) + features."""
+    """Panel (series_key, month, sales, purchases, sale_price, purchase_price) + every column
+    of :data:`ROW_NAMES`."""
     df = panel.sort_values(["series_key", "month"]).reset_index(drop=True)
     keys = df["series_key"].to_numpy()
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(df)]
@@ -52,9 +87,14 @@ def add_features(panel: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, float]] = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi > lo:
-            rows += series_features(*(column[lo:hi] for column in columns))
-    features = pd.DataFrame.from_records(rows, columns=list(FEATURE_NAMES), index=df.index)
-    return pd.concat([df.drop(columns=list(FEATURE_NAMES), errors="ignore"), features], axis=1)
+            rows += series_features(*(column[lo:hi] for column in columns), extra=True)
+    features = pd.DataFrame.from_records(rows, columns=list(ROW_NAMES[: -len(MARKET_NAMES)]),
+                                         index=df.index)  # fmt: skip
+    index = _month_index(df["month"])
+    totals = pd.Series(df["sales"].to_numpy(float)).groupby(index).sum().to_dict()
+    market = pd.DataFrame(market_rows(index, totals), index=df.index)
+    return pd.concat([df.drop(columns=list(ROW_NAMES), errors="ignore"), features, market],
+                     axis=1)  # fmt: skip
 
 
 def segment_window(part: pd.DataFrame) -> SeriesWindow:
@@ -70,6 +110,34 @@ def segment_window(part: pd.DataFrame) -> SeriesWindow:
     )
 
 
+def panel_windows(panel: pd.DataFrame) -> tuple[list[str], list[SeriesWindow]]:
+    """Every segment of a panel (sorted by key) and its :func:`segment_window`, without a
+    pandas group per segment (a book forecasts from a dozen origins)."""
+    df = panel.sort_values(["series_key", "month"])
+    keys = df["series_key"].to_numpy()
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(df)]
+    sales = df["sales"].to_numpy(float)
+    purchases = df["purchases"].to_numpy(float)
+    sale_price = df["sale_price"].to_numpy(float)
+    purchase_price = df["purchase_price"].to_numpy(float)
+    out_keys, windows = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        start = max(lo, hi - LOOKBACK)
+        out_keys.append(str(keys[lo]))
+        windows.append(
+            SeriesWindow(
+                sales[start:hi].tolist(),
+                purchases[start:hi].tolist(),
+                t_index=hi - lo,
+                sale_price=_price(sale_price[hi - 1]),
+                purchase_price=_price(purchase_price[hi - 1]),
+            )
+        )
+    return out_keys, windows
+
+
 def _x(df: pd.DataFrame) -> pd.DataFrame:
     x = df[FEATURES].copy()
     for col in ("lag_1", "lag_3", "lag_12", "rolling_mean_3", "purchases_lag_1"):
@@ -82,6 +150,12 @@ class DemandCandidate(ABC):
 
     algorithm: str
     features: list[str] = FEATURES
+    #: the last month the model learned from (set by ``fit``): later months are held out, and
+    #: a forecast book calibrates its intervals on them (:mod:`ml.demand.forecast`)
+    trained_through: pd.Timestamp | None = None
+
+    def _seen(self, train: pd.DataFrame) -> None:
+        self.trained_through = train["month"].max() if len(train) else None
 
     @abstractmethod
     def fit(self, train: pd.DataFrame) -> DemandCandidate:
@@ -96,19 +170,23 @@ class DemandCandidate(ABC):
         each step's prediction becomes the next step's ``lag_1``; purchases and prices are
         held at their last known values. The panel's segments must end on the same month
         (``demand_panel`` fills them to the last month)."""
-        groups = list(panel.groupby("series_key", sort=True))
-        keys = [key for key, _ in groups]
-        windows = [segment_window(part) for _, part in groups]
+        keys, windows = panel_windows(panel)
         month = panel["month"].max()
+        index = _month_index(panel["month"])
+        totals = pd.Series(panel["sales"].to_numpy(float)).groupby(index).sum().to_dict()
         out = np.zeros((len(windows), horizon))
+        names = ROW_NAMES[: -len(MARKET_NAMES)]
         for step in range(horizon):
             month = month + pd.DateOffset(months=1)
-            rows = pd.DataFrame.from_records(
-                [w.row(month) for w in windows], columns=list(FEATURE_NAMES)
-            ).assign(series_key=keys, month=month)
+            at = np.full(len(windows), month.year * 12 + month.month - 1)
+            records = [w.row(month, extra=True) for w in windows]
+            columns: dict = {name: [r[name] for r in records] for name in names}
+            columns.update(market_rows(at, totals), series_key=keys, month=[month] * len(keys))
+            rows = pd.DataFrame(columns)
             predicted = np.clip(self.predict(rows), 0.0, None)
             for window, value in zip(windows, predicted, strict=True):
                 window.push(float(value))
+            totals[int(at[0])] = float(predicted.sum())
             out[:, step] = predicted
         return {key: out[i] for i, key in enumerate(keys)}
 
@@ -120,6 +198,7 @@ class SeasonalNaive(DemandCandidate):
     features = ["lag_12", "lag_1"]
 
     def fit(self, train: pd.DataFrame) -> SeasonalNaive:
+        self._seen(train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
@@ -153,12 +232,113 @@ class GlobalGBM(DemandCandidate):
         }
         data = lgb.Dataset(_x(rows), np.log1p(rows["sales"].clip(lower=0)))
         self.model = lgb.train(params, data, num_boost_round=300)
+        self._seen(train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("GlobalGBM.predict before fit")
         return np.clip(np.expm1(self.model.predict(_x(rows))), 0, None)
+
+
+def _log(rows: pd.DataFrame, column: str) -> np.ndarray:
+    return np.log1p(rows[column].to_numpy(float).clip(min=0))
+
+
+def change_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """:class:`GlobalGBMChange`'s inputs, all in log1p space: every lag as its change to last
+    month (``d_lag_k = log1p(lag_k) - log1p(lag_1)``), last year's and two years' change into
+    the same month (``lag_12`` over ``lag_13``, ``lag_24`` over ``lag_25``), the year-over-year
+    change of the last two months, the market's last-month, last-year and year-over-year
+    changes, the segment's share of the market, its level and the season. NaN where unknown."""
+    level = _log(rows, "lag_1")
+    market = _log(rows, "market_lag_1")
+    x = {
+        "level": level,
+        "month_of_year": rows["month_of_year"].to_numpy(float),
+        "season_sin": rows["season_sin"].to_numpy(float),
+        "season_cos": rows["season_cos"].to_numpy(float),
+        "trend": rows["trend"].to_numpy(float),
+        "rolling_3": _log(rows, "rolling_mean_3") - level,
+    }
+    for lag in ("lag_2", "lag_3", "lag_6", "lag_12", "lag_13"):
+        x[f"d_{lag}"] = _log(rows, lag) - level
+    x["last_year_change"] = _log(rows, "lag_12") - _log(rows, "lag_13")
+    x["two_years_change"] = _log(rows, "lag_24") - _log(rows, "lag_25")
+    x["yoy_1"] = level - _log(rows, "lag_13")
+    x["yoy_2"] = _log(rows, "lag_2") - _log(rows, "lag_14")
+    x["market_change"] = market - _log(rows, "market_lag_2")
+    x["market_last_year_change"] = _log(rows, "market_lag_12") - _log(rows, "market_lag_13")
+    x["market_yoy"] = market - _log(rows, "market_lag_13")
+    x["share"] = level - market
+    return pd.DataFrame(x, index=rows.index)
+
+
+#: Where :class:`GlobalGBMChange` measures the change from: last month, or the same month last
+#: year (last month where the segment is younger than a year).
+ANCHORS = ("last_month", "last_year")
+
+
+class GlobalGBMChange(DemandCandidate):
+    """One LightGBM model over all segments on the log change from an anchor month
+    (``log1p(sales) - log1p(anchor)``, :data:`ANCHORS`) with an L1 objective (the median
+    change: the MAE-optimal point), from :func:`change_features`. The defaults were chosen on
+    Norway by-make with the 12 months before the benchmark's test year as validation
+    (``benchmarks/demand_accuracy.py``), never on the test months."""
+
+    algorithm = "lightgbm_change"
+    features = [*FEATURES, *EXTRA_LAG_NAMES, *MARKET_NAMES]
+
+    def __init__(
+        self,
+        seed: int = 7,
+        *,
+        anchor: str = "last_year",
+        rounds: int = 150,
+        learning_rate: float = 0.03,
+        num_leaves: int = 31,
+        min_data_in_leaf: int = 20,
+    ) -> None:
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}")
+        self.seed = seed
+        self.anchor = anchor
+        self.params = {
+            "objective": "l1",
+            "learning_rate": learning_rate,
+            "num_leaves": num_leaves,
+            "min_data_in_leaf": min_data_in_leaf,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "feature_fraction": 0.9,
+            "seed": seed,
+            "num_threads": 1,
+            "deterministic": True,
+            "verbose": -1,
+        }
+        self.rounds = rounds
+        self.model: lgb.Booster | None = None
+
+    def _base(self, rows: pd.DataFrame) -> np.ndarray:
+        last_month = _log(rows, "lag_1")
+        if self.anchor == "last_month":
+            return last_month
+        last_year = _log(rows, "lag_12")
+        return np.where(np.isnan(last_year), last_month, last_year)
+
+    def fit(self, train: pd.DataFrame) -> GlobalGBMChange:
+        rows = train[train["lag_1"].notna()]
+        target = _log(rows, "sales") - self._base(rows)
+        data = lgb.Dataset(change_features(rows), target)
+        self.model = lgb.train(self.params, data, num_boost_round=self.rounds)
+        self._seen(train)
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("GlobalGBMChange.predict before fit")
+        change = self.model.predict(change_features(rows))
+        return np.clip(np.expm1(self._base(rows) + change), 0, None)
 
 
 class OnlineReplay(DemandCandidate):
@@ -177,6 +357,7 @@ class OnlineReplay(DemandCandidate):
     def fit(self, train: pd.DataFrame) -> OnlineReplay:
         self.model = OnlineDemandForecaster()
         self.fitted = _replay(self.model, train)
+        self._seen(train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:

@@ -10,6 +10,10 @@ A segment's row for month M is computed from its months *before* M only (no leak
 * ``margin_lag_1``: average sale price - average purchase price of the previous month;
 * ``has_lag_3`` / ``has_lag_12``: whether those lags exist.
 
+The batch models also read :data:`EXTRA_LAG_NAMES` (``lag_2`` ... ``lag_25``: NaN when the
+segment is younger), given by :func:`extra_lags` and ``SeriesWindow.row(month, extra=True)``;
+they are not the online learner's inputs, so :data:`FEATURE_NAMES` stays its row.
+
 :func:`feature_row` leaves what is unknown as NaN (the batch models take NaN as missing).
 :func:`fill_missing` is the online learner's view of the same row: a missing lag is the latest
 known month (0 with no history), an unknown purchase count, rolling mean or margin is 0, so its
@@ -27,8 +31,11 @@ from typing import Any
 
 __all__ = [
     "FEATURE_NAMES",
+    "EXTRA_LAGS",
+    "EXTRA_LAG_NAMES",
     "LAG_FLAGS",
     "SeriesWindow",
+    "extra_lags",
     "demand_features",
     "feature_row",
     "fill_missing",
@@ -53,8 +60,11 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 #: The flags saying whether a lag is known (redundant with NaN lags for the batch models).
 LAG_FLAGS: tuple[str, ...] = ("has_lag_3", "has_lag_12")
+#: Further lags (months back) the batch models read, beyond :data:`FEATURE_NAMES`.
+EXTRA_LAGS: tuple[int, ...] = (2, 6, 13, 14, 24, 25)
+EXTRA_LAG_NAMES: tuple[str, ...] = tuple(f"lag_{k}" for k in EXTRA_LAGS)
 #: Months of history a row looks at (lag 12 plus the online learner's seasonal base).
-LOOKBACK = 15
+LOOKBACK = 25
 
 NAN = float("nan")
 
@@ -104,6 +114,13 @@ def feature_row(
     }
 
 
+def extra_lags(sales: Sequence[float]) -> dict[str, float]:
+    """:data:`EXTRA_LAG_NAMES` from the sales of consecutive months before a month (NaN where
+    the history is shorter)."""
+    n = len(sales)
+    return {f"lag_{k}": float(sales[-k]) if n >= k else NAN for k in EXTRA_LAGS}
+
+
 def fill_missing(row: dict[str, float]) -> dict[str, float]:
     """The online learner's row: missing lags are the latest month (0 with no history), an
     unknown purchase count, rolling mean or margin is 0."""
@@ -131,22 +148,25 @@ def series_features(
     purchases: Sequence[float],
     sale_prices: Sequence[float | None],
     purchase_prices: Sequence[float | None],
+    *,
+    extra: bool = False,
 ) -> list[dict[str, float]]:
     """:func:`feature_row` of every month of one segment (consecutive months from its first,
-    the four sequences aligned with ``months``)."""
+    the four sequences aligned with ``months``), with :func:`extra_lags` when ``extra``."""
     out = []
     for i, month in enumerate(months):
         lo = max(0, i - LOOKBACK)
-        out.append(
-            feature_row(
-                sales[lo:i],
-                month,
-                t_index=i,
-                purchases=purchases[lo:i],
-                sale_price=sale_prices[i - 1] if i else None,
-                purchase_price=purchase_prices[i - 1] if i else None,
-            )
+        row = feature_row(
+            sales[lo:i],
+            month,
+            t_index=i,
+            purchases=purchases[lo:i],
+            sale_price=sale_prices[i - 1] if i else None,
+            purchase_price=purchase_prices[i - 1] if i else None,
         )
+        if extra:
+            row.update(extra_lags(sales[lo:i]))
+        out.append(row)
     return out
 
 
@@ -174,8 +194,9 @@ class SeriesWindow:
         self.t_index = t_index
         self.sale_price, self.purchase_price = sale_price, purchase_price
 
-    def row(self, month: date) -> dict[str, float]:
-        return feature_row(
+    def row(self, month: date, *, extra: bool = False) -> dict[str, float]:
+        """The next month's :func:`feature_row` (with :func:`extra_lags` when ``extra``)."""
+        row = feature_row(
             self.sales,
             month,
             t_index=self.t_index,
@@ -183,6 +204,9 @@ class SeriesWindow:
             sale_price=self.sale_price,
             purchase_price=self.purchase_price,
         )
+        if extra:
+            row.update(extra_lags(self.sales))
+        return row
 
     def push(self, sales: float, purchases: float | None = None) -> None:
         if purchases is None:

@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 
-from ml.demand.candidates import GlobalGBM, OnlineReplay, SeasonalNaive, add_features
+from ml.demand.candidates import (
+    GlobalGBM,
+    GlobalGBMChange,
+    OnlineReplay,
+    SeasonalNaive,
+    add_features,
+)
 from ml.metrics import pooled_naive_mae
 from ml.registry.store import Store
 from ml.training.base import DomainTrainer, TrainingSet, check_date_range
@@ -103,4 +109,4 @@ class DemandTrainer(DomainTrainer):
         )
 
     def candidates(self) -> list:
-        return [SeasonalNaive(), OnlineReplay(), GlobalGBM()]
+        return [SeasonalNaive(), OnlineReplay(), GlobalGBM(), GlobalGBMChange()]

@@ -1,0 +1,168 @@
+"""Demand intervals (split-conformal per horizon, capped) and the lightgbm_change candidate, on
+small synthetic panels: no store, no broker."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.demand.candidates import (
+    GlobalGBMChange,
+    SeasonalNaive,
+    add_features,
+    market_rows,
+)
+from ml.demand.forecast import (
+    INTERVAL_CAP,
+    LEVELS,
+    MIN_SCORES,
+    ForecastBook,
+    SegmentForecast,
+    _level_index,
+    build_book,
+    conformal_widths,
+)
+from ml.metrics import score
+
+FAR = date(2100, 1, 1)
+
+
+def synthetic_panel(segments: int = 12, months: int = 60, seed: int = 5) -> pd.DataFrame:
+    """Monthly sales with a per-segment level, multiplicative seasonality, growth and
+    log-normal noise (levels from ~5 to ~2,000 a month)."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp(2015, 1, 1)
+    rows = []
+    for s in range(segments):
+        level = float(np.exp(rng.uniform(np.log(5), np.log(2000))))
+        growth = rng.uniform(-0.01, 0.02)
+        phase = rng.uniform(0, 2 * np.pi)
+        for t in range(months):
+            season = 0.3 * np.sin(2 * np.pi * t / 12 + phase)
+            mean = level * np.exp(growth * t + season + rng.normal(0, 0.12))
+            rows.append(
+                {
+                    "series_key": f"CAR|MAKE{s:02d}|ALL|",
+                    "month": start + pd.DateOffset(months=t),
+                    "sales": float(rng.poisson(mean)),
+                    "purchases": 0.0,
+                    "sale_price": np.nan,
+                    "purchase_price": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_conformal_widths_cover_iid_scores_at_every_level_and_horizon() -> None:
+    """Calibrated on i.i.d. |N(0, h)| scores, the widths cover fresh ones at the nominal rate."""
+    rng = np.random.default_rng(11)
+    horizons = 3
+    calibration = [np.abs(rng.normal(0, np.sqrt(h), 2000)) for h in range(1, horizons + 1)]
+    widths = conformal_widths(calibration, horizons)
+    for h in range(1, horizons + 1):
+        fresh = np.abs(rng.normal(0, np.sqrt(h), 20000))
+        for level in (0.8, 0.95):
+            covered = float(np.mean(fresh <= widths[h - 1, _level_index(level)]))
+            assert abs(covered - level) < 0.02, (h, level, covered)
+
+
+def test_conformal_quantile_is_finite_sample_and_monotone() -> None:
+    """ceil((n + 1) c)-th smallest score; past n the largest; non-decreasing in h and level;
+    horizons without enough scores widen the last calibrated one by sqrt(h / h_last)."""
+    scores = [np.arange(1.0, 20.0), np.arange(1.0, 20.0) * 0.5, np.ones(MIN_SCORES - 1)]
+    widths = conformal_widths(scores, 5)
+    n = 19
+    assert widths[0, _level_index(0.8)] == pytest.approx(np.ceil((n + 1) * 0.8))  # 16th of 1..19
+    assert widths[0, _level_index(0.95)] == pytest.approx(19.0)  # rank 19 = n: the largest
+    assert widths[0, _level_index(0.99)] == pytest.approx(19.0)  # past n: still the largest
+    assert np.all(widths[1] == widths[0])  # h=2 scores are smaller: widths never shrink with h
+    for h in (3, 4, 5):  # too few scores at 3, none after: sqrt widening of h=2
+        np.testing.assert_allclose(widths[h - 1], widths[1] * np.sqrt(h / 2))
+    assert np.all(np.diff(widths, axis=1) >= 0)  # wider with the level
+    with pytest.raises(ValueError):
+        conformal_widths([np.ones(3)], 2)
+
+
+def test_level_rounds_up_to_the_next_hundredth() -> None:
+    assert LEVELS[_level_index(0.95)] == 0.95
+    assert LEVELS[_level_index(0.951)] == 0.96
+    assert LEVELS[_level_index(0.5)] == 0.5
+    assert LEVELS[_level_index(0.99)] == 0.99
+
+
+def test_upper_bound_is_capped_at_a_multiple_of_the_largest_month() -> None:
+    history = ((date(2024, 1, 1), 100), (date(2024, 2, 1), 40))
+    segment = SegmentForecast("CAR|X|ALL|", np.array([80.0, 90.0, 120.0]), 5.0, history)
+    book = ForecastBook("v1", date(2024, 3, 1), 3, {"CAR|X|ALL|": segment})
+    points = book.predict(("CAR", "X", "ALL", ""), 3, 0.95).points
+    assert [p.upper for p in points] == [INTERVAL_CAP * 100] * 3
+    uncapped = ForecastBook("v1", date(2024, 3, 1), 3, {"CAR|X|ALL|": segment}, cap=None)
+    free = uncapped.predict(("CAR", "X", "ALL", ""), 3, 0.95).points
+    assert all(p.upper > INTERVAL_CAP * 100 for p in free)
+    assert all(0 <= p.lower <= p.value <= p.upper for p in points)
+    # a point forecast above the cap keeps lower <= value <= upper
+    high = SegmentForecast("CAR|X|ALL|", np.array([400.0]), 5.0, history)
+    point = (
+        ForecastBook("v1", date(2024, 3, 1), 1, {"CAR|X|ALL|": high})
+        .predict(("CAR", "X", "ALL", ""), 1, 0.95)
+        .points[0]
+    )
+    assert point.upper == point.value == 400.0
+
+
+def test_book_calibrates_on_the_months_after_training() -> None:
+    """A version fitted on the first 36 of 60 months gets conformal intervals whose coverage of
+    the next 12 months (simulated from the same process) is near nominal; a version fitted on
+    every month has no held-out month and falls back to the normal intervals."""
+    panel = synthetic_panel(segments=30, months=72)
+    known = panel[panel["month"] < pd.Timestamp(2020, 1, 1)]  # 60 months
+    model = SeasonalNaive().fit(known[known["month"] < pd.Timestamp(2018, 1, 1)])
+    book = build_book(model, known, "v1", horizon=12, today=FAR)
+    assert book.method == "conformal"
+    assert book.calibration_scores[0] == 30 * 12  # 12 origins x 30 segments one month ahead
+    future = panel[panel["month"] >= pd.Timestamp(2020, 1, 1)]
+    for level in (0.8, 0.95):
+        inside = []
+        for key, part in future.groupby("series_key"):
+            points = book.predict(tuple(key.split("|")), 12, level).points
+            for p, y in zip(points, part.sort_values("month")["sales"], strict=True):
+                assert 0 <= p.lower <= p.value <= p.upper
+                inside.append(p.lower <= y <= p.upper)
+        assert abs(np.mean(inside) - level) < 0.1, (level, np.mean(inside))
+    everything = build_book(SeasonalNaive().fit(known), known, "v1", horizon=12, today=FAR)
+    assert everything.method == "normal"
+
+
+def test_market_lags_are_the_sums_of_earlier_months() -> None:
+    panel = synthetic_panel(segments=4, months=15)
+    featured = add_features(panel)
+    totals = panel.groupby("month")["sales"].sum()
+    row = featured[featured["month"] == pd.Timestamp(2016, 2, 1)].iloc[0]
+    assert row["market_lag_1"] == totals[pd.Timestamp(2016, 1, 1)]
+    assert row["market_lag_13"] == totals[pd.Timestamp(2015, 1, 1)]
+    assert np.isnan(featured[featured["month"] == pd.Timestamp(2015, 1, 1)]["market_lag_1"]).all()
+    got = market_rows(np.array([2016 * 12 + 1]), {2016 * 12: 5.0})
+    assert got["market_lag_1"][0] == 5.0 and np.isnan(got["market_lag_2"][0])
+
+
+@pytest.mark.parametrize("anchor", ["last_month", "last_year"])
+def test_lightgbm_change_beats_seasonal_naive_and_forecasts(anchor: str) -> None:
+    panel = synthetic_panel(segments=12, months=60)
+    featured = add_features(panel)
+    cut = pd.Timestamp(2019, 1, 1)
+    train, test = featured[featured["month"] < cut], featured[featured["month"] >= cut]
+    model = GlobalGBMChange(anchor=anchor, rounds=100).fit(train)
+    assert model.trained_through == train["month"].max()
+    y = test["sales"].to_numpy(float)
+    mae = score(y, model.predict(test))["mae"]
+    naive = score(y, SeasonalNaive().predict(test))["mae"]
+    assert mae < naive
+    paths = pickle.loads(pickle.dumps(model)).forecast(panel, 14)
+    assert set(paths) == set(panel["series_key"])
+    assert all(len(p) == 14 and np.all(np.isfinite(p)) and np.all(p >= 0) for p in paths.values())
+    with pytest.raises(ValueError):
+        GlobalGBMChange(anchor="nowhere")
