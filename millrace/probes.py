@@ -110,7 +110,10 @@ def liveness(beat: Beat, now: float, heartbeat_seconds: float) -> tuple[int, dic
     if not beat.loop_at:
         return 200, {"status": "starting", "started_seconds_ago": _ago(beat.started_at, now)}
     age = now - beat.loop_at
-    body: dict[str, Any] = {"loop_seconds_ago": round(age, 3), "heartbeat_seconds": heartbeat_seconds}
+    body: dict[str, Any] = {
+        "loop_seconds_ago": round(age, 3),
+        "heartbeat_seconds": heartbeat_seconds,
+    }
     if age <= heartbeat_seconds:
         return 200, {"status": "live", **body}
     return 503, {
