@@ -90,6 +90,7 @@ def test_metrics_move_during_a_replay_and_a_stopped_worker_is_not_ready(make_env
     for proc, url in ((streams, streams_url), (trainer, trainer_url)):
         body = wait_for_start(proc, lambda u=url: ready(u)).json()
         assert body["status"] == "ready" and body["partitions"] >= 1, body
+        print(f"{proc.handle.args[3]} ready after {time.monotonic() - began:.1f} s")
         assert _get(url + "/livez").status_code == 200
         assert _get(url + "/nothing").status_code == 404
         info = _series(_samples(url), "millrace_build_info")
@@ -185,7 +186,9 @@ def test_metrics_move_during_a_replay_and_a_stopped_worker_is_not_ready(make_env
     }
     first = age(scraped)
     assert first > 0
-    wait_for_progress(lambda: age(_samples(trainer_url)) > first, lambda: age(_samples(trainer_url)))
+    wait_for_progress(
+        lambda: age(_samples(trainer_url)) > first, lambda: age(_samples(trainer_url))
+    )
 
     print(f"trainer scraped after {time.monotonic() - began:.1f} s")
     # --- SIGSTOP: the sidecar answers for the stopped worker; SIGCONT: ready again
