@@ -6,7 +6,8 @@ Every process has its own ``CollectorRegistry`` (several in one test process nev
 served by :mod:`millrace.probes`. Names and units follow the Prometheus conventions (counters
 end in ``_total``, durations are ``_seconds``; ``README.md`` lists them all):
 
-both: ``millrace_build_info{process,version,python}`` (1), ``millrace_dead_letters_total{topic,
+every process (the api too): ``millrace_build_info{process,version,python}`` (1);
+both: ``millrace_dead_letters_total{topic,
 error_type}``, ``millrace_consumer_lag_messages{topic,partition}``;
 streams: ``millrace_events_consumed_total{domain}``,
 ``millrace_batch_commit_duration_seconds{domain}``, ``millrace_drift_detections_total{domain,
@@ -33,10 +34,29 @@ from prometheus_client.registry import Collector
 
 import millrace
 
-__all__ = ["ConsumerMetrics", "LiveAges", "StreamsMetrics", "TrainerMetrics", "consumer_lag"]
+__all__ = [
+    "ConsumerMetrics",
+    "LiveAges",
+    "StreamsMetrics",
+    "TrainerMetrics",
+    "build_info",
+    "consumer_lag",
+]
 
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JOB_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+def build_info(registry: CollectorRegistry, process: str) -> Gauge:
+    """``millrace_build_info{process,version,python}`` = 1 in ``registry`` (every process)."""
+    gauge = Gauge(
+        "millrace_build_info",
+        "Millrace build running in this process (always 1)",
+        ["process", "version", "python"],
+        registry=registry,
+    )
+    gauge.labels(process, millrace.__version__, platform.python_version()).set(1)
+    return gauge
 
 
 def consumer_lag(
@@ -60,13 +80,7 @@ class ConsumerMetrics:
 
     def __init__(self, process: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.build_info = Gauge(
-            "millrace_build_info",
-            "Millrace build running in this process (always 1)",
-            ["process", "version", "python"],
-            registry=self.registry,
-        )
-        self.build_info.labels(process, millrace.__version__, platform.python_version()).set(1)
+        self.build_info = build_info(self.registry, process)
         self.dead_letters = Counter(
             "millrace_dead_letters",
             "Messages refused to the dead-letter topic, by source topic and error type",

@@ -328,6 +328,7 @@ def test_livez_and_readyz_are_public_and_ready_once_the_snapshot_is_loaded(api: 
     ready = api.get("/readyz", headers={})
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"database": "ok", "snapshots": "loaded"}}
+    assert 'millrace_build_info{process="api",' in api.get("/metrics", headers={}).text
     # /health keeps its own shape
     assert set(api.get("/health", headers={}).json()) == {
         "status", "service", "version", "model_available", "checks",
