@@ -1,6 +1,7 @@
 """FastAPI application factory: read-only over the registry; commands become events.
 
-Routers: health (public), models, predictions, monitoring, training, observations; ``/metrics``
+Routers: health and probes (``/livez``, ``/readyz``; public), models, predictions, monitoring,
+training, observations; ``/metrics``
 (public, Prometheus). At start the served versions are loaded, then kept fresh by the
 model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
 in a worker process (``api.books``).
@@ -31,6 +32,7 @@ from api import (
     network,
     observations,
     predict,
+    probes,
 )
 from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
@@ -119,4 +121,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                    dead_letters):  # fmt: skip
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
+    app.include_router(probes.router)
     return app

@@ -89,6 +89,11 @@ class LiveModels:
     def get(self, domain: str) -> LiveModel | None:
         return self._current.get(domain)
 
+    def missing(self) -> list[str]:
+        """The served domains whose snapshot was never loaded (no check of their live version
+        has finished yet); empty once every one was, with or without a live version."""
+        return [domain for domain in self.domains if domain not in self._current]
+
     def refresh_all(self) -> None:
         for domain in self.domains:
             self.refresh(domain)

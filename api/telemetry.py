@@ -8,7 +8,8 @@ Each app has its own ``CollectorRegistry`` (several apps in one process never co
 ``millrace_model_version_info{domain,version,algorithm}`` (1 for the served version),
 ``millrace_model_refresh_checks_total{domain}`` (checks of the store for a new version or
 data), ``millrace_forecast_book_builds_total{domain}`` and
-``millrace_forecast_book_build_seconds{domain}`` (books built, in the builder's process).
+``millrace_forecast_book_build_seconds{domain}`` (books built, in the builder's process),
+``millrace_build_info{process="api",version,python}`` (1).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from millrace.metrics import build_info
 
 __all__ = ["LatencyWindow", "LatencySummary", "Telemetry", "TelemetryMiddleware"]
 
@@ -79,6 +82,7 @@ class Telemetry:
 
     def __init__(self, latency_window: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.build_info = build_info(self.registry, "api")
         self.requests = Counter(
             "millrace_http_requests",
             "HTTP requests answered",

@@ -147,13 +147,24 @@ def trainer() -> None:
     """Run the batch trainer: retrain requests -> jobs -> versions; model commands."""
     import logging
 
+    from millrace.metrics import TrainerMetrics
+    from millrace.probes import serve_probes
     from millrace.trainer import TrainerService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings()
     _wait_for_broker(settings)
     stop = _stop_event(settings, "trainer")
-    TrainerService(settings).run(stop)
+    metrics = TrainerMetrics()
+    probes = serve_probes(
+        "trainer",
+        settings.metrics_host,
+        settings.trainer_metrics_port,
+        metrics.registry,
+        settings.probe_heartbeat_seconds,
+    )
+    heartbeat = probes.heartbeat if probes else None
+    TrainerService(settings, metrics=metrics, heartbeat=heartbeat).run(stop)
 
 
 def _stop_event(settings: Settings, name: str) -> threading.Event:

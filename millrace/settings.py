@@ -148,6 +148,23 @@ class Settings(BaseSettings):
         300.0, gt=0, description="How often the trainer re-scores each field's best model."
     )
 
+    # --- Metrics and probes (streams, trainer) -----------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of the streams' and trainer's metrics/probe port."
+    )
+    streams_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Streams worker: /metrics, /livez, /readyz (0: off)."
+    )
+    trainer_metrics_port: int = Field(
+        9102, ge=0, le=65535, description="Trainer: /metrics, /livez, /readyz (0: off)."
+    )
+    probe_heartbeat_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A consumer is ready while it has partitions and polled within this long;"
+        " live while its loop ran within this long.",
+    )
+
     # --- API ---------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=1, le=65535, description="API port.")

@@ -17,6 +17,10 @@
   command id); its start and periodic tick in the poll loop of the trainer that owns partition 0
   of the model-commands topic (one per consumer group; start once per leadership); and the end
   of its jobs (leader only), e.g. a domain's per-field model monitor.
+- Metrics and probes (:mod:`millrace.metrics`, :mod:`millrace.probes`): requests received,
+  dead letters, finished jobs and their wall time, running jobs, the consumer lag of its
+  partitions and the age of every live version (read from the store every
+  ``LIVE_AGES_SECONDS``); every poll marks the heartbeat.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from pydantic import ValidationError
 
 from millrace.domain_hooks import DomainHooks, RequestGateway
 from millrace.kafka import EventProducer, encode_event, ensure_topics
+from millrace.metrics import TrainerMetrics, consumer_lag
+from millrace.probes import Heartbeat
 from millrace.settings import Settings
 from millrace.shutdown import connect_store, stop_on_store_error
 from ml.domains import configured_domains, get_domain
@@ -59,12 +65,26 @@ log = logging.getLogger("millrace.trainer")
 
 R = TypeVar("R")
 
+#: how often the trainer reads the live versions' training times and its partitions' lag
+LIVE_AGES_SECONDS = 10.0
+
 
 class TrainerService:
     """One trainer process; scale by partitions of the request topics."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        metrics: TrainerMetrics | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or TrainerMetrics()
+        self.heartbeat = heartbeat or Heartbeat()
+        #: the partitions assigned now
+        self._partitions: set[tuple[str, int]] = set()
+        self._gauges_at = -1e9
         self.store = store or connect_store(settings, log)
         #: every registered domain as the settings configure it, as in the stream worker
         self.domain_set = configured_domains(settings)
@@ -107,8 +127,9 @@ class TrainerService:
         log.info("trainer consuming %s", ", ".join(topics))
         try:
             while not stop.is_set():
-                msg = self.consumer.poll(0.5)
+                msg = self._poll(0.5)
                 self._stored("the domains' tick", self._monitor_step, stop)
+                self._update_gauges()
                 if msg is None:
                     continue
                 if msg.error():
@@ -155,12 +176,46 @@ class TrainerService:
                     while time.monotonic() < until:
                         if stop.is_set():
                             raise _Stopping from exc
-                        self.consumer.poll(0.2)  # paused: keeps the membership, returns nothing
+                        self._poll(0.2)  # paused: keeps the membership, returns nothing
         finally:
             if paused:
                 self.consumer.resume(paused)
 
+    def _poll(self, timeout: float) -> Message | None:
+        """One poll of the consumer, marked on the heartbeat."""
+        msg = self.consumer.poll(timeout)
+        self.heartbeat.polled()
+        return msg
+
+    def _update_gauges(self) -> None:
+        """Every ``LIVE_AGES_SECONDS``: the live versions' training times and the lag of the
+        assigned partitions (cached end offsets: no broker round trip). Failures are logged
+        and the previous values kept."""
+        now = time.monotonic()
+        if now - self._gauges_at < LIVE_AGES_SECONDS:
+            return
+        self._gauges_at = now
+        try:
+            self.metrics.live_ages.update(self.store.models.live_trained_at())
+        except Exception as exc:  # noqa: BLE001 - a gauge never stops the trainer
+            log.warning("live versions not read for the metrics: %s", exc)
+        try:
+            tps = [TopicPartition(t, p) for t, p in sorted(self._partitions)]
+            ends = {
+                (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, cached=True)[1]
+                for tp in tps
+            }
+            done = {
+                (tp.topic, tp.partition): tp.offset - 1 if tp.offset >= 0 else None
+                for tp in self.consumer.committed(tps, timeout=2.0)
+            } if tps else {}  # fmt: skip
+            self.metrics.set_lag(consumer_lag(ends, done))
+        except Exception as exc:  # noqa: BLE001 - a gauge never stops the trainer
+            log.warning("consumer lag not read for the metrics: %s", exc)
+
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._partitions = {(tp.topic, tp.partition) for tp in partitions}
+        self.heartbeat.assigned(len(self._partitions))
         lead = any(
             tp.topic == self.settings.topic_model_commands and tp.partition == 0
             for tp in partitions
@@ -171,6 +226,8 @@ class TrainerService:
         self._lead_started = self._lead_started and lead
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._partitions -= {(tp.topic, tp.partition) for tp in partitions}
+        self.heartbeat.assigned(len(self._partitions))
         if any(
             tp.topic == self.settings.topic_model_commands and tp.partition == 0
             for tp in partitions
@@ -196,7 +253,7 @@ class TrainerService:
                 self.store.jobs.update_job(
                     job.id, status="queued", error=f"recovered from {status}"
                 )
-                self._finish(self.runner.run(job), job)
+                self._finish(self._run(job), job)
 
     # --- messages ----------------------------------------------------------------------------
     def handle(self, msg: Message) -> TrainingJobRow | None:
@@ -204,6 +261,7 @@ class TrainerService:
         try:
             if msg.topic() == self.settings.topic_retrain_requests:
                 request = RetrainRequest.model_validate_json(msg.value() or b"")
+                self.metrics.retrain_requests.labels(request.domain, str(request.reason)).inc()
                 return self.intake(request, published_at=_published_at(msg))
             self.command(ModelCommand.model_validate_json(msg.value() or b""))
         except ValidationError as exc:
@@ -307,7 +365,7 @@ class TrainerService:
 
         def train() -> None:
             try:
-                ended.append(self.runner.run(job))
+                ended.append(self._run(job))
             except Exception as exc:  # noqa: BLE001 - judged by the caller
                 ended.append(exc)
 
@@ -318,9 +376,22 @@ class TrainerService:
         while worker.is_alive():
             if stop.is_set():
                 return None
-            self.consumer.poll(0.2)  # paused: keeps the membership alive, returns nothing
+            self._poll(0.2)  # paused: keeps the membership alive, returns nothing
         self.consumer.resume(assignment)
         return ended[0]
+
+    def _run(self, job: TrainingJobRow) -> JobOutcome:
+        """Run a job; count it and its wall time by outcome status (a job a store outage
+        interrupted is run again, and counted once it ends)."""
+        started = time.monotonic()
+        running = self.metrics.running.labels(job.domain)
+        running.inc()
+        try:
+            outcome = self.runner.run(job)
+        finally:
+            running.dec()
+        self.metrics.job(job.domain, outcome.status, time.monotonic() - started)
+        return outcome
 
     def _job_ended(self, job: TrainingJobRow) -> None:
         """Tell the job's domain it ended (leader only; e.g. its monitor may move on)."""
@@ -342,6 +413,7 @@ class TrainerService:
                 f"{job.trigger}: {outcome.reason}",
             )
         self._job_ended(job)
+        self._gauges_at = -1e9  # a new live version: its age is read at the next turn
 
     def _announce(
         self,
@@ -383,6 +455,7 @@ class TrainerService:
             occurred_at=datetime.now(UTC),
         )
         self.producer.publish(self.settings.topic_dead_letter, record.key, encode_event(record))
+        self.metrics.dead_letter(record.source_topic, record.error_type)
 
 
 class _Stopping(Exception):

@@ -18,6 +18,12 @@ Exactly once, under faults:
   clear message instead of skipping the batch.
 - SIGTERM ends the process within ``SHUTDOWN_TIMEOUT_SECONDS`` even with the broker or the
   store gone; what was not stored is consumed again after the restart.
+
+Metrics and probes (:mod:`millrace.metrics`, :mod:`millrace.probes`): every committed batch
+counts its messages, dead letters, drift detections and retrain requests and times its store
+transaction; a one-second timer ticks the heartbeat and sets the consumer lag of the assigned
+partitions (broker end offset against the stored position); every fetch of the consumer marks a
+poll.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import faust
 from faust.types import TP
 
 from millrace.kafka import encode_event
+from millrace.metrics import StreamsMetrics, consumer_lag
+from millrace.probes import Heartbeat, serve_probes
 from millrace.settings import Settings
 from millrace.shutdown import arm_watchdog, connect_store, stop_on_store_error
 from ml.dead_letters import dead_letter_row
@@ -88,12 +96,20 @@ def drift_row(event: DriftEvent) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, *, freeze_gc: bool = False
+    settings: Settings,
+    store: Store | None = None,
+    *,
+    freeze_gc: bool = False,
+    metrics: StreamsMetrics | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> faust.App:
     """Build the Faust app with one ingest agent per domain.
 
     ``freeze_gc`` (the worker process): after the first assignment, see
-    :func:`freeze_startup_objects`."""
+    :func:`freeze_startup_objects`. ``metrics`` and ``heartbeat``: what the probe port serves
+    (fresh ones when not given)."""
+    metrics = metrics or StreamsMetrics()
+    heartbeat = heartbeat or Heartbeat()
     brokers = [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")]
     # Tables live in memory; keep Faust's data directory out of the working tree.
     datadir = os.path.join(tempfile.gettempdir(), "millrace-faust", settings.streams_app_id)
@@ -198,7 +214,9 @@ def create_app(
         handler, so before the first ``await`` the seek is made to wait for the decision."""
         decided.clear()
         _seek_to_store(app, keeper, decided)
+        _watch_polls(app, heartbeat)
         ours = {(tp.topic, tp.partition) for tp in assigned if tp.topic in input_topics}
+        heartbeat.assigned(len(ours))
         await keeper.assign(ours)
         saved = await stored("reading checkpoints", lambda: store.stream.checkpoints(consumer))
         checkpoints.clear()
@@ -222,6 +240,20 @@ def create_app(
             freeze_startup_objects()
 
     app.on_partitions_assigned.connect(on_assigned)
+
+    @app.timer(1.0)
+    async def beat() -> None:
+        """The loop runs: tick the heartbeat, set the lag of the assigned partitions."""
+        heartbeat.tick()
+        consumer = app.consumer
+        ends = {}
+        for tp in consumer.assignment():
+            if tp.topic in input_topics:
+                try:
+                    ends[(tp.topic, tp.partition)] = consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - not fetched yet or just revoked
+                    continue
+        metrics.set_lag(consumer_lag(ends, checkpoints))
 
     @app.timer(CONFIG_CHECK_SECONDS)
     async def resume_reconciled() -> None:
@@ -311,6 +343,7 @@ def create_app(
         changes: dict[tuple[str, str, int], tuple[StatisticsChange | None, tuple]],
         prints: dict[tuple[str, int], str],
     ) -> None:
+        started = time.perf_counter()
         marks = {(consumer, t, p): off for (t, p), off in batch.offsets.items()}
         ids = [(domain.name, event_id) for event_id in batch.event_ids]
         store.stream.apply_observations(
@@ -329,6 +362,14 @@ def create_app(
                 dead_letter_row(record, settings.dead_letter_payload_chars)
                 for _, record in batch.dead_letters
             ],
+        )
+        metrics.batch(
+            domain.name,
+            batch.accepted + len(batch.dead_letters),
+            time.perf_counter() - started,
+            dead_letters=[(r.source_topic, str(r.error_type)) for _, r in batch.dead_letters],
+            detectors=[event.detector for event in output.drift_events],
+            reasons=[str(request.reason) for request in output.retrain_requests],
         )
 
     def make_agent(domain: Domain) -> None:
@@ -373,6 +414,7 @@ def create_app(
                     lambda: commit(domain, batch, output, states, changes, prints),  # noqa: B023
                 )
                 checkpoints.update(batch.offsets)
+                heartbeat.polled()
                 statistics.update({(t, p): known for (_, t, p), (_, known) in changes.items()})
 
         app.agent(topic, name=f"ingest-{domain.name}")(ingest)
@@ -422,6 +464,23 @@ def _last_fingerprints(
         if offsets.get(tp) == m.offset:
             prints[tp] = fingerprint(round(m.timestamp * 1000), m.key, m.value)
     return prints
+
+
+def _watch_polls(app: faust.App, heartbeat: Heartbeat) -> None:
+    """Mark a poll on the heartbeat after every fetch of Faust's consumer (it fetches about
+    every second while its partitions are flowing, even with nothing to read)."""
+    consumer = app.consumer
+    if getattr(consumer, "_millrace_polls", False):
+        return
+    original = consumer._getmany
+
+    async def getmany(active_partitions: Any, timeout: float) -> Any:
+        records = await original(active_partitions, timeout)
+        heartbeat.polled()
+        return records
+
+    consumer._getmany = getmany  # type: ignore[method-assign]
+    consumer._millrace_polls = True  # type: ignore[attr-defined]
 
 
 def _seek_to_store(app: faust.App, keeper: PositionKeeper, decided: asyncio.Event) -> None:
@@ -482,8 +541,18 @@ class BoundedWorker(faust.Worker):
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run the worker in the foreground until SIGINT / SIGTERM."""
-    app = create_app(settings, freeze_gc=True)
+    """Run the worker in the foreground until SIGINT / SIGTERM, with its metrics and probes on
+    ``STREAMS_METRICS_PORT``."""
+    metrics = StreamsMetrics()
+    probes = serve_probes(
+        "streams",
+        settings.metrics_host,
+        settings.streams_metrics_port,
+        metrics.registry,
+        settings.probe_heartbeat_seconds,
+    )
+    heartbeat = probes.heartbeat if probes else None
+    app = create_app(settings, freeze_gc=True, metrics=metrics, heartbeat=heartbeat)
     worker = BoundedWorker(app, loglevel=loglevel)
     worker.shutdown_timeout = settings.shutdown_timeout_seconds
     worker.execute_from_commandline()

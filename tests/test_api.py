@@ -339,6 +339,18 @@ def test_a_model_updated_event_switches_latest_and_predictions_within_1s(
     assert elapsed - built < 1.0, f"switched after {elapsed:.2f} s, {built:.2f} s of it building"
 
 
+def test_livez_and_readyz_are_public_and_ready_once_the_snapshot_is_loaded(api: ApiServer) -> None:
+    assert api.get("/livez", headers={}).json() == {"status": "live"}
+    ready = api.get("/readyz", headers={})
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "snapshots": "loaded"}}
+    assert 'millrace_build_info{process="api",' in api.get("/metrics", headers={}).text
+    # /health keeps its own shape
+    assert set(api.get("/health", headers={}).json()) == {
+        "status", "service", "version", "model_available", "checks",
+    }  # fmt: skip
+
+
 def book_build_seconds(api: ApiServer) -> float:
     """Total seconds the API has spent building demand forecast books (its /metrics)."""
     for line in api.get("/metrics", headers={}).text.splitlines():

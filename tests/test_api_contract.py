@@ -28,7 +28,7 @@ from tests.api_server import (
 
 pytestmark = pytest.mark.integration
 
-PUBLIC = {"/health", "/metrics"}
+PUBLIC = {"/health", "/metrics", "/livez", "/readyz"}
 #: the permission each protected route needs (everything else: ml:models)
 NEEDS = {
     ("POST", "/v1/ml/predict"): "ml:predict",
@@ -84,7 +84,7 @@ def _call(api: ApiServer, method: str, path: str, headers: dict[str, str]) -> ht
 def test_every_route_but_health_and_metrics_is_protected(api: ApiServer) -> None:
     routes = _routes(api)
     assert len(routes) >= 24
-    for method, path in [("GET", "/health"), ("GET", "/metrics")]:
+    for method, path in [("GET", p) for p in sorted(PUBLIC)]:
         assert _call(api, method, path, {}).status_code == 200
 
 

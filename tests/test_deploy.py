@@ -2,13 +2,16 @@
 
 docker-compose.yml: restart policies, healthchecks with timeouts, the one-shot ``init`` job,
 one image for the four Millrace services, Kafka's log dirs on its volume, secrets only where
-used, pinned images. Dockerfile: non-root, the lock installed before the source is copied.
-.dockerignore: no venv or runtime data in the build context. Locks: every dependency declared in
-pyproject.toml pinned exactly, with hashes, the image's lock agreeing with the venv's.
+used, pinned images, healthchecks on each process's own ``/readyz``. deploy/: Prometheus scrapes
+every process, the Grafana dashboard queries every consumer metric. Dockerfile: non-root, the
+lock installed before the source is copied. .dockerignore: no venv or runtime data in the build
+context. Locks: every dependency declared in pyproject.toml pinned exactly, with hashes, the
+image's lock agreeing with the venv's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -99,10 +102,58 @@ def test_init_is_a_one_shot_job_the_app_services_wait_for() -> None:
         assert SERVICES["init"]["depends_on"][dep]["condition"] == "service_healthy"
 
 
-def test_consumer_healthchecks_name_their_own_process() -> None:
+def test_app_healthchecks_ask_their_own_process_readyz() -> None:
+    # api: its own port; streams / trainer: the probe port of their own setting, served on every
+    # interface of the container (Prometheus scrapes it too) and exposed to the network
+    api = " ".join(SERVICES["api"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/readyz" in api
+    assert SERVICES["api"]["command"][-2:] == ["--port", "8000"]
     for name in ("streams", "trainer"):
-        test = " ".join(SERVICES[name]["healthcheck"]["test"])
-        assert f"b'{name}'" in test, name
+        service = SERVICES[name]
+        test = " ".join(service["healthcheck"]["test"])
+        variable = f"{name.upper()}_METRICS_PORT"
+        assert "/readyz" in test and f"os.environ['{variable}']" in test, name
+        env = _environment(service)
+        port = int(env[variable])
+        assert port > 0 and env["METRICS_HOST"] == "0.0.0.0", name
+        assert [str(p) for p in service.get("expose", [])] == [str(port)], name
+        # a stalled consumer turns unhealthy: the heartbeat is shorter than the checks' patience
+        check = service["healthcheck"]
+        patience = _seconds(str(check["interval"])) * int(check["retries"])
+        assert float(env["PROBE_HEARTBEAT_SECONDS"]) < patience, name
+
+
+def test_prometheus_scrapes_every_probe_port_and_grafana_reads_its_metrics() -> None:
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in scrape["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    ports = {
+        "api": "8000",
+        "streams": _environment(SERVICES["streams"])["STREAMS_METRICS_PORT"],
+        "trainer": _environment(SERVICES["trainer"])["TRAINER_METRICS_PORT"],
+    }
+    assert {f"{name}:{port}" for name, port in ports.items()} <= targets
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "millrace.json").read_text())
+    queried = " ".join(
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    )
+    for metric in (
+        "millrace_events_consumed_total",
+        "millrace_dead_letters_total",
+        "millrace_batch_commit_duration_seconds_bucket",
+        "millrace_consumer_lag_messages",
+        "millrace_drift_detections_total",
+        "millrace_retrain_requests_total",
+        "millrace_training_jobs_total",
+        "millrace_training_job_duration_seconds_bucket",
+        "millrace_live_model_age_seconds",
+        "millrace_build_info",
+    ):
+        assert metric in queried, metric
 
 
 def test_app_services_stop_gracefully_after_the_shutdown_bound() -> None:

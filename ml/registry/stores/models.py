@@ -83,6 +83,15 @@ class ModelStore:
         with self._db.session() as session:
             return int(session.execute(query).scalar_one())
 
+    def live_trained_at(self) -> dict[tuple[str, str], datetime]:
+        """When each scope's active version was trained, by (domain, scope); artifacts are not
+        read."""
+        query = select(ModelVersion.domain, ModelVersion.scope, ModelVersion.trained_at).where(
+            ModelVersion.status == "active"
+        )
+        with self._db.session() as session:
+            return {(d, s): at for d, s, at in session.execute(query)}
+
     # --- activations -------------------------------------------------------------------------
     def live_activation(self, domain: str, scope: str = "global") -> e.ActivationRow | None:
         """The latest activation of a scope (which version is live, since when)."""
