@@ -33,6 +33,7 @@ from api import (
     predict,
 )
 from api.auth import Authenticator, document_security
+from api.dashboard import router as dashboard_router
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
 from api.publisher import CommandPublisher
@@ -119,4 +120,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                    dead_letters):  # fmt: skip
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
+    app.include_router(dashboard_router)  # the operator pages at / (api/dashboard/)
     return app
