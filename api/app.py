@@ -1,9 +1,9 @@
 """FastAPI application factory: read-only over the registry; commands become events.
 
 Routers: health (public), models, predictions, monitoring, training, observations; ``/metrics``
-(public, Prometheus). At start the served versions are loaded, then kept fresh by the
-model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
-in a worker process (``api.books``).
+(public, Prometheus); the operator dashboard at ``/`` (``api.dashboard``). At start the served
+versions are loaded, then kept fresh by the model-updated subscriber and a periodic store check
+(``api.updates``); forecast books are built in a worker process (``api.books``).
 
 Limits before work: bodies over ``API_MAX_BODY_BYTES`` answer 413 before authentication
 (``api.limits``), JSON bodies are parsed strictly (no NaN / Infinity / overflow: 422), failed

@@ -8,7 +8,8 @@
   per partition, when it last moved, the broker's end offset and the lag between them, and
   the partitions a worker refused. The page turns two answers into events/s.
 - ``GET /v1/ml/dashboard/forecasts`` (``ml:models``): the forecasts the stream stored for one
-  series (the online model's, with their fallback level).
+  series of a domain (``DEFAULT_DOMAIN`` when omitted): the online model's, with their
+  fallback level.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, Principal, require
-from api.common import AUTH_ERRORS, DOMAIN_EXAMPLES, NOT_FOUND, settings, store
+from api.common import (
+    AUTH_ERRORS,
+    DOMAIN_EXAMPLES,
+    NOT_FOUND,
+    domain_or_default,
+    settings,
+    store,
+)
 from api.limits import StrictJSONRoute
 from millrace.checkpoints import end_offsets
 from ml.domains import all_domains
@@ -167,9 +175,10 @@ async def forecasts(
     series: Annotated[
         str, Query(min_length=1, max_length=300, examples=["CAR|TOYOTA|COROLLA|XEI"])
     ],  # fmt: skip
-    domain: Annotated[str, Query(max_length=60, examples=DOMAIN_EXAMPLES[:1])] = "demand",
+    domain: Annotated[str | None, Query(max_length=60, examples=DOMAIN_EXAMPLES[:1])] = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> list[ForecastOut]:
+    domain = domain_or_default(request, domain)
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
     rows = await run_in_threadpool(store(request).series.forecasts, domain, series)

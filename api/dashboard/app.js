@@ -251,7 +251,9 @@ async function overview(root, current) {
     ),
   );
   if (xs.length) {
-    Charts.timeSeries(rateBox, xs, lines, { height: 200, yLabel: "events/s", decimals: 1 });
+    // the last five minutes of this tab's refreshes
+    Charts.timeSeries(rateBox, xs, lines, { height: 200, yLabel: "events/s", decimals: 1,
+                                            xRange: [now - 300, now + 5] });
   } else {
     rateBox.append(el("p", { class: "muted small" }, "Measuring: the rate appears after the next refresh."));
   }
@@ -288,7 +290,7 @@ async function demand(root, current) {
   const [vehicle_type, brand, model, line] = segment.segment.split("|");
   const [forecast, online] = await Promise.all([
     api("/v1/ml/predict-with-history", { method: "POST",
-      body: { vehicle_type, brand, model, line, horizon_months: 12, confidence: 0.95 } })
+      body: { vehicle_type, brand, model, line, horizon_months: 6, confidence: 0.95 } })
       .catch((err) => { if (err.status === 404 || err.status === 403) return { error: err.message }; throw err; }),
     api(`/v1/ml/dashboard/forecasts?domain=demand&series=${encodeURIComponent(segment.segment)}`),
   ]);
@@ -450,7 +452,9 @@ async function network(root, current) {
       const models = [...new Set(history.map((h) => h.model_id))].sort();
       const times = [...new Set(history.map((h) => h.recorded_at))].sort();
       const colors = ["#2f6fdf", "#7a4fd0", "#0f8b8d", "#c98a00", "#e2725b"];
-      const lines = models.map((m, k) => ({ label: m, color: colors[k % colors.length], values: times.map((t) => {
+      // no line across another model's moments: each score is a point of its own model
+      const lines = models.map((m, k) => ({ label: m, color: colors[k % colors.length],
+        spanGaps: false, points: true, values: times.map((t) => {
         const h = history.find((r) => r.model_id === m && r.recorded_at === t);
         return h ? h.score : null; }) }));
       if (status.baseline != null) {

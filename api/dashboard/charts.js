@@ -27,7 +27,8 @@ const Charts = (() => {
   }
 
   /* Lines over time. x: seconds since the epoch; lines: [{label, values, color?, dash?,
-     points?}]; band: [upperIndex, lowerIndex] into lines (filled between). */
+     points?, spanGaps?}]; opts.band: [upperIndex, lowerIndex] into lines (filled between);
+     opts.xRange: [from, to] seconds (else the data's). */
   function timeSeries(el, x, lines, opts = {}) {
     el.replaceChildren();
     if (!x.length) return empty(el, opts.emptyText || "No data yet.");
@@ -48,7 +49,8 @@ const Charts = (() => {
       width: width(el),
       height: opts.height || 240,
       series,
-      scales: { x: { time: opts.time !== false } },
+      scales: { x: opts.xRange ? { time: opts.time !== false, range: () => opts.xRange }
+                               : { time: opts.time !== false } },
       axes: [{}, { label: opts.yLabel || "", size: 60 }],
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
