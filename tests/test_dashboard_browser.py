@@ -134,8 +134,8 @@ def test_pages_render_in_a_browser(api: ApiServer, browser: Any, shots: Path):
         state = _wait(driver, api, ready)
         banner = driver.find_element(By.ID, "banner").text
         assert state == "true", f"{page}: {banner}"
-        if page == "overview":  # events/s needs two polls of the positions
-            _wait(driver, api, "return document.querySelector('#page canvas') !== null")
+        if page == "overview":  # events/s is drawn from the second refresh on
+            _wait(driver, api, "return rates.samples.length >= 3")
         charts = driver.execute_script(CHARTS)
         driver.save_screenshot(str(shots / f"{page}.png"))
         assert charts["canvases"] + charts["svgs"] > 0, (page, charts)

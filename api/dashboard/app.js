@@ -5,6 +5,8 @@
 
 const STORE_KEY = "millrace.credential";
 const POLL_MS = 3000;
+/* a consumer with records left whose positions did not move for this long is shown as stalled */
+const STALL_SECONDS = 30;
 let pollTimer = null;
 let renderId = 0;
 
@@ -138,7 +140,9 @@ const PAGES = { overview, demand, versions, drift, network };
 
 function stopPolling() { if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; } }
 
-async function route() {
+/* Show the page of the address; ``refresh``: the same page again (its content stays until the
+   new one is ready, so a refresh never blanks it). */
+async function route(refresh = false) {
   stopPolling();
   const cred = credential();
   if (!cred) return showLogin("");
@@ -149,9 +153,11 @@ async function route() {
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   const id = ++renderId;
   const root = $("page");
-  root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
-  root.dataset.page = page;
-  root.dataset.ready = "false";
+  if (!refresh || root.dataset.page !== page) {
+    root.replaceChildren(el("p", { class: "muted" }, "Loading…"));
+    root.dataset.page = page;
+    root.dataset.ready = "false";
+  }
   showBanner("");
   try {
     await PAGES[page](root, () => id === renderId);
@@ -191,8 +197,13 @@ async function overview(root, current) {
   }
   for (const [name, c] of Object.entries(consumers)) {
     const faults = streams.faults.filter((f) => f.consumer === name);
-    procRows.push([`streams (${name})`, pill(faults.length ? `${faults.length} refused` : "consuming",
-                                            faults.length ? "bad" : "ok"),
+    // judged from its stored positions (the worker's own /readyz is not read here)
+    const idle = (Date.now() - Date.parse(c.last)) / 1000;
+    const state = faults.length ? pill(`${faults.length} partition(s) refused`, "bad")
+      : c.lagKnown && c.lag === 0 ? pill("caught up", "ok")
+      : idle > STALL_SECONDS ? pill("behind, not moving", "warn")
+      : pill("consuming", "ok");
+    procRows.push([`streams (${name})`, state,
       `${c.partitions} partitions · last commit ${ago(c.last)} · lag ${c.lagKnown ? c.lag : "unknown"}`]);
   }
   if (!Object.keys(consumers).length) procRows.push(["streams", pill("no positions", "warn"), "no stream worker has stored a batch yet"]);
@@ -262,7 +273,7 @@ async function overview(root, current) {
     color: p.lag ? "#c98a00" : "#1f9d55" })), { title: "lag per partition", emptyText: "No stored positions yet." });
   Charts.bars(deadBox, Object.entries(dead.by_error_type).sort((a, b) => b[1] - a[1])
     .map(([label, value]) => ({ label, value, color: "#d64545" })), { title: "dead letters by type", emptyText: "No dead letters." });
-  pollTimer = setTimeout(() => { if (current()) route(); }, POLL_MS);
+  pollTimer = setTimeout(() => { if (current()) route(true); }, POLL_MS);
 }
 
 /* Demand: one segment's monthly history, the live version's forecast and band, the online
@@ -472,5 +483,5 @@ async function network(root, current) {
 /* ---------- start ---------- */
 $("login-form").addEventListener("submit", signIn);
 $("logout").addEventListener("click", () => showLogin(""));
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => route());
 route();

@@ -41,7 +41,7 @@ const Charts = (() => {
         width: line.width || 2,
         dash: line.dash,
         spanGaps: line.spanGaps !== false,
-        points: { show: line.points ?? x.length < 40, size: 5, fill: color },
+        points: { show: line.points ?? x.length < 40, size: 7, fill: color },
         value: (u, v) => (v == null ? "–" : (+v).toFixed(opts.decimals ?? 2)),
       });
     });
