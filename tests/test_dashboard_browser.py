@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_server import SERVICE_KEY, ApiServer, start_api
+from tests.api_server import SERVICE_KEY, ApiServer, start_api, token
 from tests.dashboard_data import fill_topics, prepare_dashboard
 from tests.fixtures.broker import _Tree, wait_for_progress
 
@@ -35,6 +35,7 @@ try:  # the dev extra; the JSON routes' test below runs without it
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
 except ImportError:  # pragma: no cover - depends on the venv
     webdriver = None
 
@@ -94,6 +95,8 @@ def _errors(driver: Any) -> list[dict]:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
+SIGNED_IN = "return !document.getElementById('nav').hidden"
+
 #: charts drawn on the page: canvases with at least one non-blank pixel, SVGs with shapes
 CHARTS = """
 const main = document.getElementById('page');
@@ -125,6 +128,7 @@ def test_pages_render_in_a_browser(api: ApiServer, browser: Any, shots: Path):
 
     driver.find_element(By.ID, "login-value").send_keys(SERVICE_KEY)
     driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    _wait(driver, api, SIGNED_IN)
     for page in PAGES:
         driver.execute_script(f"location.hash = '#{page}'")
         ready = (
@@ -145,6 +149,20 @@ def test_pages_render_in_a_browser(api: ApiServer, browser: Any, shots: Path):
     text = driver.find_element(By.ID, "page").text
     assert "rsrp-river_linear" in text and "MONITORING" in text  # the network page's field
     assert SERVICE_KEY not in api.proc.output()
+
+    # a token: the same permissions as the JSON routes (ml:models without ml:predict)
+    driver.find_element(By.ID, "logout").click()
+    assert driver.execute_script("return sessionStorage.length") == 0
+    Select(driver.find_element(By.ID, "login-kind")).select_by_value("token")
+    driver.find_element(By.ID, "login-value").send_keys(token(["ml:models"]))
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    _wait(driver, api, SIGNED_IN)
+    driver.execute_script("location.hash = '#demand'")
+    demand = "const m = document.getElementById('page'); return m.dataset.ready === 'true'"
+    _wait(driver, api, demand + " && m.dataset.page === 'demand'")
+    text = driver.find_element(By.ID, "page").text
+    assert "User does not have required permission: ml:predict" in text, text
+    assert driver.execute_script(CHARTS)["canvases"] == 1  # the history is still drawn
 
 
 def test_dashboard_routes(api: ApiServer) -> None:
