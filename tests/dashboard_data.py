@@ -68,8 +68,14 @@ def _prepare(store: Store, model_dir: Path, consumer: str, topic: str, partition
             evidence={"window": 12, "mean_before": 4.0, "mean_after": 4.0 + value},
         )
     job = store.jobs.create_job("demand", "global", "drift", request_ids=["req-0", "req-1"])
-    store.jobs.update_job(job.id, status="failed", error="Insufficient training data (drill)",
-                         finished_at=NOW - timedelta(hours=20))  # fmt: skip
+    store.jobs.update_job(
+        job.id,
+        status="failed",
+        error="Insufficient training data (drill)",
+        created_at=NOW - timedelta(hours=21),
+        started_at=NOW - timedelta(hours=21),
+        finished_at=NOW - timedelta(hours=20),
+    )
     dead = [
         ("invalid_json", "Expecting value: line 1 column 1"),
         ("schema_violation", "brand: Field required"),

@@ -111,11 +111,12 @@ const Charts = (() => {
       }
     });
     const axisY = 8 + rows.length * row + 16;
+    const short = hi - lo < 3600e3;  // within an hour: the seconds tell the moments apart
     for (let k = 0; k <= 4; k++) {
       const t = lo + ((hi - lo) * k) / 4;
       const anchor = k === 0 ? "start" : k === 4 ? "end" : "middle";
       root.append(svg("text", { x: xOf(t), y: axisY, "text-anchor": anchor },
-                      new Date(t).toISOString().slice(0, 16).replace("T", " ")));
+                      new Date(t).toISOString().slice(0, short ? 19 : 16).replace("T", " ")));
     }
     el.append(root);
     return root;
