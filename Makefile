@@ -13,7 +13,7 @@ LOCK_ARGS    ?=
 PIP_COMPILE   = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet \
 	--generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test acceptance install lock schemas bench clean
+.PHONY: run test acceptance install browser lock schemas bench clean
 
 run: install ## create the venv, install, start broker + api + streams, feed the simulator
 	$(BIN)/millrace up
@@ -22,7 +22,7 @@ run: install ## create the venv, install, start broker + api + streams, feed the
 # tests wait on processes, so three overlap well even on two cores with one of them busy.
 TEST_WORKERS ?= 3
 
-test: install ## the whole test suite (real broker, real PostgreSQL, real HTTP)
+test: install browser ## the whole test suite (real broker, real PostgreSQL, real HTTP, a real browser)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The long runs on whole real data sets (the Norway file's 1.35 M events), left out of `make test`.
@@ -30,6 +30,17 @@ acceptance: install ## acceptance runs: whole-file replays (minutes; needs ../sh
 	$(BIN)/pytest -m acceptance --timeout=3600 -s
 
 install: $(VENV)/.installed
+
+# Headless Chromium and its driver from Debian's packages, for the dashboard's browser test
+# (tests/test_dashboard_browser.py). Nothing to do when both are there; where they cannot be
+# installed (not root, no apt-get) it says so and the test skips naming the packages.
+BROWSER_PACKAGES := chromium chromium-driver
+browser: ## headless Chromium + chromedriver (Debian) for the dashboard's browser test
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			$(BROWSER_PACKAGES) >/dev/null || echo "could not install $(BROWSER_PACKAGES)"; \
+	else echo "the dashboard's browser test needs: apt-get install $(BROWSER_PACKAGES)"; fi
 
 # The locked versions first (hash-checked), then the project itself without dependencies.
 $(VENV)/.installed: pyproject.toml $(DEV_LOCK)

@@ -1,8 +1,8 @@
 """FastAPI application factory: read-only over the registry; commands become events.
 
 Routers: health and probes (``/livez``, ``/readyz``; public), models, predictions, monitoring,
-training, observations; ``/metrics``
-(public, Prometheus). At start the served versions are loaded, then kept fresh by the
+training, observations; ``/metrics`` (public, Prometheus); the operator dashboard at ``/``
+(``api.dashboard``). At start the served versions are loaded, then kept fresh by the
 model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
 in a worker process (``api.books``).
 
@@ -35,6 +35,7 @@ from api import (
     probes,
 )
 from api.auth import Authenticator, document_security
+from api.dashboard import router as dashboard_router
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
 from api.publisher import CommandPublisher
@@ -122,4 +123,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     app.include_router(probes.router)
+    app.include_router(dashboard_router)  # the operator pages at / (api/dashboard/)
     return app

@@ -211,6 +211,7 @@ class DevStack:
             self.console.print(
                 f"\n[bold green]Millrace is up.[/bold green]\n"
                 f"  API:          {self.api_url}  (docs: {self.api_url}/docs)\n"
+                f"  Dashboard:    {self.api_url}/  (sign in with the service key below)\n"
                 f"  Health:       curl -s {self.api_url}/health\n"
                 f"  Data arrives: curl -s -H 'X-Internal-Service-Key: {self.service_key}' "
                 f"{self.api_url}/v1/ml/observations/stats\n"

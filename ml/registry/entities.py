@@ -38,6 +38,7 @@ __all__ = [
     "ObservationRow",
     "OnlineScore",
     "PartitionFault",
+    "PartitionProgress",
     "ProcessorState",
     "ScoreRow",
     "StatisticsChange",
@@ -235,6 +236,18 @@ class PartitionFault:
     stored_offset: int
     reason: str
     detected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """How far one consumer's stored state of a partition has come, and when it last moved
+    (what an operator view reads; no state blobs)."""
+
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from ml.registry.models import (
     StreamCheckpoint,
     StreamFault,
     StreamStatistic,
+    as_utc,
     utcnow,
 )
 from ml.registry.stores.dead_letters import add_dead_letters
@@ -216,6 +217,19 @@ class StreamStore:
         ).where(StreamCheckpoint.consumer == consumer)
         with self._db.engine.connect() as conn:
             return {(r[0], r[1]): e.StreamPosition(*r) for r in conn.execute(query)}
+
+    def progress(self) -> list[e.PartitionProgress]:
+        """Every consumer's stored position per partition with the time it last moved."""
+        query = select(
+            StreamCheckpoint.consumer,
+            StreamCheckpoint.topic,
+            StreamCheckpoint.partition,
+            StreamCheckpoint.offset,
+            StreamCheckpoint.updated_at,
+        ).order_by(StreamCheckpoint.consumer, StreamCheckpoint.topic, StreamCheckpoint.partition)
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [e.PartitionProgress(r[0], r[1], r[2], r[3], as_utc(r[4])) for r in rows]
 
     def checkpoints(self, consumer: str) -> dict[tuple[str, int], e.StoredCheckpoint]:
         """``consumer``'s stored positions with the processor states they include."""
