@@ -145,8 +145,20 @@ def test_market_lags_are_the_sums_of_earlier_months() -> None:
     assert row["market_lag_1"] == totals[pd.Timestamp(2016, 1, 1)]
     assert row["market_lag_13"] == totals[pd.Timestamp(2015, 1, 1)]
     assert np.isnan(featured[featured["month"] == pd.Timestamp(2015, 1, 1)]["market_lag_1"]).all()
-    got = market_rows(np.array([2016 * 12 + 1]), {2016 * 12: 5.0})
+    got = market_rows(np.array(["CAR|A|B|C"]), np.array([2016 * 12 + 1]), {("", 2016 * 12): 5.0})
     assert got["market_lag_1"][0] == 5.0 and np.isnan(got["market_lag_2"][0])
+
+
+def test_market_lags_sum_within_the_row_s_market_only() -> None:
+    panel = synthetic_panel(segments=4, months=15)
+    other = panel.assign(series_key="SE|" + panel["series_key"], sales=panel["sales"] * 100)
+    featured = add_features(pd.concat([panel, other], ignore_index=True))
+    month = featured["month"] == pd.Timestamp(2016, 2, 1)
+    plain = featured[month & ~featured["series_key"].str.startswith("SE|")].iloc[0]
+    swedish = featured[month & featured["series_key"].str.startswith("SE|")].iloc[0]
+    january = panel[panel["month"] == pd.Timestamp(2016, 1, 1)]["sales"].sum()
+    assert plain["market_lag_1"] == january
+    assert swedish["market_lag_1"] == 100 * january
 
 
 @pytest.mark.parametrize("anchor", ["last_month", "last_year"])

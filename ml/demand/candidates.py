@@ -26,6 +26,7 @@ from ml.demand.features import (
     series_features,
 )
 from ml.demand.online import OnlineDemandForecaster
+from ml.demand.segments import market_of
 
 __all__ = [
     "FEATURES",
@@ -45,8 +46,9 @@ __all__ = [
 
 #: The batch models' features (missing lags are NaN, so the flags would say nothing more).
 FEATURES = [name for name in FEATURE_NAMES if name not in LAG_FLAGS]
-#: Months back of the market totals a row carries: ``market_lag_k`` is the sum of every
-#: segment's sales of the panel (the scope being trained) ``k`` months before the row's month.
+#: Months back of the market totals a row carries: ``market_lag_k`` is the sum of the sales of
+#: every segment of the panel (the scope being trained) in the row's market
+#: (:func:`~ml.demand.segments.market_of`) ``k`` months before the row's month.
 MARKET_LAGS: tuple[int, ...] = (1, 2, 12, 13)
 MARKET_NAMES: tuple[str, ...] = tuple(f"market_lag_{k}" for k in MARKET_LAGS)
 #: Every column a featured row carries: the shared features, the batch-only lags, the market.
@@ -61,12 +63,25 @@ def _month_index(months: pd.Series) -> np.ndarray:
     return (months.dt.year * 12 + months.dt.month - 1).to_numpy(int)
 
 
-def market_rows(index: np.ndarray, totals: dict[int, float]) -> dict[str, np.ndarray]:
-    """:data:`MARKET_NAMES` columns for rows of month indexes ``index`` (year * 12 + month - 1)
-    from ``totals`` by month index (NaN where the month is not known)."""
+MarketTotals = dict[tuple[str, int], float]
+
+
+def market_totals(keys: np.ndarray, index: np.ndarray, sales: np.ndarray) -> MarketTotals:
+    """Sales summed by (market of the series key, month index)."""
+    markets = [market_of(str(k)) for k in keys]
+    return pd.Series(sales, dtype=float).groupby([markets, index]).sum().to_dict()
+
+
+def market_rows(keys: np.ndarray, index: np.ndarray, totals: MarketTotals) -> dict[str, np.ndarray]:
+    """:data:`MARKET_NAMES` columns for rows of series ``keys`` and month indexes ``index``
+    (year * 12 + month - 1) from ``totals`` (NaN where the month is not known)."""
     nan = float("nan")
+    markets = [market_of(str(k)) for k in keys]
     return {
-        f"market_lag_{k}": np.array([totals.get(int(i) - k, nan) for i in index], dtype=float)
+        f"market_lag_{k}": np.array(
+            [totals.get((m, int(i) - k), nan) for m, i in zip(markets, index, strict=True)],
+            dtype=float,
+        )
         for k in MARKET_LAGS
     }
 
@@ -91,8 +106,8 @@ def add_features(panel: pd.DataFrame) -> pd.DataFrame:
     features = pd.DataFrame.from_records(rows, columns=list(ROW_NAMES[: -len(MARKET_NAMES)]),
                                          index=df.index)  # fmt: skip
     index = _month_index(df["month"])
-    totals = pd.Series(df["sales"].to_numpy(float)).groupby(index).sum().to_dict()
-    market = pd.DataFrame(market_rows(index, totals), index=df.index)
+    totals = market_totals(keys, index, df["sales"].to_numpy(float))
+    market = pd.DataFrame(market_rows(keys, index, totals), index=df.index)
     return pd.concat([df.drop(columns=list(ROW_NAMES), errors="ignore"), features, market],
                      axis=1)  # fmt: skip
 
@@ -173,7 +188,9 @@ class DemandCandidate(ABC):
         keys, windows = panel_windows(panel)
         month = panel["month"].max()
         index = _month_index(panel["month"])
-        totals = pd.Series(panel["sales"].to_numpy(float)).groupby(index).sum().to_dict()
+        totals = market_totals(panel["series_key"].to_numpy(), index,
+                               panel["sales"].to_numpy(float))  # fmt: skip
+        markets = np.array([market_of(str(k)) for k in keys])
         out = np.zeros((len(windows), horizon))
         names = ROW_NAMES[: -len(MARKET_NAMES)]
         for step in range(horizon):
@@ -181,12 +198,14 @@ class DemandCandidate(ABC):
             at = np.full(len(windows), month.year * 12 + month.month - 1)
             records = [w.row(month, extra=True) for w in windows]
             columns: dict = {name: [r[name] for r in records] for name in names}
-            columns.update(market_rows(at, totals), series_key=keys, month=[month] * len(keys))
+            columns.update(market_rows(np.asarray(keys), at, totals), series_key=keys,
+                           month=[month] * len(keys))  # fmt: skip
             rows = pd.DataFrame(columns)
             predicted = np.clip(self.predict(rows), 0.0, None)
             for window, value in zip(windows, predicted, strict=True):
                 window.push(float(value))
-            totals[int(at[0])] = float(predicted.sum())
+            for market in set(markets):
+                totals[(market, int(at[0]))] = float(predicted[markets == market].sum())
             out[:, step] = predicted
         return {key: out[i] for i, key in enumerate(keys)}
 

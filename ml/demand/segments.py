@@ -83,6 +83,12 @@ def parent_levels(segment: Segment) -> tuple[tuple[str, Parent], ...]:
     return tuple((name, segment[:keep]) for name, keep in PARENT_LEVELS)
 
 
+def market_of(series_key: str) -> str:
+    """The market of a stored series key (``""`` for a key without one)."""
+    parts = series_key.split("|")
+    return parts[0] if len(parts) == MARKET_SEGMENT_PARTS else ""
+
+
 class ForecastPoint(NamedTuple):
     """One month of a forecast: the point value and its interval."""
 
