@@ -12,8 +12,8 @@ Rows without a CellID or timestamp, with an unparsable timestamp or number, or w
 measurement is invalid are rejected with the reason. A row with some invalid values (out of
 their physical range, e.g. an RSRP of -200 dBm or a negative bit rate; see
 :class:`~schemas.events.NetworkMeasurementEvent`) is published as it is, with those values
-named in :attr:`Record.dropped`: the worker drops them, keeps the rest, and counts them. Event ids hash
-(file name, line number), so a replay of the same file yields the same ids.
+named in :attr:`Record.dropped`: the worker drops them, keeps the rest, and counts them.
+Event ids hash (file name, line number), so a replay of the same file yields the same ids.
 """
 
 from __future__ import annotations
