@@ -95,7 +95,7 @@ def test_nan_and_infinity_in_a_measurement_are_dropped(literal: bytes) -> None:
         b' "note": "\\ud800"}',
         b'{"event_id": "a", "occurred_at": "2024-03-01T10:00:00Z", "cell_id": "c", "rsrp": NaN,'
         b' "x": ' + b"[" * 300 + b"]" * 300 + b"}",
-        b'[NaN]',
+        b"[NaN]",
         b'{"rsrp": NaN',
     ],
 )
