@@ -119,6 +119,15 @@ class Domain(ABC):
         the job runs against (a domain may read its model configs there)."""
         return None
 
+    def check_scope(self, scope: str, store: object | None = None) -> None:
+        """Raise :class:`~ml.training.errors.UnknownScope` when no model of the domain has
+        ``scope``, :class:`~ml.training.errors.ExtraNotInstalled` when its models need an
+        optional extra that is missing; before a retrain is asked for, so a client hears it
+        at once. Default: builds the scope's trainer and its candidates (nothing is fitted)."""
+        trainer = self.trainer(scope, store)
+        if trainer is not None:
+            trainer.candidates()
+
     def model_configs(self, store: object) -> list | None:
         """The domain's stored model configs for the stream (None: it has none to follow)."""
         return None
