@@ -112,6 +112,9 @@ SWEEP: list[tuple[str, str, dict[str, Any] | None, Any, int]] = [
     ("GET", "/v1/ml/models/latest", {"domain": "nosuch"}, None, 404),
     ("GET", "/v1/ml/models/v9.9.9-20260101", {"domain": "nosuch"}, None, 404),
     ("GET", "/v1/ml/models", {"status": "exploded"}, None, 422),
+    ("GET", "/v1/ml/activations", {"domain": "nosuch"}, None, 404),
+    ("GET", "/v1/ml/activations", {"at": "yesterday"}, None, 422),
+    ("GET", "/v1/ml/drift", {"domain": "nosuch"}, None, 404),
     (
         "POST",
         "/v1/ml/models/v9.9.9-20260101/activate",
