@@ -7,6 +7,8 @@ domain without naming any:
 * :meth:`Domain.topic` - its input topic in those settings;
 * :meth:`Domain.seed` - start-up seeding of the store (trainer, before consuming);
 * :meth:`Domain.forecast_book` - how the API builds the forecasts it serves of a version;
+* :meth:`Domain.check_scope` - whether a retrain of a scope can run here (API, before publishing:
+  unknown scope, missing optional extra);
 * :meth:`Domain.trainer_hooks` - its share of the trainer: the model commands it handles, the
   periodic tick and leadership start (run by the trainer owning commands partition 0), and
   what to do when one of its jobs ends. See :class:`TrainerHooks`.
