@@ -155,7 +155,10 @@ def check_message(
             "schema_violation", f"expected a JSON object, got {type(data).__name__}"
         ), []
     try:
-        event, dropped = validate_keeping_fields(model, data, dropped)
+        if model.DROPPABLE_FIELDS:
+            event, dropped = validate_keeping_fields(model, data, dropped)
+        else:
+            event = domain.parse(data)
     except ValidationError as exc:
         return Rejection("schema_violation", describe(exc)), []
     except NothingValid as exc:
