@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from millrace.kafka import encode_event
 from ml.domains import get_domain
 from ml.ingest import Message, Rejection, check_message, fold_batch, validate_message
 from ml.registry.store import Store
@@ -210,3 +211,36 @@ def test_a_redelivered_batch_counts_nothing_again(tmp_path: Path) -> None:
     assert "Dropped values (events kept): 5" in shown.stdout
     assert "ul_bitrate" in shown.stdout and "below_range" in shown.stdout
     assert "-4.0 (Input should be greater than or equal to 0)" in shown.stdout
+
+
+# --- the replay says how many values the worker will drop ------------------------------------
+def test_the_replay_summary_names_the_values_the_worker_will_drop(tmp_path: Path) -> None:
+    from millrace.importers import open_source, replay
+    from millrace.settings import Settings
+    from tests.test_importers import FakeProducer
+
+    header = "Timestamp,CellID,RSRP,RSRQ,DL_bitrate,UL_bitrate,NRxRSRQ"
+    rows = ["2020-01-03 09:22:01,11,-95,-10,184,12,-204",
+            "2020-01-03 09:22:02,11,-200,-10,184,-3,-12",
+            "2020-01-03 09:22:03,11,-96,-11,190,14,-204"]  # fmt: skip
+    path = tmp_path / "traces.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    producer = FakeProducer()
+    summary = replay(open_source(path), producer, Settings(), progress=False)
+    assert summary.published == 3 and summary.rejected == 0
+    assert summary.dropped == {"nr_rsrq below_range": 2, "rsrp below_range": 1,
+                               "ul_bitrate below_range": 1}  # fmt: skip
+    # published as read: the worker drops (and counts) them, keeping the rest
+    published = {event.event_id: event for _, _, event in producer.messages}
+    assert sorted(e.rsrp for e in published.values()) == [-200.0, -96.0, -95.0]
+    batch = fold_batch(
+        NETWORK,
+        [Message(TOPIC, 0, i, b"11", encode_event(e)) for i, e in enumerate(published.values())],
+        {}, consumer="c", **LIMITS,
+    )  # fmt: skip
+    assert batch.accepted == 3
+    assert {(c.field, c.reason): c.count for c in batch.field_rejections} == {
+        ("nr_rsrq", "below_range"): 2, ("rsrp", "below_range"): 1,
+        ("ul_bitrate", "below_range"): 1}  # fmt: skip
+    rendered = summary.render()
+    assert "values the worker will drop" in [str(c) for c in rendered.columns[0]._cells]
