@@ -81,7 +81,7 @@ def test_config_validation_names_every_problem_at_once(api: ApiServer) -> None:
     bad = {
         "id": "has spaces!",  # the id pattern
         "architecture": "magic",
-        "input_fields": ["weather"],
+        "input_fields": ["weather", "rsrp", "rsrp"],
         "output_fields": [],
         "window_duration_seconds": 0,
         "lookback_steps": "many",
@@ -95,6 +95,7 @@ def test_config_validation_names_every_problem_at_once(api: ApiServer) -> None:
                  "lookback_steps", "forecast_steps", "hidden_size"):  # fmt: skip
         assert f"{name}:" in detail, name
     assert "magic" in detail and "weather" in detail and "colour" not in detail
+    assert "duplicated field(s) ['rsrp']" in detail  # with the unknown one, in the same field
     # what FastAPI checked first before (missing fields, wrong types) is in the same answer
     detail = detail_of(api.post("/v1/ml/models", json={"architecture": "lstm"}), 422)
     for name in ("id", "input_fields", "output_fields"):
