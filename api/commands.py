@@ -35,15 +35,47 @@ from api.limits import StrictJSONRoute, client_event
 from api.publisher import BrokerUnavailable
 from ml.domains import all_domains
 from ml.registry.entities import JOB_STATUSES, TrainingJobRow
+from ml.training.errors import (
+    EXTRA_NOT_INSTALLED,
+    UNKNOWN_SCOPE,
+    ExtraNotInstalled,
+    TrainingDataError,
+    UnknownScope,
+)
 from schemas.events import RetrainReason, RetrainRequest
 
-__all__ = ["router"]
+__all__ = ["failure_status", "router"]
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["training"])
 
 #: Failure reasons answered 400 (the caller's request cannot be trained), not 500.
 _CALLER_ERRORS = ("Insufficient training data", "No sales observations", "end_date must be after",
                   "No test rows")  # fmt: skip
+
+
+def failure_status(error: str) -> int:
+    """The status of a failed job's answer, by its recorded error: the caller's fault is a
+    4xx (unknown scope 404, a missing optional extra 422, unusable data 400), else 500."""
+    if error.startswith(UNKNOWN_SCOPE):
+        return 404
+    if error.startswith(EXTRA_NOT_INSTALLED):
+        return 422
+    return 400 if error.startswith(_CALLER_ERRORS) else 500
+
+
+async def _check_scope(request: Request, domain: str, scope: str) -> None:
+    """Refuse a retrain the trainer could only fail: an unknown scope (404), a model whose
+    optional extra is not installed (422, naming it), a scope it cannot train (400)."""
+    found = next(d for d in all_domains() if d.name == domain)
+    configured = found.configure(request.app.state.settings)
+    try:
+        await run_in_threadpool(configured.check_scope, scope, store(request))
+    except UnknownScope as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    except ExtraNotInstalled as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    except TrainingDataError as exc:
+        raise HTTPException(400, detail=str(exc)) from exc
 
 
 class RetrainBody(BaseModel):
@@ -150,6 +182,30 @@ def _job_out(job: TrainingJobRow) -> JobOut:
                 "application/json": {"example": {"detail": "end_date must be after start_date"}}
             },
         },
+        404: {
+            "model": Detail,
+            "description": "Unknown domain, or no model of the domain has this scope",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "detail": "Unknown scope: network/nosuch-config (no network model "
+                        "config has that id or forecasts that field)"
+                    }
+                }
+            },
+        },
+        422: {
+            "model": Detail,
+            "description": "The scope's models need an optional extra that is not installed",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "detail": "Extra not installed: architecture ann (PyTorch) needs the "
+                        "optional extra 'torch' (pip install 'millrace[torch]')"
+                    }
+                }
+            },
+        },
         **AUTH_ERRORS,
         503: {"model": Detail, "description": "The broker did not acknowledge the request"},
     },
@@ -178,6 +234,7 @@ async def retrain(
         raise HTTPException(400, detail="end_date must be after start_date")
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
+    await _check_scope(request, domain, scope)
     settings = request.app.state.settings
     retrain_request = client_event(
         RetrainRequest,
@@ -208,8 +265,7 @@ async def retrain(
         return JSONResponse({"job_id": job.id if job else request_id, "status": status}, 202)
     if job.status == "failed":
         error = job.error or "training failed"
-        code = 400 if error.startswith(_CALLER_ERRORS) else 500
-        raise HTTPException(code, detail=error)
+        raise HTTPException(failure_status(error), detail=error)
     return _result(request, job)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from api.live import LiveModels
@@ -125,5 +125,8 @@ def live(request: Request) -> LiveModels:
 
 
 def domain_or_default(request: Request, domain: str | None = None) -> str:
-    """``domain``, or the ``DEFAULT_DOMAIN`` setting when it is omitted."""
+    """``domain``, or the ``DEFAULT_DOMAIN`` setting when it is omitted; a domain that is not
+    registered is answered 404 (``Unknown domain: ...``)."""
+    if domain and domain not in {d.name for d in all_domains()}:
+        raise HTTPException(404, detail=f"Unknown domain: {domain}")
     return domain or settings(request).default_domain

@@ -1,6 +1,7 @@
 """``GET /v1/ml/dead-letters``: the messages the stream refused, as stored with the batches
 that refused them: counts by error type and topic, and the latest ones with their reason and
-an excerpt of the payload."""
+an excerpt of the payload; and the invalid values it dropped from events it kept (counts by
+topic, field and reason, with the latest example)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ML_MODELS, Principal, require
 from api.common import AUTH_ERRORS, store
 from api.limits import StrictJSONRoute
-from ml.registry.entities import DeadLetterRow
+from ml.registry.entities import DeadLetterRow, FieldRejectionTotal
 
 __all__ = ["router", "MAX_LIMIT"]
 
@@ -44,12 +45,38 @@ class DeadLetterOut(BaseModel):
     created_at: datetime | None = Field(description="When its batch was stored")
 
 
+class FieldRejectionOut(BaseModel):
+    topic: str = Field(examples=["network.measurements"])
+    domain: str = Field(examples=["network"])
+    field: str = Field(examples=["ul_bitrate"])
+    reason: str = Field(
+        description="below_range | above_range | not_finite | not_a_number",
+        examples=["below_range"],
+    )
+    count: int = Field(description="Values dropped (their events were kept)", examples=[12])
+    example_value: str = Field(description="The latest dropped value", examples=["-3.0"])
+    example_detail: str = Field(examples=["Input should be greater than or equal to 0"])
+    example_event_id: str = Field(description="The event it was dropped from")
+    example_key: str | None = Field(examples=["cell-17"])
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
 class DeadLetterPage(BaseModel):
     total: int = Field(description="Stored dead letters (of the filters)", examples=[3])
     by_error_type: dict[str, int] = Field(examples=[{"future_timestamp": 2, "invalid_json": 1}])
     by_topic: dict[str, int] = Field(examples=[{"sales.transactions": 3}])
     items: list[DeadLetterOut] = Field(description="The latest, newest first")
     limit: int = Field(examples=[20])
+    dropped_values: int = Field(
+        0,
+        description="Invalid values dropped from events that were kept (of the topic filter)",
+        examples=[12],
+    )
+    field_rejections: list[FieldRejectionOut] = Field(
+        default_factory=list,
+        description="Dropped values by topic, field and reason, most frequent first",
+    )
 
 
 def _out(row: DeadLetterRow) -> DeadLetterOut:
@@ -66,6 +93,22 @@ def _out(row: DeadLetterRow) -> DeadLetterOut:
         consumer=row.consumer,
         occurred_at=row.occurred_at,
         created_at=row.created_at,
+    )
+
+
+def _field_out(row: FieldRejectionTotal) -> FieldRejectionOut:
+    return FieldRejectionOut(
+        topic=row.topic,
+        domain=row.domain,
+        field=row.field,
+        reason=row.reason,
+        count=row.count,
+        example_value=row.example_value,
+        example_detail=row.example_detail,
+        example_event_id=row.example_event_id,
+        example_key=row.example_key,
+        first_seen_at=row.first_seen_at,
+        last_seen_at=row.last_seen_at,
     )
 
 
@@ -89,12 +132,15 @@ async def dead_letters(
     def read() -> DeadLetterPage:
         counts = letters.counts(topic=topic, error_type=error_type)
         rows = letters.recent(limit, topic=topic, error_type=error_type)
+        dropped = letters.field_rejections(topic=topic)
         return DeadLetterPage(
             total=counts.total,
             by_error_type=counts.by_error_type,
             by_topic=counts.by_topic,
             items=[_out(r) for r in rows],
             limit=limit,
+            dropped_values=sum(r.count for r in dropped),
+            field_rejections=[_field_out(r) for r in dropped],
         )
 
     return await run_in_threadpool(read)

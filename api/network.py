@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -131,16 +131,25 @@ async def _result(request: Request, command: ModelCommand) -> CommandResultRow:
     responses={
         **AUTH_ERRORS,
         409: {"model": Detail, "description": "A live config has this id"},
-        422: {"model": Detail, "description": "Invalid config"},
+        422: {"model": Detail, "description": "Invalid config: every problem named at once"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ModelConfigIn.model_json_schema()}},
+        }
     },
 )
 async def create_model(
     request: Request,
-    body: ModelConfigIn,
+    body: Annotated[dict[str, Any], Body(description="A model config (see ModelConfigIn)")],
     principal: Principal = Depends(require(ML_RETRAIN)),  # noqa: B008
 ) -> CommandAccepted:
+    # validated in one pass, so that the 422 names every problem at once (unknown keys are
+    # ignored, as they always were)
+    known = {k: v for k, v in body.items() if k in ModelConfigIn.model_fields}
     try:
-        config = parse_config(body.model_dump())
+        config = parse_config(known)
     except ConfigError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     existing = await run_in_threadpool(_registry(request).get_config, config.id)

@@ -298,14 +298,20 @@ def dead_letters(
     error_type: Annotated[str | None, typer.Option(help="Only this error type")] = None,
     topic: Annotated[str | None, typer.Option(help="Only this source topic")] = None,
 ) -> None:
-    """Messages the stream refused: counts by error type and topic, the latest with reasons."""
-    from millrace.listings import dead_letter_counts_table, dead_letters_table
+    """Messages the stream refused: counts by error type and topic, the latest with reasons;
+    and the invalid values it dropped from events it kept, by field and reason."""
+    from millrace.listings import (
+        dead_letter_counts_table,
+        dead_letters_table,
+        field_rejections_table,
+    )
     from ml.registry.store import Store
 
     store = Store.from_url(_settings().database_url)
     out = Console(width=None if sys.stdout.isatty() else 200)
     out.print(dead_letter_counts_table(store.dead_letters.counts(topic, error_type)))
     out.print(dead_letters_table(store.dead_letters.recent(limit, topic, error_type)))
+    out.print(field_rejections_table(store.dead_letters.field_rejections(topic)))
 
 
 @models_app.command("activate")

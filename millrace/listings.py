@@ -1,4 +1,4 @@
-"""Rich tables the CLI prints for stored records: training jobs and dead letters."""
+"""Rich tables the CLI prints for stored records: training jobs, dead letters and dropped values."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ from collections.abc import Iterable
 from rich.table import Table
 from rich.text import Text
 
-from ml.registry.entities import DeadLetterCounts, DeadLetterRow, TrainingJobRow
+from ml.registry.entities import (
+    DeadLetterCounts,
+    DeadLetterRow,
+    FieldRejectionTotal,
+    TrainingJobRow,
+)
 
-__all__ = ["dead_letter_counts_table", "dead_letters_table", "jobs_table"]
+__all__ = [
+    "dead_letter_counts_table",
+    "dead_letters_table",
+    "field_rejections_table",
+    "jobs_table",
+]
 
 
 def _when(value: object) -> str:
@@ -60,5 +70,25 @@ def dead_letters_table(rows: Iterable[DeadLetterRow], payload_chars: int = 80) -
             Text(row.error_type),
             Text(row.reason),  # plain text: a payload's "[/x]" is no markup
             Text(payload),
+        )
+    return table
+
+
+def field_rejections_table(rows: Iterable[FieldRejectionTotal]) -> Table:
+    """Values dropped from events that were kept, by topic, field and reason, with the latest
+    example."""
+    rows = list(rows)
+    total = sum(r.count for r in rows)
+    table = Table("topic", "field", "reason", "count", "last seen", "e.g. value", "event",
+                  title=f"Dropped values (events kept): {total:,}")  # fmt: skip
+    for row in rows:
+        table.add_row(
+            Text(row.topic),
+            row.field,
+            row.reason,
+            f"{row.count:,}",
+            _when(row.last_seen_at),
+            Text(f"{row.example_value} ({row.example_detail})"),
+            Text(row.example_event_id),
         )
     return table

@@ -5,6 +5,12 @@ what to store, what to dead-letter and which offsets the stored state includes. 
 below a partition's checkpoint offset were already applied and are skipped, so redelivery after a
 crash or a rebalance never counts an event twice.
 
+A bad field does not throw away good ones: an invalid value of a droppable field (e.g. a negative
+uplink rate in a network measurement, see :mod:`ml.salvage`) becomes missing, the event is kept,
+and the dropped value is counted per partition, field and reason in the batch
+(:attr:`IngestBatch.field_rejections`, stored in the batch's transaction). Only accepted events'
+dropped values are counted, so each is counted once.
+
 No payload raises: whatever the bytes (invalid UTF-8, nesting beyond the parser's depth limit,
 values the contract refuses, times before ``min_time`` or past ``now + max_future``), the
 message becomes a :class:`Rejection` and then a dead letter, so poison never stops the worker
@@ -23,6 +29,14 @@ from pydantic import ValidationError
 
 from ml.domains.base import Domain
 from ml.observations import ObservationDelta, ObservationKey, accumulate
+from ml.registry.entities import FieldRejectionCount
+from ml.salvage import (
+    FieldRejection,
+    NothingValid,
+    describe,
+    lenient_loads,
+    validate_keeping_fields,
+)
 from schemas.events import BaseEvent, DeadLetterRecord, deterministic_id
 
 __all__ = [
@@ -32,6 +46,7 @@ __all__ = [
     "MessageLike",
     "Rejection",
     "as_min_time",
+    "check_message",
     "fold_batch",
     "validate_message",
 ]
@@ -78,14 +93,6 @@ class Rejection:
     reason: str
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def as_min_time(value: datetime | date) -> datetime:
     """``value`` as an aware UTC instant (a day means its first instant, UTC)."""
     if not isinstance(value, datetime):
@@ -112,24 +119,53 @@ def validate_message(
 ) -> BaseEvent | Rejection:
     """Parse and validate one payload into the domain's event, or say why not (never raises
     on the payload). ``min_time``: earlier ``occurred_at`` is ``too_old`` (a day or an instant).
-    """
+    Invalid droppable values are dropped (see :func:`check_message` for which ones)."""
+    return check_message(
+        domain, value, max_bytes=max_bytes, max_future=max_future, min_time=min_time, now=now
+    )[0]
+
+
+def check_message(
+    domain: Domain,
+    value: bytes | None,
+    *,
+    max_bytes: int,
+    max_future: timedelta,
+    min_time: datetime | date = DEFAULT_MIN_TIME,
+    now: datetime | None = None,
+) -> tuple[BaseEvent | Rejection, list[FieldRejection]]:
+    """:func:`validate_message`, with the values dropped from the event (invalid values of the
+    event model's ``DROPPABLE_FIELDS``: out of range, not a number, NaN or infinite); none when
+    the message is refused."""
     if value is None or len(value) == 0:
-        return Rejection("invalid_json", "empty payload")
+        return Rejection("invalid_json", "empty payload"), []
     if len(value) > max_bytes:
-        return Rejection("oversize", f"payload of {len(value)} bytes exceeds {max_bytes} bytes")
+        return Rejection("oversize", f"payload of {len(value)} bytes exceeds {max_bytes} bytes"), []
+    model = domain.event_model
+    dropped: list[FieldRejection] = []
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return Rejection("invalid_json", f"invalid JSON: {exc}")
+        salvaged = lenient_loads(value, model.DROPPABLE_FIELDS) if model.DROPPABLE_FIELDS else None
+        if salvaged is None:
+            return Rejection("invalid_json", f"invalid JSON: {exc}"), []
+        data, dropped = salvaged
     if not isinstance(data, dict):
-        return Rejection("schema_violation", f"expected a JSON object, got {type(data).__name__}")
+        return Rejection(
+            "schema_violation", f"expected a JSON object, got {type(data).__name__}"
+        ), []
     try:
-        event = domain.parse(data)
+        if model.DROPPABLE_FIELDS:
+            event, dropped = validate_keeping_fields(model, data, dropped)
+        else:
+            event = domain.parse(data)
     except ValidationError as exc:
-        return Rejection("schema_violation", _describe(exc))
+        return Rejection("schema_violation", describe(exc)), []
+    except NothingValid as exc:
+        return Rejection("schema_violation", str(exc)), []
     except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
         # a validator bug must not stop the worker: the message is refused, with the error
-        return Rejection("schema_violation", f"invalid event: {type(exc).__name__}: {exc}")
+        return Rejection("schema_violation", f"invalid event: {type(exc).__name__}: {exc}"), []
     occurred_at = event.occurred_at
     earliest = as_min_time(min_time)
     if occurred_at < earliest:
@@ -137,14 +173,14 @@ def validate_message(
             "too_old",
             f"occurred_at {occurred_at.isoformat()} is before the minimum event time "
             f"{earliest.isoformat()} (MIN_EVENT_TIME)",
-        )
+        ), []
     if occurred_at > _latest(now or datetime.now(UTC), max_future):
         return Rejection(
             "future_timestamp",
             f"occurred_at {occurred_at.isoformat()} is more than "
             f"{max_future.total_seconds():.0f} s in the future",
-        )
-    return event
+        ), []
+    return event, dropped
 
 
 @dataclass(slots=True)
@@ -160,6 +196,8 @@ class IngestBatch:
     event_ids: list[str] = field(default_factory=list)
     #: accepted events per partition, in offset order
     events: dict[TopicPartition, list[BaseEvent]] = field(default_factory=dict)
+    #: values dropped from accepted events, counted per (topic, partition, field, reason)
+    field_rejections: list[FieldRejectionCount] = field(default_factory=list)
     accepted: int = 0
     skipped: int = 0
 
@@ -206,7 +244,9 @@ def fold_batch(
     now = now or datetime.now(UTC)
     min_time = as_min_time(min_time)
     offsets = batch.offsets
-    fresh: list[tuple[MessageLike, TopicPartition, BaseEvent | Rejection]] = []
+    fresh: list[
+        tuple[MessageLike, TopicPartition, BaseEvent | Rejection, list[FieldRejection]]
+    ] = []
     for msg in messages:
         tp = (msg.topic, msg.partition)
         offset = msg.offset
@@ -215,7 +255,7 @@ def fold_batch(
             continue
         if offset > offsets.get(tp, -1):
             offsets[tp] = offset
-        result = validate_message(
+        result, dropped = check_message(
             domain,
             msg.value,
             max_bytes=max_bytes,
@@ -223,12 +263,13 @@ def fold_batch(
             min_time=min_time,
             now=now,
         )
-        fresh.append((msg, tp, result))
-    candidates = [r.event_id for _, _, r in fresh if not isinstance(r, Rejection)]
+        fresh.append((msg, tp, result, dropped))
+    candidates = [r.event_id for _, _, r, _ in fresh if not isinstance(r, Rejection)]
     seen = known_ids(candidates) if candidates else set()
     combined: dict[ObservationKey, ObservationDelta] = {}
     event_ids, events = batch.event_ids, batch.events
-    for msg, tp, result in fresh:
+    counts: dict[tuple[str, int, str, str], FieldRejectionCount] = {}
+    for msg, tp, result, dropped in fresh:
         if not isinstance(result, Rejection):
             if result.event_id in seen:
                 result = Rejection("duplicate", f"event_id {result.event_id} already processed")
@@ -252,6 +293,37 @@ def fold_batch(
         if accepted is None:
             accepted = events[tp] = []
         accepted.append(result)
+        for d in dropped:
+            _count(counts, msg, domain.name, d, result.event_id, now)
+    batch.field_rejections = list(counts.values())
     batch.accepted = len(event_ids)
     batch.deltas = list(combined.values())
     return batch
+
+
+def _count(
+    counts: dict[tuple[str, int, str, str], FieldRejectionCount],
+    msg: MessageLike,
+    domain: str,
+    dropped: FieldRejection,
+    event_id: str,
+    now: datetime,
+) -> None:
+    """Add one dropped value to the batch's counts (the latest one stays as the example)."""
+    key = (msg.topic, msg.partition, dropped.field, dropped.reason)
+    known = counts.get(key)
+    counts[key] = FieldRejectionCount(
+        topic=msg.topic,
+        partition=msg.partition,
+        domain=domain,
+        field=dropped.field,
+        reason=dropped.reason,
+        count=(known.count if known else 0) + 1,
+        example_value=dropped.value,
+        example_detail=dropped.detail,
+        example_event_id=event_id,
+        example_key=msg.key.decode("utf-8", "replace")[:255] if msg.key else None,
+        example_offset=msg.offset,
+        first_seen_at=known.first_seen_at if known else now,
+        last_seen_at=now,
+    )

@@ -21,12 +21,12 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from schemas.types import (
+    MAX_MEASURE,
     EventTime,
     Finite,
     FreeText,
     JsonObject,
     Label,
-    Measure,
     Name,
     Price,
     Rate,
@@ -76,6 +76,26 @@ Text16 = label(16)
 Market = label(40, strip=True)
 Latitude = number(-90, 90)
 Longitude = number(-180, 180)
+# physical ranges of the network measurements (what a device can report; a value outside is a
+# glitch, a counter reset or a sentinel such as -200 dBm, and becomes missing, see
+# NetworkMeasurementEvent.DROPPABLE_FIELDS)
+#: reference signal received power, dBm (3GPP NR SS-RSRP report range: -156..-31)
+Rsrp = number(-156, -31)
+#: reference signal received quality, dB (3GPP NR SS-RSRQ report range: -43..20)
+Rsrq = number(-43, 20)
+#: signal to noise (and interference) ratio, dB (3GPP NR SS-SINR: -23..40; devices report
+#: down to -30, so the bound is generous)
+Snr = number(-50, 60)
+#: channel quality indicator (3GPP 4-bit CQI table: 0..15)
+Cqi = number(0, 15)
+#: received signal strength, dBm (never positive)
+Rssi = number(-150, 0)
+#: a percentage
+Percent = number(0, 100)
+#: a non-negative duration or speed within the measurement bound
+NonNegative = number(0, MAX_MEASURE)
+#: a ground speed, km/h (a device on a plane is the fastest case)
+Speed = number(0, 1500)
 
 
 def deterministic_id(*parts: object) -> str:
@@ -109,6 +129,15 @@ class BaseEvent(BaseModel):
         description="When the fact happened (event time): an ISO 8601 string with a timezone "
         "(Z or an offset; epoch numbers and naive times are refused); stored in UTC.",
     )
+
+    #: optional values whose invalid value is dropped (becomes missing, counted per field and
+    #: reason) instead of refusing the whole event; none by default
+    DROPPABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def has_values(self) -> bool:
+        """Whether the event still carries something once its invalid droppable values were
+        dropped (False: it is refused)."""
+        return True
 
 
 class ContractType(StrEnum):
@@ -216,28 +245,36 @@ class NetworkMeasurementEvent(BaseEvent):
     cell_id: CellId
     network_mode: Text16 | None = Field(None, description="5G, LTE, HSPA+ ...")
     operator: Text60 | None = None
-    rsrp: Measure | None = Field(None, description="dBm")
-    rsrq: Measure | None = Field(None, description="dB")
-    snr: Measure | None = Field(None, description="dB")
-    cqi: Measure | None = None
-    rssi: Measure | None = Field(None, description="dBm")
-    dl_bitrate: Rate | None = Field(None, description="Downlink kbit/s")
-    ul_bitrate: Rate | None = Field(None, description="Uplink kbit/s")
-    ping_avg: Measure | None = Field(None, description="ms")
-    ping_min: Measure | None = None
-    ping_max: Measure | None = None
-    ping_stdev: Measure | None = None
-    ping_loss: Measure | None = None
-    nr_rsrp: Measure | None = None
-    nr_rsrq: Measure | None = None
-    speed: Measure | None = Field(None, description="km/h")
+    rsrp: Rsrp | None = Field(None, description="dBm, -156..-31")
+    rsrq: Rsrq | None = Field(None, description="dB, -43..20")
+    snr: Snr | None = Field(None, description="dB, -50..60")
+    cqi: Cqi | None = Field(None, description="0..15")
+    rssi: Rssi | None = Field(None, description="dBm, -150..0")
+    dl_bitrate: Rate | None = Field(None, description="Downlink kbit/s, >= 0")
+    ul_bitrate: Rate | None = Field(None, description="Uplink kbit/s, >= 0")
+    ping_avg: NonNegative | None = Field(None, description="ms, >= 0")
+    ping_min: NonNegative | None = Field(None, description="ms, >= 0")
+    ping_max: NonNegative | None = Field(None, description="ms, >= 0")
+    ping_stdev: NonNegative | None = Field(None, description="ms, >= 0")
+    ping_loss: Percent | None = Field(None, description="%, 0..100")
+    nr_rsrp: Rsrp | None = Field(None, description="5G NR RSRP, dBm, -156..-31")
+    nr_rsrq: Rsrq | None = Field(None, description="5G NR RSRQ, dB, -43..20")
+    speed: Speed | None = Field(None, description="km/h, 0..1500")
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     trace: Label | None = Field(None, description="Source trace id, if any.")
 
+    #: an invalid value of one of these (out of its range, not a number, NaN) becomes missing
+    #: and the rest of the measurement is kept (see :mod:`ml.salvage`)
+    DROPPABLE_FIELDS: ClassVar[tuple[str, ...]] = (*FIELDS, "latitude", "longitude")
+
     def measurements(self) -> dict[str, float]:
         """The measured (non-missing) numeric fields."""
         return {f: v for f in self.FIELDS if (v := getattr(self, f)) is not None}
+
+    def has_values(self) -> bool:
+        """Whether any measurement is left (one whose every value was invalid is refused)."""
+        return any(getattr(self, f) is not None for f in self.FIELDS)
 
 
 class RetrainReason(StrEnum):

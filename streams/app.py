@@ -2,8 +2,9 @@
 
 Each agent takes batches of raw messages, validates them, sends refused ones to the dead-letter
 topic (with reason and original payload), and writes the batch's observations together with the
-offsets they include and its refused messages (``dead_letters``, a bounded payload excerpt) in
-one store transaction. Scale-out is Kafka's: more partitions, more
+offsets they include, its refused messages (``dead_letters``, a bounded payload excerpt) and the
+counts of the invalid values it dropped from events it kept (``field_rejections``) in one store
+transaction. Scale-out is Kafka's: more partitions, more
 workers in the same consumer group (``STREAMS_APP_ID``).
 
 Exactly once, under faults:
@@ -362,6 +363,7 @@ def create_app(
                 dead_letter_row(record, settings.dead_letter_payload_chars)
                 for _, record in batch.dead_letters
             ],
+            field_rejections=batch.field_rejections,
         )
         metrics.batch(
             domain.name,

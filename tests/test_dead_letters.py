@@ -1,6 +1,8 @@
 """Dead letters you can see: a real streams worker on PostgreSQL refuses every kind of poison;
 each refusal is stored with its batch (error type, reason, bounded payload excerpt) and
-``GET /v1/ml/dead-letters`` shows the counts by error type and topic and the latest ones."""
+``GET /v1/ml/dead-letters`` shows the counts by error type and topic and the latest ones.
+The same worker keeps network measurements with a few invalid values (their valid values are
+stored) and the route shows the dropped values by field and reason."""
 
 from __future__ import annotations
 
@@ -86,4 +88,49 @@ def test_every_refusal_is_stored_and_shown_by_the_route(make_env, spawn, fresh_p
         assert resp.status_code == 422 and resp.json()["detail"], bad
     resp = httpx.get(url)
     assert resp.status_code == 401
+    assert body["dropped_values"] == 0 and body["field_rejections"] == []
+
+    # a bad field does not throw away good ones: each measurement keeps its valid values
+    def cell(i: int, **values: object) -> bytes:
+        at = f"2024-03-01T10:00:{i:02d}Z"
+        return orjson.dumps({"event_id": f"cell-{i}", "occurred_at": at, "cell_id": "c-1",
+                             "rsrp": -95.0, "dl_bitrate": 1000.0, **values})  # fmt: skip
+
+    measurements = [
+        cell(0, ul_bitrate=-3.0),  # a counter reset
+        cell(1, ul_bitrate=-8.0, cqi=40),
+        cell(2).replace(b'"rsrp":-95.0', b'"rsrp":NaN'),
+        cell(3, ul_bitrate=12.0),
+        cell(4, rsrp=-200.0, dl_bitrate=-1.0),  # nothing valid left: dead-lettered
+    ]
+    for i, payload in enumerate(measurements):
+        sender.send(settings.topic_network, "c-1", payload, f"cell-{i}")
+    sender.flush()
+    wait_for_events(store, "network", 4)
+    net = wait_for_progress(
+        lambda: (r := get(topic=settings.topic_network).json())["total"] >= 1 and r,
+        lambda: store.dead_letters.counts().total,
+    )
+    [letter] = net["items"]
+    assert letter["error_type"] == "schema_violation" and net["total"] == 1
+    assert letter["reason"].startswith("every measured value is invalid")
+    assert "rsrp: below_range (-200.0" in letter["reason"] and "dl_bitrate" in letter["reason"]
+    rejections = {(r["field"], r["reason"]): r for r in net["field_rejections"]}
+    assert {k: r["count"] for k, r in rejections.items()} == {
+        ("ul_bitrate", "below_range"): 2,
+        ("cqi", "above_range"): 1,
+        ("rsrp", "not_finite"): 1,
+    }
+    assert net["dropped_values"] == 4
+    ul = rejections[("ul_bitrate", "below_range")]
+    assert ul["topic"] == settings.topic_network and ul["domain"] == "network"
+    assert ul["example_value"] == "-8.0" and ul["example_event_id"] == "cell-1"
+    assert ul["example_key"] == "c-1" and "greater than or equal to 0" in ul["example_detail"]
+    assert get().json()["dropped_values"] == 4  # unfiltered too
+    assert get(topic=settings.topic_sales).json()["field_rejections"] == []
+    # the valid values of those measurements are in the store, the dropped ones are not
+    [window] = store.series.observations("network")
+    assert window.n_events == 4
+    assert window.fields["rsrp"].count == 3 and window.fields["dl_bitrate"].count == 4
+    assert window.fields["ul_bitrate"].count == 1 and "cqi" not in window.fields
     store.close()

@@ -265,6 +265,7 @@ def test_irish_full_file(shared_data: Path) -> None:
     path = shared_data / "cellular/irish_5g_raca2020/irish_5g_all_traces.csv.gz"
     assert count_rows(path) == 188_711
     published, rejected, sentinel_none, empty_none, cells = 0, Counter(), 0, 0, set()
+    dropped: Counter[tuple[str, str]] = Counter()
     with gzip.open(path, "rt") as raw:
         next(raw)
         for item, line in zip(Irish5GSource(path), raw, strict=True):
@@ -273,6 +274,9 @@ def test_irish_full_file(shared_data: Path) -> None:
                 continue
             published += 1
             cells.add(item.key)
+            dropped.update((d.field, d.reason) for d in item.dropped)
+            for d in item.dropped:  # published as read, for the worker to drop and count
+                assert getattr(item.event, d.field) == float(d.value)
             nr_rsrq = line.rstrip("\n").rsplit(",", 1)[1]
             if nr_rsrq == "2147483647.0":
                 sentinel_none += item.event.nr_rsrq is None
@@ -283,6 +287,13 @@ def test_irish_full_file(shared_data: Path) -> None:
     assert published == 188_711 and not rejected
     assert sentinel_none == 1_096 and empty_none == 37_242
     assert len(cells) == 190
+    # values outside their physical range (markers such as RSRP -200 dBm, NR RSRQ -204 dB):
+    # the rows are kept, those values named for the worker to drop
+    assert dropped == {
+        ("rsrp", "below_range"): 73,
+        ("nr_rsrp", "below_range"): 91,
+        ("nr_rsrq", "below_range"): 4_393,
+    }
 
 
 def test_irish_values_and_determinism(shared_data: Path) -> None:
@@ -311,23 +322,33 @@ def test_irish_bad_rows(tmp_path: Path) -> None:
         "2020-01-03 09:22:05,-8.39,51.88,0,B,11,5G,strong,-10,7,12,,184,12,D,,",
         "2020-01-03 09:22:06,-8.39,99.0,0,B,11,5G,-100,-10,7,12,,184,12,D,,",
         "2020-01-03 09:22:07,-8.39,51.88,0,B,11,5G,-100,-10,7,12,,-5,12,D,,",
+        "2020-01-03 09:22:08,-8.39,51.88,,B,11,5G,-200,-50,-,-,,-5,-1,D,,",
     ]
     path = tmp_path / "traces.csv.gz"
     with gzip.open(path, "wt") as handle:
         handle.write(header + "\n" + "\n".join(rows) + "\n")
     records, rejected = split(open_source(path))
-    assert len(records) == 1
+    assert len(records) == 3
     event = records[0].event
     assert event.snr is None and event.rssi is None and event.nr_rsrq is None
-    assert event.nr_rsrp == -101.0 and event.cqi == 12.0
+    assert event.nr_rsrp == -101.0 and event.cqi == 12.0 and records[0].dropped == ()
+    # one invalid value does not throw the row away: it is named, the rest is kept
+    by_row = {r.row: r for r in records}
+    assert [(d.field, d.reason, d.value) for d in by_row[7].dropped] == [
+        ("latitude", "above_range", "99.0")
+    ]
+    assert [(d.field, d.reason, d.value) for d in by_row[8].dropped] == [
+        ("dl_bitrate", "below_range", "-5.0")
+    ]
+    assert by_row[8].event.rsrp == -100 and by_row[8].event.ul_bitrate == 12
     assert {r.row: r.category for r in rejected} == {
         3: "missing cell id",
         4: "missing timestamp",
         5: "bad timestamp",
         6: "bad number",
-        7: "invalid event",
-        8: "invalid event",
+        9: "invalid event",  # nothing valid left: RSRP -200 dBm, RSRQ -50 dB, DL and UL negative
     }
+    assert "every measured value is invalid" in next(r for r in rejected if r.row == 9).reason
 
 
 # --- open_source / replay --------------------------------------------------------------------

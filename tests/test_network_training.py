@@ -21,7 +21,7 @@ from ml.network.training import (
     windows_from_observations,
 )
 from ml.observations import combine
-from ml.training.errors import TrainingDataError
+from ml.training.errors import ExtraNotInstalled, TrainingDataError, UnknownScope
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def test_for_scope_takes_a_config_id_or_a_field() -> None:
     assert [str(a) for a in by_field.architectures] == expected
     algorithms = [c.algorithm for c in by_field.candidates()]
     assert algorithms == ["persistence", *expected]  # the baseline first
-    with pytest.raises(TrainingDataError, match="unknown network scope 'snr'"):
+    with pytest.raises(UnknownScope, match="Unknown scope: network/snr"):
         NetworkTrainer.for_scope("snr")
 
 
@@ -125,7 +125,8 @@ def test_a_neural_architecture_without_torch_fails_the_job_clearly(monkeypatch) 
         id="x-ann", architecture="ann", input_fields=("rsrp",), output_fields=("rsrp",)
     )
     trainer = NetworkTrainer.for_scope("x-ann", [config])
-    with pytest.raises(TrainingDataError, match="needs PyTorch"):
+    needs = r"Extra not installed: architecture ann \(PyTorch\) needs the optional extra 'torch'"
+    with pytest.raises(ExtraNotInstalled, match=needs):
         trainer.candidates()
     assert [str(a) for a in NetworkTrainer.for_scope("rsrp").architectures] == ["lightgbm"]
 

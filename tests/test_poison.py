@@ -293,6 +293,7 @@ class Worker:
         )
         self.settings = Settings()
         self.stored = 0
+        self.dropped = 0
 
     def feed(self, payloads: list[bytes]) -> IngestBatch:
         messages = [
@@ -335,12 +336,17 @@ class Worker:
             drift_events=[drift_row(event) for event in output.drift_events],
             forecasts=output.forecasts,
             scores=output.scores,
+            field_rejections=batch.field_rejections,
         )
         for request in output.retrain_requests:
             encode_event(request)
         self.checkpoints.update(batch.offsets)
         self.stored += batch.accepted
         assert self.store.series.count_events(self.domain.name) == self.stored
+        # values dropped from accepted events: each counted once, whatever they were
+        self.dropped += sum(c.count for c in batch.field_rejections)
+        stored = self.store.dead_letters.field_rejections(topic=self.topic)
+        assert sum(r.count for r in stored) == self.dropped
         return batch
 
     def process(self, batch: IngestBatch) -> tuple[ProcessorOutput, dict]:

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from ml.salvage import FieldRejection
 from schemas.events import BaseEvent
 
 __all__ = [
@@ -66,6 +67,8 @@ class Record:
     event: BaseEvent
     #: the 1-based line of the file it comes from, when the importer knows it
     row: int | None = None
+    #: invalid values the event carries that the worker will drop (the rest is kept)
+    dropped: tuple[FieldRejection, ...] = ()
 
 
 class Source(ABC):

@@ -8,9 +8,12 @@ loaded whole), keyed by ``cell_id`` = ``CellID``. Empty cells, ``-`` and the ``2
 Ireland between 2019-11-20 and 2020-02-27, entirely within Irish winter time (GMT, UTC+0), so
 the value is **interpreted as UTC**; a timestamp that carries an explicit offset keeps it.
 
-Rows without a CellID or timestamp, with an unparsable timestamp or number, or whose values the
-event schema refuses (e.g. a latitude out of range) are rejected with the reason. Event ids hash
-(file name, line number), so a replay of the same file yields the same ids.
+Rows without a CellID or timestamp, with an unparsable timestamp or number, or whose every
+measurement is invalid are rejected with the reason. A row with some invalid values (out of
+their physical range, e.g. an RSRP of -200 dBm or a negative bit rate; see
+:class:`~schemas.events.NetworkMeasurementEvent`) is published as it is, with those values
+named in :attr:`Record.dropped`: the worker drops them, keeps the rest, and counts them.
+Event ids hash (file name, line number), so a replay of the same file yields the same ids.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from millrace.importers.base import (
     open_text,
     validation_reason,
 )
+from ml.salvage import NothingValid, validate_keeping_fields
 from schemas.events import NetworkMeasurementEvent
 
 __all__ = ["Irish5GSource", "SENTINEL", "count_rows", "is_irish5g_header", "parse_measure"]
@@ -179,10 +183,13 @@ class Irish5GSource(FileSource):
         for name, i in text:
             value = cells[i].strip()
             fields[name] = None if value in _MISSING else value
+        data = {"event_id": make_id(line), "occurred_at": occurred_at, "cell_id": cell_id}
         try:
-            event = NetworkMeasurementEvent(
-                event_id=make_id(line), occurred_at=occurred_at, cell_id=cell_id, **fields
-            )
+            event, dropped = validate_keeping_fields(NetworkMeasurementEvent, {**data, **fields})
         except ValidationError as exc:
             return Rejected(line, validation_reason(exc))
-        return Record("topic_network", cell_id, event, row=line)
+        except NothingValid as exc:
+            return Rejected(line, f"invalid event: {exc}"[:300])
+        if dropped:  # published as read: the worker drops and counts them
+            event = event.model_copy(update={d.field: fields[d.field] for d in dropped})
+        return Record("topic_network", cell_id, event, row=line, dropped=tuple(dropped))

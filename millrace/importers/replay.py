@@ -68,6 +68,9 @@ class ReplaySummary:
     refused: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
     refused_examples: list[tuple[str, str]] = field(default_factory=list)
+    #: invalid values of published records the worker will drop (keeping the rest), by
+    #: ``field reason``
+    dropped: Counter[str] = field(default_factory=Counter)
 
     @property
     def rate(self) -> float:
@@ -107,6 +110,10 @@ class ReplaySummary:
             table.add_row(f"  {error_type}", f"{count:,}")
         for where, reason in self.refused_examples:
             table.add_row(f"  e.g. {where}", reason)
+        if self.dropped:
+            table.add_row("values the worker will drop", f"{sum(self.dropped.values()):,}")
+            for what, count in self.dropped.most_common(MAX_EXAMPLES):
+                table.add_row(f"  {what}", f"{count:,}")
         if self.unflushed:
             table.add_row("not delivered at flush", f"{self.unflushed:,}", style="red")
         table.add_row("elapsed", f"{self.elapsed:.2f} s")
@@ -218,6 +225,8 @@ def replay(
             producer.publish(topic, item.key, item.event)
             if (refusal := rules.refusal(item.event)) is not None:
                 summary.add_refused(item, *refusal)
+            else:
+                summary.dropped.update(f"{d.field} {d.reason}" for d in item.dropped)
             summary.published += 1
             summary.by_topic[topic] += 1
             pending += 1

@@ -7,6 +7,8 @@ domain without naming any:
 * :meth:`Domain.topic` - its input topic in those settings;
 * :meth:`Domain.seed` - start-up seeding of the store (trainer, before consuming);
 * :meth:`Domain.forecast_book` - how the API builds the forecasts it serves of a version;
+* :meth:`Domain.check_scope` - whether a retrain of a scope can run here (API, before publishing:
+  unknown scope, missing optional extra);
 * :meth:`Domain.trainer_hooks` - its share of the trainer: the model commands it handles, the
   periodic tick and leadership start (run by the trainer owning commands partition 0), and
   what to do when one of its jobs ends. See :class:`TrainerHooks`.
@@ -118,6 +120,15 @@ class Domain(ABC):
         """The batch trainer of ``scope`` (None: no batch training). ``store`` is the registry
         the job runs against (a domain may read its model configs there)."""
         return None
+
+    def check_scope(self, scope: str, store: object | None = None) -> None:
+        """Raise :class:`~ml.training.errors.UnknownScope` when no model of the domain has
+        ``scope``, :class:`~ml.training.errors.ExtraNotInstalled` when its models need an
+        optional extra that is missing; before a retrain is asked for, so a client hears it
+        at once. Default: builds the scope's trainer and its candidates (nothing is fitted)."""
+        trainer = self.trainer(scope, store)
+        if trainer is not None:
+            trainer.candidates()
 
     def model_configs(self, store: object) -> list | None:
         """The domain's stored model configs for the stream (None: it has none to follow)."""

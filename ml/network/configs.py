@@ -86,12 +86,15 @@ class ModelConfig(BaseModel):
     @field_validator("input_fields", "output_fields")
     @classmethod
     def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = []
         unknown = [f for f in value if f not in FIELDS]
         if unknown:
-            raise ValueError(f"unknown field(s) {unknown}; known: {', '.join(FIELDS)}")
+            problems.append(f"unknown field(s) {unknown}; known: {', '.join(FIELDS)}")
         duplicated = sorted({f for f in value if value.count(f) > 1})
         if duplicated:
-            raise ValueError(f"duplicated field(s) {duplicated}")
+            problems.append(f"duplicated field(s) {duplicated}")
+        if problems:  # both at once
+            raise ValueError("; ".join(problems))
         return value
 
     @property

@@ -45,7 +45,7 @@ from ml.network.features import SupervisedRow, feature_names, supervised_rows
 from ml.network.online import OnlineModel, replay
 from ml.periods import index_start
 from ml.training.base import DomainTrainer, TrainingSet, check_date_range
-from ml.training.errors import TrainingDataError
+from ml.training.errors import ExtraNotInstalled, TrainingDataError, UnknownScope
 
 __all__ = [
     "MIN_WINDOWS",
@@ -221,9 +221,7 @@ def _candidate(config: ModelConfig, field: str, architecture: Architecture) -> N
         return NetworkGBM(config, field)
     if architecture in (Architecture.ANN, Architecture.LSTM):
         if not torch_available():
-            raise TrainingDataError(
-                f"architecture {architecture} needs PyTorch (pip install torch), not installed"
-            )
+            raise ExtraNotInstalled("torch", f"architecture {architecture} (PyTorch)")
         from ml.network.neural import NeuralCandidate
 
         return NeuralCandidate(config, field, architecture)
@@ -264,8 +262,8 @@ class NetworkTrainer(DomainTrainer):
                 return cls(config, config.output_fields[0], base_window_seconds=base_window_seconds)
         models = configs_for_field(configs, scope)
         if not models:
-            raise TrainingDataError(
-                f"unknown network scope {scope!r}: no config has that id or forecasts that field"
+            raise UnknownScope(
+                DOMAIN, scope, "no network model config has that id or forecasts that field"
             )
         batch = [c for c in models if c.architecture in BATCH_ARCHITECTURES]
         archs = [Architecture.LIGHTGBM]

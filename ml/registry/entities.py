@@ -32,6 +32,8 @@ __all__ = [
     "DeadLetterCounts",
     "DeadLetterRow",
     "DriftEventRow",
+    "FieldRejectionCount",
+    "FieldRejectionTotal",
     "ForecastRow",
     "TrainingJobRow",
     "ModelVersionRow",
@@ -161,6 +163,45 @@ class DeadLetterCounts:
     total: int
     by_error_type: dict[str, int]
     by_topic: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRejectionCount:
+    """Values dropped from accepted events of one partition (the rest of each event was
+    kept), for one field and reason; the latest dropped value is kept as the example."""
+
+    topic: str
+    partition: int
+    domain: str
+    field: str
+    #: ``below_range`` | ``above_range`` | ``not_finite`` | ``not_a_number``
+    reason: str
+    count: int
+    example_value: str
+    example_detail: str
+    example_event_id: str
+    example_key: str | None
+    example_offset: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRejectionTotal:
+    """The dropped values of one topic, field and reason over every partition, with the
+    latest example."""
+
+    topic: str
+    domain: str
+    field: str
+    reason: str
+    count: int
+    example_value: str
+    example_detail: str
+    example_event_id: str
+    example_key: str | None
+    first_seen_at: datetime
+    last_seen_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

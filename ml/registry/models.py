@@ -47,6 +47,7 @@ __all__ = [
     "FieldStateRecord",
     "CommandResult",
     "DeadLetter",
+    "FieldRejection",
 ]
 
 
@@ -391,6 +392,32 @@ class DeadLetter(Base):
             self.occurred_at,
             self.created_at,
         )
+
+
+class FieldRejection(Base):
+    """Values dropped from accepted stream events (invalid, the rest of the event kept),
+    counted per topic, partition, field and reason in the transaction of each batch. One row
+    per partition: only the worker owning a partition writes its rows (fenced batches)."""
+
+    __tablename__ = "field_rejections"
+    __table_args__ = (
+        UniqueConstraint("topic", "partition", "field", "reason", name="uq_field_rejections"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    domain: Mapped[str] = mapped_column(String(60))
+    field: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(40))
+    count: Mapped[int] = mapped_column(BigInteger)
+    example_value: Mapped[str] = mapped_column(String(64))
+    example_detail: Mapped[str] = mapped_column(Text)
+    example_event_id: Mapped[str] = mapped_column(String(128))
+    example_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    example_offset: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ScoreHistory(Base):

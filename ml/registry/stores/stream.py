@@ -32,7 +32,7 @@ from ml.registry.models import (
     as_utc,
     utcnow,
 )
-from ml.registry.stores.dead_letters import add_dead_letters
+from ml.registry.stores.dead_letters import add_dead_letters, add_field_rejections
 
 __all__ = ["CheckpointKey", "StreamStore"]
 
@@ -72,6 +72,7 @@ class StreamStore:
         expected: Mapping[CheckpointKey, int | None] | None = None,
         fingerprints: Mapping[CheckpointKey, str | None] | None = None,
         dead_letters: Iterable[e.DeadLetterRow] = (),
+        field_rejections: Iterable[e.FieldRejectionCount] = (),
         attempts: int = 3,
     ) -> None:
         """Commit one stream batch in ONE transaction: merge ``deltas`` into the observations,
@@ -79,8 +80,9 @@ class StreamStore:
         at them) and processor ``states`` (with their format version), the processed
         ``event_ids``, late-event ``corrections`` per observation, new ``drift_events`` (deduped
         by event id), ``forecasts`` (upserted), score-history rows, the changes of the
-        partitions' current ``statistics`` and the batch's refused messages (``dead_letters``,
-        deduped by their event id, which derives from topic/partition/offset).
+        partitions' current ``statistics``, the batch's refused messages (``dead_letters``,
+        deduped by their event id, which derives from topic/partition/offset) and the counts
+        of the values it dropped from accepted events (``field_rejections``).
 
         ``expected`` fences the batch: for each key it names, the stored offset must still be
         the given one (None: no row yet), otherwise :class:`StaleCheckpoint` is raised and
@@ -99,6 +101,7 @@ class StreamStore:
             list(scores),
             dict(statistics or {}),
             list(dead_letters),
+            list(field_rejections),
         )
         marks = _Marks(checkpoints or {}, states or {}, expected or {}, fingerprints or {})
         for attempt in range(1, attempts + 1):
@@ -121,6 +124,7 @@ class StreamStore:
             list[dict[str, Any]],
             dict[CheckpointKey, e.StatisticsChange],
             list[e.DeadLetterRow],
+            list[e.FieldRejectionCount],
         ],
     ) -> None:
         now = utcnow()
@@ -171,6 +175,7 @@ class StreamStore:
             for key, change in sorted(extras[3].items()):
                 _change_statistics(session, key, change, now)
             add_dead_letters(session, extras[4])
+            add_field_rejections(session, extras[5])
 
     def _existing_observations(
         self, session: Session, keys: list[tuple[str, str, datetime]]
