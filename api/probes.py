@@ -20,7 +20,15 @@ __all__ = ["router"]
 router = APIRouter(tags=["health"])
 
 
-@router.get("/livez", summary="Liveness: the process answers")
+def _example(body: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"example": body}}}
+
+
+@router.get(
+    "/livez",
+    summary="Liveness: the process answers",
+    responses={200: _example({"status": "live"})},
+)
 async def livez() -> dict[str, str]:
     return {"status": "live"}
 
@@ -28,7 +36,10 @@ async def livez() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: store reachable and prediction snapshots loaded",
-    responses={503: {"description": "Not ready; `detail` says why"}},
+    responses={
+        200: _example({"status": "ready", "checks": {"database": "ok", "snapshots": "loaded"}}),
+        503: {"description": "Not ready; `detail` says why"},
+    },
 )
 def readyz(request: Request) -> JSONResponse:
     state = request.app.state

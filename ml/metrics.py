@@ -38,6 +38,14 @@ __all__ = [
 Number = float | int
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _float_or_inf(value: float | int | None) -> float:
+    return math.inf if value is None else float(value)
+
+
 class RunningMetrics:
     """MAE, RMSE, MAPE and R² over a stream of ``(y_true, y_pred)`` pairs, O(1) per update.
 
@@ -63,10 +71,11 @@ class RunningMetrics:
         self.n += 1
         self._sum_abs += abs(err)
         self._sum_sq += err * err
-        if y_true == 0.0:
+        ape = abs(err / y_true) if y_true != 0.0 else math.inf
+        if math.isfinite(ape):
+            self._sum_ape += ape
+        else:  # an actual of 0 (or so close to it that the ratio overflows) has no percentage
             self.mape_excluded += 1
-        else:
-            self._sum_ape += abs(err / y_true)
         delta = y_true - self._mean_y
         self._mean_y += delta / self.n
         self._m2_y += delta * (y_true - self._mean_y)
@@ -122,15 +131,16 @@ class RunningMetrics:
         return RunningMetrics.from_stats(self.stats())
 
     def stats(self) -> dict[str, float | int]:
-        """The sufficient statistics as plain data (:meth:`from_stats` reads them back)."""
+        """The sufficient statistics as plain JSON data (:meth:`from_stats` reads them back); a
+        sum that overflowed is ``None`` (JSON has no infinity) and reads back as infinite."""
         return {
             "n": self.n,
             "mape_excluded": self.mape_excluded,
-            "sum_abs": self._sum_abs,
-            "sum_sq": self._sum_sq,
-            "sum_ape": self._sum_ape,
-            "mean_y": self._mean_y,
-            "m2_y": self._m2_y,
+            "sum_abs": _finite_or_none(self._sum_abs),
+            "sum_sq": _finite_or_none(self._sum_sq),
+            "sum_ape": _finite_or_none(self._sum_ape),
+            "mean_y": _finite_or_none(self._mean_y),
+            "m2_y": _finite_or_none(self._m2_y),
         }
 
     @classmethod
@@ -140,11 +150,11 @@ class RunningMetrics:
         try:
             metrics.n = int(stats["n"])
             metrics.mape_excluded = int(stats["mape_excluded"])
-            metrics._sum_abs = float(stats["sum_abs"])
-            metrics._sum_sq = float(stats["sum_sq"])
-            metrics._sum_ape = float(stats["sum_ape"])
-            metrics._mean_y = float(stats["mean_y"])
-            metrics._m2_y = float(stats["m2_y"])
+            metrics._sum_abs = _float_or_inf(stats["sum_abs"])
+            metrics._sum_sq = _float_or_inf(stats["sum_sq"])
+            metrics._sum_ape = _float_or_inf(stats["sum_ape"])
+            metrics._mean_y = _float_or_inf(stats["mean_y"])
+            metrics._m2_y = _float_or_inf(stats["m2_y"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not running-metrics statistics: {stats!r}") from exc
         if metrics.n < 0 or metrics.mape_excluded < 0 or metrics.mape_excluded > metrics.n:

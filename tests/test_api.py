@@ -93,7 +93,12 @@ def test_model_list_one_version_and_activation_history(api: ApiServer) -> None:
     assert [m["version"] for m in active] == [latest]
     one = api.get(f"/v1/ml/models/{latest}")
     assert one.status_code == 200 and one.json()["status"] == "active"
-    assert set(one.json()["candidates"]) == {"seasonal_naive", "river_online", "lightgbm"}
+    assert set(one.json()["candidates"]) == {
+        "seasonal_naive",
+        "river_online",
+        "lightgbm",
+        "lightgbm_change",
+    }
     missing = api.get("/v1/ml/models/v9.9.9-20200101")
     assert missing.status_code == 404 and "v9.9.9-20200101" in missing.json()["detail"]
     assert api.get("/v1/ml/models", params={"status": "bogus"}).status_code == 422

@@ -8,6 +8,7 @@ too in the integration run)."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -345,3 +346,14 @@ class OnlyOnline(StoreScorer):
 
     def models(self, field: str) -> list[str]:
         return [m for m in super().models(field) if m == f"{field}-river_linear"]
+
+
+def test_statistics_stay_json_when_a_ratio_or_a_sum_overflows() -> None:
+    """PostgreSQL's JSON has no Infinity: a tiny actual (whose percentage error overflows) is
+    left out of MAPE, and an overflowed sum is stored as null and read back as infinite."""
+    metrics = RunningMetrics().update(5e-324, 1.0).update(2.0, 1.0)
+    assert metrics.mape_excluded == 1 and metrics.mape == 0.5
+    huge = RunningMetrics().update(1e308, -1e308)
+    stats = huge.stats()
+    assert stats["sum_sq"] is None and json.loads(json.dumps(stats, allow_nan=False)) == stats
+    assert RunningMetrics.from_stats(stats).rmse == math.inf
