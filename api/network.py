@@ -306,6 +306,17 @@ def inference(
     body: InferenceIn,
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
 ) -> InferenceOut:
+    started = time.perf_counter()
+    out = _inference(request, body)
+    request.app.state.predictions.record(
+        DOMAIN, "inference", out.model_version, body,
+        out.model_dump(mode="json", exclude={"model_version"}),
+        time.perf_counter() - started,
+    )  # fmt: skip
+    return out
+
+
+def _inference(request: Request, body: InferenceIn) -> InferenceOut:
     configs = _configs_of(request, body.field)
     model_id = body.model_id
     if model_id is None:

@@ -47,6 +47,7 @@ __all__ = [
     "FieldStateRecord",
     "CommandResult",
     "DeadLetter",
+    "PredictionLogRecord",
 ]
 
 
@@ -390,6 +391,34 @@ class DeadLetter(Base):
             self.payload_bytes,
             self.occurred_at,
             self.created_at,
+        )
+
+
+class PredictionLogRecord(Base):
+    """One prediction the API served: its inputs, its answer, the version and the latency."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_served_at", "served_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(60))
+    model_version: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    served_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    def to_entity(self) -> e.PredictionRow:
+        return e.PredictionRow(
+            self.domain,
+            self.endpoint,
+            self.model_version,
+            dict(self.inputs or {}),
+            dict(self.output or {}),
+            self.latency_ms,
+            self.served_at,
+            self.id,
         )
 
 
