@@ -32,6 +32,7 @@ from api import (
     network,
     observations,
     predict,
+    training,
 )
 from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
@@ -121,8 +122,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     # predictions first: the hot path is matched before the other routers are tried (the docs
     # keep the order of the tags above)
-    for module in (predict, health, models, monitoring, commands, network, observations,
-                   dead_letters):  # fmt: skip
+    for module in (predict, health, models, monitoring, commands, training, network,
+                   observations, dead_letters):  # fmt: skip
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     return app
