@@ -192,20 +192,30 @@ Domain = Annotated[
     str | None,
     Query(max_length=60, examples=DOMAIN_EXAMPLES, description="Only this domain's predictions"),
 ]
+LatencyDomain = Annotated[
+    str | None,
+    Query(
+        max_length=60,
+        examples=DOMAIN_EXAMPLES,
+        description="The domain's predictions (default: `DEFAULT_DOMAIN`; versions are named "
+        "per domain)",
+    ),
+]
 
 
 @router.get(
     "/monitoring",
     response_model=MonitoringReport,
-    summary="Prediction latency over the last N predictions (from the prediction log)",
+    summary="Prediction latency over a domain's last N predictions (from the prediction log)",
     responses=AUTH_ERRORS,
 )
 async def monitoring(
     request: Request,
     last: Annotated[int, Query(ge=1, le=1_000_000, description="N")] = 1000,
-    domain: Domain = None,
+    domain: LatencyDomain = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> MonitoringReport:
+    domain = domain_or_default(request, domain)
     await request.app.state.predictions.flush()  # this process's buffered ones count too
     items = await run_in_threadpool(store(request).predictions.latencies, last, domain)
     overall, by_version = latency_summary(items)
