@@ -36,8 +36,8 @@ from api import (
 )
 from api.auth import Authenticator, document_security
 from api.limits import BodyLimitMiddleware, install_error_handlers
-from api.prediction_log import PredictionRecorder
 from api.live import LiveModel, LiveModels
+from api.prediction_log import PredictionRecorder
 from api.publisher import CommandPublisher
 from api.telemetry import Telemetry, TelemetryMiddleware
 from api.updates import follow_model_updates, refresh_periodically

@@ -1,5 +1,6 @@
 """Retraining: ``POST /v1/ml/retrain`` publishes a retrain request and (by default) waits for
-its job; ``GET /v1/ml/training/jobs`` (``?model_id=`` for one model's) and ``/{job_id}`` read the jobs.
+its job; ``GET /v1/ml/training/jobs`` (``?model_id=``: one model's) and ``/{job_id}`` read the
+jobs.
 
 The trainer coalesces a request into the scope's queued or running job, so a retrain asked for
 while a job runs joins that job; the answer is that job's outcome. Jobs can be looked up by

@@ -1,5 +1,6 @@
 """Model metadata: ``/v1/ml/models/latest`` (dealership shape), the version list, one version
-(or one model config of a domain that has them), and ``POST /v1/ml/models/{version}/activate`` (published command)."""
+(or one model config of a domain that has them), the activation history, and
+``POST /v1/ml/models/{version}/activate`` (published command)."""
 
 from __future__ import annotations
 

@@ -51,8 +51,14 @@ def prepare(store: Store, model_dir: Path) -> None:
     )
     assert outcome.status == "completed", outcome.reason
     SqlFieldStateRepository(store).save(
-        FieldState(field="rsrp", metric="rmse", best_model_id=LINEAR, baseline=4.0,
-                   elected_at=ELECTED, updated_at=ELECTED)  # fmt: skip
+        FieldState(
+            field="rsrp",
+            metric="rmse",
+            best_model_id=LINEAR,
+            baseline=4.0,
+            elected_at=ELECTED,
+            updated_at=ELECTED,
+        )  # fmt: skip
     )
 
 
@@ -173,8 +179,9 @@ def test_prediction_log_and_monitoring_survive_a_restart(api: ApiServer) -> None
     assert newest_demand["latency_ms"] > 0 and newest_demand["served_at"]
     assert log["items"][0]["inputs"]["cell_id"] == cell
     assert log["items"][0]["output"]["value"] == online.json()["value"]
-    assert api.get("/v1/ml/predictions", params={"last": 1}).json()["items"][0]["id"] == (
-        log["items"][0]["id"]
+    assert (
+        api.get("/v1/ml/predictions", params={"last": 1}).json()["items"][0]["id"]
+        == (log["items"][0]["id"])
     )
     before = api.get("/v1/ml/monitoring").json()  # the default domain's: demand
     assert before["overall"]["count"] == 3 and before["by_model_version"][version]["count"] == 3

@@ -56,8 +56,9 @@ def store(tmp_path: Path) -> Store:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     s.stream.apply_observations(
         [
-            ObservationDelta("toy", f"s{i}", start + timedelta(days=d), 1,
-                             {"value": FieldStats.of(float(d + i))})  # fmt: skip
+            ObservationDelta(
+                "toy", f"s{i}", start + timedelta(days=d), 1, {"value": FieldStats.of(float(d + i))}
+            )  # fmt: skip
             for i in range(3)
             for d in range(10)
         ]

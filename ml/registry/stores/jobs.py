@@ -164,7 +164,6 @@ class JobStore:
         return None
 
 
-
 def cancelled_reason(cancel: dict[str, Any], when: str) -> str:
     """``cancelled by <who> <when>: <why>``: the reason a cancelled job records."""
     why = f": {cancel['reason']}" if cancel.get("reason") else ""
