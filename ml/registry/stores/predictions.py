@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select
+import orjson
+from sqlalchemy import delete, func, insert, select
 
 from ml.registry import entities as e
 from ml.registry.db import Database, where_given
 from ml.registry.models import PredictionLogRecord, utcnow
 
 __all__ = ["PredictionLogStore"]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 class PredictionLogStore:
@@ -25,19 +31,20 @@ class PredictionLogStore:
         """Store ``rows`` in one transaction (in their order); return how many."""
         if not rows:
             return 0
-        with self._db.session.begin() as session:
-            session.add_all(
-                PredictionLogRecord(
-                    domain=r.domain,
-                    endpoint=r.endpoint,
-                    model_version=r.model_version,
-                    inputs=r.inputs,
-                    output=r.output,
-                    latency_ms=r.latency_ms,
-                    served_at=r.served_at,
-                )
-                for r in rows
-            )
+        values = [
+            {
+                "domain": r.domain,
+                "endpoint": r.endpoint,
+                "model_version": r.model_version,
+                "inputs": _json(r.inputs),
+                "output": _json(r.output),
+                "latency_ms": r.latency_ms,
+                "served_at": r.served_at,
+            }
+            for r in rows
+        ]
+        with self._db.session.begin() as session:  # one Core executemany, no ORM objects
+            session.execute(insert(PredictionLogRecord.__table__), values)
         return len(rows)
 
     def recent(
