@@ -25,12 +25,20 @@ def store(tmp_path: Path) -> Store:
     return Store.from_url(f"sqlite:///{tmp_path / 'log.db'}")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def either_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store.from_url(f"sqlite:///{tmp_path / 'log.db'}")
+    return Store.from_url(request.getfixturevalue("fresh_postgres_url"))
+
+
 def _row(i: int, version: str = "v1", at: datetime = T0) -> PredictionRow:
     return PredictionRow("demand", "predict", version, {"brand": f"B{i}"},
                          {"predictions": [i]}, float(i), at + timedelta(seconds=i))  # fmt: skip
 
 
-def test_store_keeps_order_reads_the_last_n_and_applies_retention(store: Store) -> None:
+def test_store_keeps_order_reads_the_last_n_and_applies_retention(either_store: Store) -> None:
+    store = either_store
     assert store.predictions.add_many([_row(i) for i in range(10)]) == 10
     last = store.predictions.recent(3)
     assert [r.inputs["brand"] for r in last] == ["B9", "B8", "B7"]
