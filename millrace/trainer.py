@@ -349,7 +349,15 @@ class TrainerService:
             if msg is not None and not msg.error():
                 self._during_job(msg, held, requests, stop)
         self.consumer.resume(assignment)
+        rewound: set[int] = set()
         for msg in held:  # in the order received; their partitions were paused meanwhile
+            if msg.topic() == self.settings.topic_retrain_requests:
+                # a request partition assigned mid-job: read it again from there (the main
+                # loop runs the job it may create)
+                if msg.partition() not in rewound:
+                    rewound.add(msg.partition())
+                    self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                continue
             self._stored("taking a held command", lambda m=msg: self.handle(m), stop)
             self.consumer.commit(message=msg, asynchronous=False)
         return ended[0]

@@ -148,6 +148,7 @@ class FakeConsumer:
         self.started, self.messages = started, list(messages)
         self.paused: set[tuple[str, int]] = set()
         self.committed: list[tuple[str, int, int]] = []
+        self.sought: list[tuple[str, int, int]] = []
         self.cancel_taken = threading.Event()
 
     def assignment(self) -> list:
@@ -158,6 +159,9 @@ class FakeConsumer:
 
     def resume(self, parts: list) -> None:
         self.paused -= {(p.topic, p.partition) for p in parts}
+
+    def seek(self, part: Any) -> None:
+        self.sought.append((part.topic, part.partition, part.offset))
 
     def poll(self, timeout: float) -> FakeMessage | None:
         if self.messages and self.started.wait(timeout):
@@ -192,6 +196,9 @@ def test_the_trainer_takes_a_cancel_while_a_job_trains(store: Store, tmp_path) -
         started,
         [
             FakeMessage(commands, 1, 7, b"not json"),  # held: handled after the job
+            # a request partition assigned mid-job: held, then read again after the job
+            FakeMessage(settings.topic_retrain_requests, 1, 4, b"{}"),
+            FakeMessage(settings.topic_retrain_requests, 1, 5, b"{}"),
             FakeMessage(commands, 0, 3, cancel.model_dump_json().encode()),
         ],
     )
@@ -221,4 +228,5 @@ def test_the_trainer_takes_a_cancel_while_a_job_trains(store: Store, tmp_path) -
     # the cancel was committed during the job, the held message after it (dead-lettered)
     assert consumer.committed == [(commands, 0, 3), (commands, 1, 7)]
     assert [t for t, _ in trainer.producer.sent] == [settings.topic_dead_letter]
+    assert consumer.sought == [(settings.topic_retrain_requests, 1, 4)]
     assert consumer.paused == set()
