@@ -349,6 +349,7 @@ class TrainerService:
             if msg is not None and not msg.error():
                 self._during_job(msg, held, requests, stop)
         self.consumer.resume(assignment)
+        self.consumer.resume(requests)  # with the partitions paused for a held message
         rewound: set[int] = set()
         for msg in held:  # in the order received; their partitions were paused meanwhile
             if msg.topic() == self.settings.topic_retrain_requests:
