@@ -4,17 +4,26 @@ first; retention keeps at most a number of rows and of days."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 
 from ml.registry import entities as e
 from ml.registry.db import Database, where_given
 from ml.registry.models import PredictionLogRecord, utcnow
 
 __all__ = ["PredictionLogStore"]
+
+
+def _stored_time(at: datetime, sqlite: bool) -> datetime | str:
+    """``at`` as :class:`~ml.registry.models.UtcDateTime` stores it: naive UTC text on SQLite
+    (SQLAlchemy's format), aware UTC elsewhere."""
+    at = at.astimezone(UTC)
+    if sqlite:
+        return at.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return at
 
 
 def _json(value: Any) -> str:
@@ -28,23 +37,40 @@ class PredictionLogStore:
         self._db = db
 
     def add_many(self, rows: Sequence[e.PredictionRow]) -> int:
-        """Store ``rows`` in one transaction (in their order); return how many."""
+        """Store ``rows`` in one transaction (in their order); return how many.
+
+        One DB-API ``executemany`` of plain tuples (JSON by orjson, the time in the column's
+        stored form): this runs beside a serving event loop, and SQLAlchemy's per-row
+        parameter processing held the GIL for most of a flush."""
         if not rows:
             return 0
-        values = [
-            {
-                "domain": r.domain,
-                "endpoint": r.endpoint,
-                "model_version": r.model_version,
-                "inputs": _json(r.inputs),
-                "output": _json(r.output),
-                "latency_ms": r.latency_ms,
-                "served_at": r.served_at,
-            }
-            for r in rows
-        ]
-        with self._db.session.begin() as session:  # one Core executemany, no ORM objects
-            session.execute(insert(PredictionLogRecord.__table__), values)
+        table = PredictionLogRecord.__table__
+        with self._db.session.begin() as session:
+            connection = session.connection()
+            dialect = connection.dialect
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            sqlite = dialect.name == "sqlite"
+            columns = ("domain", "endpoint", "model_version", "inputs", "output", "latency_ms",
+                       "served_at")  # fmt: skip
+            sql = (
+                f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                f"VALUES ({', '.join([mark] * len(columns))})"
+            )
+            connection.exec_driver_sql(
+                sql,
+                [
+                    (
+                        r.domain,
+                        r.endpoint,
+                        r.model_version,
+                        _json(r.inputs),
+                        _json(r.output),
+                        float(r.latency_ms),
+                        _stored_time(r.served_at, sqlite),
+                    )  # fmt: skip
+                    for r in rows
+                ],
+            )
         return len(rows)
 
     def recent(
