@@ -4,7 +4,8 @@ Routers: health and probes (``/livez``, ``/readyz``; public), models, prediction
 training, observations; ``/metrics`` (public, Prometheus); the operator dashboard at ``/``
 (``api.dashboard``). At start the served versions are loaded, then kept fresh by the
 model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
-in a worker process (``api.books``).
+in a worker process (``api.books``). Served predictions are buffered and written to the
+prediction log by a background task (``api.prediction_log``), flushed once more at shutdown.
 
 Limits before work: bodies over ``API_MAX_BODY_BYTES`` answer 413 before authentication
 (``api.limits``), JSON bodies are parsed strictly (no NaN / Infinity / overflow: 422), failed
@@ -33,11 +34,13 @@ from api import (
     observations,
     predict,
     probes,
+    training,
 )
 from api.auth import Authenticator, document_security
 from api.dashboard import router as dashboard_router
 from api.limits import BodyLimitMiddleware, install_error_handlers
 from api.live import LiveModel, LiveModels
+from api.prediction_log import PredictionRecorder
 from api.publisher import CommandPublisher
 from api.telemetry import Telemetry, TelemetryMiddleware
 from api.updates import follow_model_updates, refresh_periodically
@@ -60,8 +63,9 @@ _TAGS = [
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """Build the app; the store is opened (and migrated) here unless one is given."""
     settings = settings or get_settings()
-    telemetry = Telemetry(settings.api_latency_window)
+    telemetry = Telemetry()
     store = store or Store.from_url(settings.database_url, upgrade=True)
+    recorder = PredictionRecorder(store, settings, on_drop=telemetry.log_dropped.inc)
 
     def on_change(domain: str, current: LiveModel | None) -> None:
         row = current.version if current else None
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         tasks = [
             asyncio.create_task(follow_model_updates(settings, live)),
             asyncio.create_task(refresh_periodically(settings, live)),
+            asyncio.create_task(recorder.run()),
         ]
         try:
             yield
@@ -91,6 +96,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await recorder.flush()
             app.state.publisher.close()
             await run_in_threadpool(live.close)
 
@@ -110,6 +116,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.live = live
     app.state.auth = Authenticator(settings)
     app.state.telemetry = telemetry
+    app.state.predictions = recorder
 
     install_error_handlers(app)
     document_security(app)
@@ -118,8 +125,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     # predictions first: the hot path is matched before the other routers are tried (the docs
     # keep the order of the tags above)
-    for module in (predict, health, models, monitoring, commands, network, observations,
-                   dead_letters):  # fmt: skip
+    for module in (predict, health, models, monitoring, commands, training, network,
+                   observations, dead_letters):  # fmt: skip
         app.include_router(module.router)
     app.include_router(monitoring.metrics_router)
     app.include_router(probes.router)

@@ -1,5 +1,6 @@
 """Retraining: ``POST /v1/ml/retrain`` publishes a retrain request and (by default) waits for
-its job; ``GET /v1/ml/training/jobs`` and ``/{job_id}`` read the jobs.
+its job; ``GET /v1/ml/training/jobs`` (``?model_id=``: one model's) and ``/{job_id}`` read the
+jobs.
 
 The trainer coalesces a request into the scope's queued or running job, so a retrain asked for
 while a job runs joins that job; the answer is that job's outcome. Jobs can be looked up by
@@ -44,7 +45,15 @@ from ml.training.errors import (
 )
 from schemas.events import RetrainReason, RetrainRequest
 
-__all__ = ["failure_status", "router"]
+__all__ = [
+    "JobOut",
+    "RetrainBody",
+    "check_scope",
+    "failure_status",
+    "job_out",
+    "publish_retrain",
+    "router",
+]
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["training"])
 
@@ -63,7 +72,7 @@ def failure_status(error: str) -> int:
     return 400 if error.startswith(_CALLER_ERRORS) else 500
 
 
-async def _check_scope(request: Request, domain: str, scope: str) -> None:
+async def check_scope(request: Request, domain: str, scope: str) -> None:
     """Refuse a retrain the trainer could only fail: an unknown scope (404), a model whose
     optional extra is not installed (422, naming it), a scope it cannot train (400)."""
     found = next(d for d in all_domains() if d.name == domain)
@@ -129,6 +138,11 @@ class JobOut(BaseModel):
         description="promoted / rejected once completed (none while open or when failed)",
         examples=["promoted"],
     )
+    cancel: dict[str, Any] | None = Field(
+        None,
+        description="The cancel asked for the job (requested_by, at, reason, command_id): a "
+        "running job ends `cancelled` at its next checkpoint",
+    )
     reason: str | None = Field(
         description="Why: the gate's decision and every candidate's score (or the failure)",
         examples=[
@@ -149,7 +163,7 @@ class JobPage(BaseModel):
     offset: int = Field(examples=[0])
 
 
-def _job_out(job: TrainingJobRow) -> JobOut:
+def job_out(job: TrainingJobRow) -> JobOut:
     return JobOut(
         id=job.id,
         domain=job.domain,
@@ -162,6 +176,7 @@ def _job_out(job: TrainingJobRow) -> JobOut:
         version=job.version,
         error=job.error,
         outcome=job.outcome,
+        cancel=job.params.get("cancel") or None,
         reason=job.reason,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -234,8 +249,29 @@ async def retrain(
         raise HTTPException(400, detail="end_date must be after start_date")
     if domain not in {d.name for d in all_domains()}:
         raise HTTPException(404, detail=f"Unknown domain: {domain}")
-    await _check_scope(request, domain, scope)
+    await check_scope(request, domain, scope)
     settings = request.app.state.settings
+    retrain_request = await publish_retrain(request, principal, domain, scope, body)
+    request_id = retrain_request.event_id
+    if prefer and "respond-async" in prefer.lower():
+        return JSONResponse({"job_id": request_id, "status": "queued"}, status_code=202)
+    job = await _wait(request, request_id, settings.api_retrain_wait_seconds)
+    if job is not None and job.status == "cancelled":
+        raise HTTPException(409, detail=f"Job {job.id} was cancelled: {job.reason or ''}")
+    if job is None or job.status not in ("completed", "failed"):
+        status = job.status if job else "queued"
+        return JSONResponse({"job_id": job.id if job else request_id, "status": status}, 202)
+    if job.status == "failed":
+        error = job.error or "training failed"
+        raise HTTPException(failure_status(error), detail=error)
+    return _result(request, job)
+
+
+async def publish_retrain(
+    request: Request, principal: Principal, domain: str, scope: str, body: RetrainBody
+) -> RetrainRequest:
+    """Publish a manual retrain request for ``domain``/``scope`` (503 when the broker does
+    not acknowledge it); the trainer makes it a job whose id is the request's id."""
     retrain_request = client_event(
         RetrainRequest,
         event_id=str(uuid.uuid4()),
@@ -250,23 +286,13 @@ async def retrain(
     try:
         await run_in_threadpool(
             request.app.state.publisher.send,
-            settings.topic_retrain_requests,
+            request.app.state.settings.topic_retrain_requests,
             f"{domain}/{scope}",
             retrain_request,
         )
     except BrokerUnavailable as exc:
         raise HTTPException(503, detail=str(exc)) from exc
-    request_id = retrain_request.event_id
-    if prefer and "respond-async" in prefer.lower():
-        return JSONResponse({"job_id": request_id, "status": "queued"}, status_code=202)
-    job = await _wait(request, request_id, settings.api_retrain_wait_seconds)
-    if job is None or job.status not in ("completed", "failed"):
-        status = job.status if job else "queued"
-        return JSONResponse({"job_id": job.id if job else request_id, "status": status}, 202)
-    if job.status == "failed":
-        error = job.error or "training failed"
-        raise HTTPException(failure_status(error), detail=error)
-    return _result(request, job)
+    return retrain_request
 
 
 async def _wait(request: Request, request_id: str, seconds: float) -> TrainingJobRow | None:
@@ -275,7 +301,7 @@ async def _wait(request: Request, request_id: str, seconds: float) -> TrainingJo
     job = None
     while True:
         job = await run_in_threadpool(s.jobs.job_for_request, request_id)
-        if job is not None and job.status in ("completed", "failed"):
+        if job is not None and job.status in ("completed", "failed", "cancelled"):
             return job
         if time.monotonic() >= deadline:
             return job
@@ -310,6 +336,10 @@ def _result(request: Request, job: TrainingJobRow) -> RetrainResult:
 def jobs(
     request: Request,
     domain: Annotated[str | None, Query(max_length=60)] = None,
+    model_id: Annotated[
+        str | None,
+        Query(max_length=120, description="Jobs of this model (scope; network: a config id)"),
+    ] = None,
     status: Annotated[
         str | None, Query(pattern="^(" + "|".join(sorted(JOB_STATUSES)) + ")$")
     ] = None,
@@ -318,10 +348,12 @@ def jobs(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> JobPage:
     s = store(request)
-    rows = s.jobs.list_jobs(domain=domain, status=status, limit=limit, offset=offset)
+    rows = s.jobs.list_jobs(
+        domain=domain, scope=model_id, status=status, limit=limit, offset=offset
+    )
     return JobPage(
-        items=[_job_out(j) for j in rows],
-        total=s.jobs.count_jobs(domain=domain, status=status),
+        items=[job_out(j) for j in rows],
+        total=s.jobs.count_jobs(domain=domain, scope=model_id, status=status),
         limit=limit,
         offset=offset,
     )
@@ -341,4 +373,4 @@ def job(
     found = store(request).jobs.job_for_request(job_id)
     if found is None:
         raise HTTPException(404, detail=f"Training job {job_id} not found")
-    return _job_out(found)
+    return job_out(found)

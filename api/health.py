@@ -1,9 +1,14 @@
-"""Health endpoints (public): ``GET /health`` and ``GET /actuator/health``.
+"""Health endpoints (public): ``GET /health`` and ``GET /actuator/health``, in the shape the
+dealership clients expect: ``status``, ``service`` (the ``SERVICE_NAME`` setting, default
+``sgivu-ml``), ``version``, ``model_available``, plus ``checks``.
 
-200 with ``status: "ok"`` when the store and the broker answer; still 200 with
-``status: "degraded"`` and the failing check named when only the broker is down or a stream
-worker refused partitions the broker no longer backs (``checks.streams``); 503 with
-``status: "down"`` when the store cannot be read (the API cannot answer anything then).
+- ``healthy`` (200): the store and the broker answer and no stream worker refused partitions.
+- ``degraded`` (200): the API still answers from the store, but something around it is wrong
+  and named in ``checks``: the broker is unreachable (commands and retrains cannot be
+  published, new versions are only noticed by the periodic store check), or a stream worker
+  refused partitions the broker no longer backs (``checks.streams``, with the command that
+  reconciles them).
+- ``down`` (503): the store cannot be read; the API cannot answer anything then.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ _BROKER_CACHE_SECONDS = 2.0
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "degraded", "down"] = Field(examples=["ok"])
-    service: str = Field("millrace", examples=["millrace"])
+    status: Literal["healthy", "degraded", "down"] = Field(examples=["healthy"])
+    service: str = Field(examples=["sgivu-ml"])
     version: str = Field(examples=[millrace.__version__])
     model_available: bool = Field(examples=[True])
     checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
@@ -80,10 +85,10 @@ def health(request: Request, response: Response) -> HealthResponse:
     elif checks["broker"] != "ok" or checks["streams"] != "ok":
         status = "degraded"
     else:
-        status = "ok"
+        status = "healthy"
     return HealthResponse(
         status=status,
-        service="millrace",
+        service=request.app.state.settings.service_name,
         version=millrace.__version__,
         model_available=model_available,
         checks=checks,

@@ -1,5 +1,6 @@
-"""Model metadata: ``/v1/ml/models/latest`` (dealership shape), the version list, one version,
-the activation history, and ``POST /v1/ml/models/{version}/activate`` (published command)."""
+"""Model metadata: ``/v1/ml/models/latest`` (dealership shape), the version list, one version
+(or one model config of a domain that has them), the activation history, and
+``POST /v1/ml/models/{version}/activate`` (published command)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -31,11 +32,21 @@ from api.publisher import BrokerUnavailable
 from ml.registry.entities import VERSION_STATUSES, ModelVersionRow
 from schemas.events import ModelCommand, ModelCommandType
 
-__all__ = ["CONFIG_LISTERS", "router", "LatestModel", "ModelVersionOut"]
+__all__ = [
+    "CONFIG_GETTERS",
+    "CONFIG_LISTERS",
+    "LatestModel",
+    "ModelConfigOut",
+    "ModelVersionOut",
+    "router",
+]
 
 #: Domain name -> ``(request, include_details) -> its model configs`` (pydantic models), listed
 #: by ``GET /v1/ml/models`` next to the versions. A domain's router adds its own.
 CONFIG_LISTERS: dict[str, Callable[[Request, bool], list[BaseModel]]] = {}
+#: Domain name -> ``(request, config id) -> the live config with its status, or None``, answered
+#: by ``GET /v1/ml/models/{id}`` when no version has that name. A domain's router adds its own.
+CONFIG_GETTERS: dict[str, Callable[[Request, str], ModelConfigOut | None]] = {}
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["models"])
 
@@ -88,6 +99,15 @@ class ModelVersionOut(BaseModel):
         ]
     )
     trained_at: datetime
+
+
+class ModelConfigOut(BaseModel):
+    """A domain's model config (network: the 5G service's "model") with its status."""
+
+    id: str = Field(examples=["dl_bitrate-river_linear"])
+    config: dict[str, Any]
+    created_at: datetime
+    status: list[Any] | None = Field(None, description="Per output field (details asked)")
 
 
 class ModelPage(BaseModel):
@@ -242,22 +262,31 @@ def _configs(request: Request, domain: str | None, include_details: bool) -> lis
 
 @router.get(
     "/models/{version}",
-    response_model=ModelVersionOut,
-    summary="One model version",
+    response_model=ModelVersionOut | ModelConfigOut,
+    summary="One model version, or a model config by its id (network: the 5G service's "
+    "`GET /models/{model_id}`, with the status of each output field)",
     responses={**AUTH_ERRORS, **NOT_FOUND(_VERSION_NOT_FOUND)},
 )
 def get_model(
     request: Request,
-    version: str,
+    version: Annotated[str, Path(min_length=1, max_length=120)],
     domain: Domain = None,
     scope: Scope = "global",
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
-) -> ModelVersionOut:
+) -> ModelVersionOut | ModelConfigOut:
+    asked = domain
     domain = domain_or_default(request, domain)
     row = store(request).models.get_version(domain, scope, version)
-    if row is None:
-        raise HTTPException(404, detail=f"Model version {version} not found for {domain}")
-    return version_out(row)
+    if row is not None:
+        return version_out(row)
+    for name, getter in CONFIG_GETTERS.items():
+        if asked in (None, name):
+            config = getter(request, version)
+            if config is not None:
+                return config
+    raise HTTPException(
+        404, detail=f"Model version {version} not found for {domain} (nor a model config)"
+    )
 
 
 @router.get(

@@ -1,5 +1,10 @@
 """Monitoring: ``GET /v1/ml/drift`` (current drift statistics and recent drift events),
-``GET /v1/ml/monitoring`` (prediction latency) and ``GET /metrics`` (Prometheus).
+``GET /v1/ml/monitoring`` (prediction latency), ``GET /v1/ml/predictions`` (the last N
+predictions with inputs, output, version, latency) and ``GET /metrics`` (Prometheus).
+
+Latency figures and the prediction list come from the prediction log (``prediction_log``,
+written by :mod:`api.prediction_log`), so they survive a restart and cover every API replica;
+each route first flushes this process's buffered predictions.
 
 Current drift statistics are the rows the stream workers write with every batch that changes
 them (``stream_statistics``, in the batch's transaction), so they are exactly as fresh as the last
@@ -14,11 +19,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import ML_MODELS, Principal, require
 from api.common import AUTH_ERRORS, DOMAIN_EXAMPLES, NOT_FOUND, domain_or_default, store
 from api.limits import StrictJSONRoute
-from api.telemetry import LatencySummary
+from api.telemetry import LatencySummary, latency_summary
 from ml.domains import all_domains, get_domain
 from ml.network.configs import configs_for_field
 from ml.registry.entities import StreamStatisticRow, plain
@@ -171,7 +177,7 @@ class Latency(BaseModel):
 
 
 class MonitoringReport(BaseModel):
-    window: int = Field(description="Predictions considered (the last N)", examples=[1000])
+    window: int = Field(description="Predictions asked for (the last N)", examples=[1000])
     overall: Latency
     by_model_version: dict[str, Latency]
 
@@ -182,22 +188,99 @@ def _latency(s: LatencySummary) -> Latency:
     )
 
 
+Domain = Annotated[
+    str | None,
+    Query(max_length=60, examples=DOMAIN_EXAMPLES, description="Only this domain's predictions"),
+]
+LatencyDomain = Annotated[
+    str | None,
+    Query(
+        max_length=60,
+        examples=DOMAIN_EXAMPLES,
+        description="The domain's predictions (default: `DEFAULT_DOMAIN`; versions are named "
+        "per domain)",
+    ),
+]
+
+
 @router.get(
     "/monitoring",
     response_model=MonitoringReport,
-    summary="Prediction latency over the last N predictions, by model version",
+    summary="Prediction latency over a domain's last N predictions (from the prediction log)",
     responses=AUTH_ERRORS,
 )
-def monitoring(
+async def monitoring(
     request: Request,
-    last: Annotated[int, Query(ge=1, le=1_000_000, description="N (at most the window)")] = 1000,
+    last: Annotated[int, Query(ge=1, le=1_000_000, description="N")] = 1000,
+    domain: LatencyDomain = None,
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> MonitoringReport:
-    overall, by_version = request.app.state.telemetry.latency.summary(last)
+    domain = domain_or_default(request, domain)
+    await request.app.state.predictions.flush()  # this process's buffered ones count too
+    items = await run_in_threadpool(store(request).predictions.latencies, last, domain)
+    overall, by_version = latency_summary(items)
     return MonitoringReport(
-        window=min(last, request.app.state.settings.api_latency_window),
+        window=last,
         overall=_latency(overall),
         by_model_version={v: _latency(s) for v, s in by_version.items()},
+    )
+
+
+class PredictionOut(BaseModel):
+    id: int = Field(description="Log position (insertion order)", examples=[4211])
+    domain: str = Field(examples=DOMAIN_EXAMPLES[:1])
+    endpoint: str = Field(examples=["predict"])
+    model_version: str = Field(examples=["v1.0.0-20261122"])
+    inputs: dict[str, Any] = Field(
+        examples=[{"vehicle_type": "CAR", "brand": "TOYOTA", "model": "COROLLA", "line": "XEI",
+                   "horizon_months": 6, "confidence": 0.95}]
+    )  # fmt: skip
+    output: dict[str, Any] = Field(
+        examples=[{"segment": "CAR|TOYOTA|COROLLA|XEI", "fallback_level": None,
+                   "predictions": [{"month": "2026-12-01", "demand": 12.4, "lower_ci": 7.9,
+                                    "upper_ci": 19.1}]}]
+    )  # fmt: skip
+    latency_ms: float = Field(examples=[1.3])
+    served_at: datetime
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionOut] = Field(description="Newest first")
+    total: int = Field(description="Predictions in the log (after retention)", examples=[1000])
+
+
+@router.get(
+    "/predictions",
+    response_model=PredictionPage,
+    summary="The last N predictions served, with inputs, output, version and latency",
+    responses=AUTH_ERRORS,
+)
+async def predictions(
+    request: Request,
+    last: Annotated[int, Query(ge=1, le=1000, description="N")] = 100,
+    domain: Domain = None,
+    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
+) -> PredictionPage:
+    await request.app.state.predictions.flush()
+    log = store(request).predictions
+    rows = await run_in_threadpool(log.recent, last, domain, model_version)
+    total = await run_in_threadpool(log.count, domain)
+    return PredictionPage(
+        items=[
+            PredictionOut(
+                id=r.id or 0,
+                domain=r.domain,
+                endpoint=r.endpoint,
+                model_version=r.model_version,
+                inputs=r.inputs,
+                output=r.output,
+                latency_ms=r.latency_ms,
+                served_at=r.served_at,
+            )
+            for r in rows
+        ],
+        total=total,
     )
 
 

@@ -21,9 +21,15 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import ML_MODELS, ML_PREDICT, ML_RETRAIN, Principal, require
 from api.common import AUTH_ERRORS, NOT_FOUND, Detail, store
 from api.limits import StrictJSONRoute, client_event
-from api.models import CONFIG_LISTERS
+from api.models import CONFIG_GETTERS, CONFIG_LISTERS, ModelConfigOut
 from api.publisher import BrokerUnavailable
-from ml.network.configs import ConfigError, ModelConfig, configs_for_field, parse_config
+from ml.network.configs import (
+    FIELDS,
+    ConfigError,
+    ModelConfig,
+    configs_for_field,
+    parse_config,
+)
 from ml.network.inference import NoCellData, forecast_cell
 from ml.network.processor import forecast_series_key, online_model_version
 from ml.network.state import MonitoringState
@@ -31,9 +37,10 @@ from ml.registry.entities import CommandResultRow
 from ml.registry.network import SqlFieldStateRepository
 from ml.registry.stores.network import NetworkStore
 from ml.training.versioning import load_model
+from ml.triggers import degradation_limit
 from schemas.events import ModelCommand, ModelCommandType
 
-__all__ = ["ConfigOut", "config_list", "router"]
+__all__ = ["ConfigOut", "config_get", "config_list", "router"]
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/ml", tags=["network"])
 
@@ -199,6 +206,7 @@ class ModelStatus(BaseModel):
 
 class FieldOut(BaseModel):
     field: str = Field(examples=["dl_bitrate"])
+    has_models: bool = Field(description="Whether a live model config forecasts the field")
     models: list[str] = Field(examples=[["dl_bitrate-river_linear", "dl_bitrate-lightgbm"]])
     state: str | None = Field(None, examples=["MONITORING"])
     best_model_id: str | None = Field(None, examples=["dl_bitrate-river_linear"])
@@ -227,7 +235,8 @@ def _model_status(request: Request, config: ModelConfig, field: str) -> ModelSta
 @router.get(
     "/fields",
     response_model=list[FieldOut],
-    summary="Output fields with their models (and their status)",
+    summary="Output fields with their models; with `include_model_status`, every measurement "
+    "field (`has_models` false for those no config forecasts) and each model's status",
     responses=AUTH_ERRORS,
 )
 def fields(
@@ -238,6 +247,8 @@ def fields(
     configs = _registry(request).live_configs()
     repo = SqlFieldStateRepository(store(request))
     names = sorted({f for c in configs for f in c.output_fields})
+    if include_model_status:
+        names = [*names, *(f for f in FIELDS if f not in names)]
     out = []
     for name in names:
         models = configs_for_field(configs, name)
@@ -245,6 +256,7 @@ def fields(
         out.append(
             FieldOut(
                 field=name,
+                has_models=bool(models),
                 models=[c.id for c in models],
                 state=str(state.state) if state else str(MonitoringState.MONITORING),
                 best_model_id=state.best_model_id if state else None,
@@ -258,29 +270,36 @@ def fields(
     return out
 
 
-class ConfigOut(BaseModel):
-    id: str = Field(examples=["dl_bitrate-river_linear"])
-    config: dict[str, Any]
-    created_at: datetime
+class ConfigOut(ModelConfigOut):
     status: list[ModelStatus] | None = None
+
+
+def _config_out(request: Request, row: Any, include_details: bool) -> ConfigOut:
+    return ConfigOut(
+        id=row.config.id,
+        config=row.config.model_dump(mode="json"),
+        created_at=row.created_at,
+        status=[_model_status(request, row.config, f) for f in row.config.output_fields]
+        if include_details
+        else None,
+    )
 
 
 def config_list(request: Request, include_details: bool) -> list[ConfigOut]:
     """Live network model configs (``GET /v1/ml/models`` lists them next to the versions)."""
-    return [
-        ConfigOut(
-            id=row.config.id,
-            config=row.config.model_dump(mode="json"),
-            created_at=row.created_at,
-            status=[_model_status(request, row.config, f) for f in row.config.output_fields]
-            if include_details
-            else None,
-        )
-        for row in _registry(request).configs()
-    ]
+    return [_config_out(request, row, include_details) for row in _registry(request).configs()]
+
+
+def config_get(request: Request, model_id: str) -> ConfigOut | None:
+    """One live network model config with its status (``GET /v1/ml/models/{id}``)."""
+    row = _registry(request).get_config(model_id)
+    if row is None or row.deleted_at is not None:
+        return None
+    return _config_out(request, row, True)
 
 
 CONFIG_LISTERS[DOMAIN] = config_list
+CONFIG_GETTERS[DOMAIN] = config_get
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -315,6 +334,17 @@ def inference(
     body: InferenceIn,
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
 ) -> InferenceOut:
+    started = time.perf_counter()
+    out = _inference(request, body)
+    request.app.state.predictions.record(
+        DOMAIN, "inference", out.model_version, body,
+        out.model_dump(mode="json", exclude={"model_version"}),
+        time.perf_counter() - started,
+    )  # fmt: skip
+    return out
+
+
+def _inference(request: Request, body: InferenceIn) -> InferenceOut:
     configs = _configs_of(request, body.field)
     model_id = body.model_id
     if model_id is None:
@@ -424,13 +454,21 @@ class BestOut(BaseModel):
     best_model_id: str = Field(examples=["dl_bitrate-river_linear"])
     metric: str = Field(examples=["rmse"])
     baseline: float | None = Field(examples=[19123.4])
+    degradation_factor: float = Field(
+        description="The `DEGRADATION_FACTOR` setting", examples=[1.5]
+    )
+    degradation_threshold: float | None = Field(
+        description="Degraded when the best model's score goes past this (rmse, mae, ...: "
+        "above baseline x factor; r2: below baseline / factor); none without a baseline",
+        examples=[28685.1],
+    )
     elected_at: datetime | None
 
 
 @router.get(
     "/performance/{field}/best",
     response_model=BestOut,
-    summary="The field's best model and its baseline",
+    summary="The field's best model, its baseline and the degradation threshold",
     responses={**AUTH_ERRORS, **NOT_FOUND("No best model elected for field dl_bitrate yet")},
 )
 def best(
@@ -442,11 +480,16 @@ def best(
     state = SqlFieldStateRepository(store(request)).get(field)
     if state is None or state.best_model_id is None:
         raise HTTPException(404, detail=f"No best model elected for field {field} yet")
+    factor = request.app.state.settings.degradation_factor
     return BestOut(
         field=field,
         best_model_id=state.best_model_id,
         metric=state.metric,
         baseline=state.baseline,
+        degradation_factor=factor,
+        degradation_threshold=None
+        if state.baseline is None
+        else degradation_limit(state.baseline, state.metric, factor),
         elected_at=state.elected_at,
     )
 

@@ -180,13 +180,26 @@ def _metrics(current: LiveModel) -> dict[str, Any]:
     return dict(found)
 
 
-def _record(request: Request, current: LiveModel, prediction: Any, started: float) -> None:
-    request.app.state.telemetry.prediction(
-        current.domain,
-        current.version.version,
-        prediction.fallback_level,
-        time.perf_counter() - started,
-    )
+def _record(
+    request: Request,
+    endpoint: str,
+    current: LiveModel,
+    prediction: Any,
+    started: float,
+    body: PredictRequest,
+    out: dict[str, Any],
+) -> None:
+    """Count the prediction (metrics) and buffer it for the prediction log (no I/O here)."""
+    seconds = time.perf_counter() - started
+    version = current.version.version
+    state = request.app.state
+    state.telemetry.prediction(current.domain, version, prediction.fallback_level, seconds)
+    output = {
+        "segment": out["segment"],
+        "fallback_level": out["fallback_level"],
+        "predictions": out["predictions"],
+    }
+    state.predictions.record(current.domain, endpoint, version, body, output, seconds)
 
 
 @router.post(
@@ -201,8 +214,9 @@ async def predict(
     _: Principal = Depends(require(ML_PREDICT)),  # noqa: B008
 ) -> PredictResponse:
     current, prediction, started = _serve(request, body)
-    out = json_response(_response(current, prediction, body.confidence))
-    _record(request, current, prediction, started)
+    content = _response(current, prediction, body.confidence)
+    out = json_response(content)
+    _record(request, "predict", current, prediction, started, body, content)
     return out  # type: ignore[return-value] - documented by response_model
 
 
@@ -234,8 +248,9 @@ async def predict_with_history(
         **_response(current, prediction, body.confidence),
         "history": [{"month": m.isoformat(), "sales_count": c} for m, c in history],
     }
-    _record(request, current, prediction, started)
-    return json_response(out)  # type: ignore[return-value] - documented by response_model
+    response = json_response(out)
+    _record(request, "predict-with-history", current, prediction, started, body, out)
+    return response  # type: ignore[return-value] - documented by response_model
 
 
 class SegmentOut(BaseModel):

@@ -1,4 +1,5 @@
-"""Request and prediction telemetry: Prometheus metrics and the recent-latency window.
+"""Request and prediction telemetry: Prometheus metrics, and the latency figures of served
+predictions (:func:`latency_summary`, computed from the prediction log).
 
 Each app has its own ``CollectorRegistry`` (several apps in one process never collide).
 ``GET /metrics`` exposes: ``millrace_http_requests_total{method,route,status}``,
@@ -9,14 +10,14 @@ Each app has its own ``CollectorRegistry`` (several apps in one process never co
 ``millrace_model_refresh_checks_total{domain}`` (checks of the store for a new version or
 data), ``millrace_forecast_book_builds_total{domain}`` and
 ``millrace_forecast_book_build_seconds{domain}`` (books built, in the builder's process),
-``millrace_build_info{process="api",version,python}`` (1).
+``millrace_build_info{process="api",version,python}`` (1),
+``millrace_prediction_log_dropped_total`` (predictions the log could not keep).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from millrace.metrics import build_info
 
-__all__ = ["LatencyWindow", "LatencySummary", "Telemetry", "TelemetryMiddleware"]
+__all__ = ["LatencySummary", "Telemetry", "TelemetryMiddleware", "latency_summary"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -39,34 +40,23 @@ class LatencySummary:
     rate_per_s: float | None
 
 
-class LatencyWindow:
-    """The last ``size`` predictions: (monotonic time, seconds, model version)."""
-
-    def __init__(self, size: int) -> None:
-        self._items: deque[tuple[float, float, str]] = deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def add(self, seconds: float, version: str) -> None:
-        with self._lock:
-            self._items.append((time.monotonic(), seconds, version))
-
-    def summary(self, last: int | None = None) -> tuple[LatencySummary, dict[str, LatencySummary]]:
-        """Overall and per model version, over the last ``last`` predictions (all by default)."""
-        with self._lock:
-            items = list(self._items)
-        if last is not None:
-            items = items[-last:] if last > 0 else []
-        by_version: dict[str, list[tuple[float, float, str]]] = {}
-        for item in items:
-            by_version.setdefault(item[2], []).append(item)
-        return _summarise(items), {v: _summarise(rows) for v, rows in sorted(by_version.items())}
+def latency_summary(
+    items: Sequence[tuple[float, float, str]],
+) -> tuple[LatencySummary, dict[str, LatencySummary]]:
+    """Overall and per model version, of ``(served at (epoch seconds), latency ms, version)``
+    items in the order they were served (the prediction log's rows)."""
+    by_version: dict[str, list[tuple[float, float]]] = {}
+    for at, ms, version in items:
+        by_version.setdefault(version, []).append((at, ms))
+    overall = _summarise([(at, ms) for at, ms, _ in items])
+    return overall, {v: _summarise(rows) for v, rows in sorted(by_version.items())}
 
 
-def _summarise(items: list[tuple[float, float, str]]) -> LatencySummary:
+def _summarise(items: list[tuple[float, float]]) -> LatencySummary:
     if not items:
         return LatencySummary(0, None, None, None, None)
-    ms = np.array([s for _, s, _ in items]) * 1000.0
-    span = items[-1][0] - items[0][0]
+    ms = np.array([m for _, m in items], dtype=float)
+    span = max(at for at, _ in items) - min(at for at, _ in items)
     rate = (len(items) - 1) / span if len(items) > 1 and span > 0 else None
     return LatencySummary(
         count=len(items),
@@ -78,9 +68,9 @@ def _summarise(items: list[tuple[float, float, str]]) -> LatencySummary:
 
 
 class Telemetry:
-    """The app's metrics registry and latency window."""
+    """The app's Prometheus metrics registry."""
 
-    def __init__(self, latency_window: int) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.build_info = build_info(self.registry, "api")
         self.requests = Counter(
@@ -134,7 +124,11 @@ class Telemetry:
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=self.registry,
         )
-        self.latency = LatencyWindow(latency_window)
+        self.log_dropped = Counter(
+            "millrace_prediction_log_dropped",
+            "Predictions dropped from the prediction log (buffer full: store unreachable)",
+            registry=self.registry,
+        )
         self._served: dict[str, tuple[str, str]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -150,7 +144,6 @@ class Telemetry:
     def prediction(self, domain: str, version: str, fallback: str | None, seconds: float) -> None:
         self.child(self.predictions, domain, version, fallback or "none").inc()
         self.child(self.prediction_seconds, domain).observe(seconds)
-        self.latency.add(seconds, version)
 
     def refresh_check(self, domain: str) -> None:
         self.refresh_checks.labels(domain).inc()

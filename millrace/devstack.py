@@ -72,7 +72,7 @@ class DevStack:
                 return False
             try:
                 body = httpx.get(f"{self.api_url}/health", timeout=2.0).json()
-                if body.get("status") == "ok":
+                if body.get("status") == "healthy":
                     return True
             except (httpx.HTTPError, ValueError):
                 pass

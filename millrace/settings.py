@@ -189,9 +189,23 @@ class Settings(BaseSettings):
     api_access_log: bool = Field(
         False, description="Log every request (uvicorn access log); metrics count them anyway."
     )
-    api_latency_window: int = Field(
-        1000, ge=10, description="Predictions kept for GET /v1/ml/monitoring latency figures."
+    service_name: str = Field(
+        "sgivu-ml", min_length=1, max_length=120,
+        description="The service name /health answers (the dealership clients' name).",
+    )  # fmt: skip
+    prediction_log_max_rows: int = Field(
+        100000, ge=1, description="Prediction log retention: rows kept (the newest)."
     )
+    prediction_log_retention_days: float = Field(
+        30.0, gt=0, description="Prediction log retention: rows older than this are deleted."
+    )
+    prediction_log_flush_seconds: float = Field(
+        1.0, gt=0, description="How often the API writes its buffered predictions to the log."
+    )
+    prediction_log_buffer: int = Field(
+        50000, ge=100,
+        description="Predictions buffered while the store is unreachable (oldest dropped past it).",
+    )  # fmt: skip
     api_max_body_bytes: int = Field(
         1048576, ge=1024, description="Larger request bodies answer 413 before they are read."
     )

@@ -3,9 +3,11 @@
 - A retrain request becomes a job, or joins the scope's job when one is queued or running, or
   when the latest job finished after the request was published (that job already covers it). Job
   ids are the first request's deterministic id, so a replayed request never runs work twice.
-- While a job trains (in a thread), the consumer keeps polling with its partitions paused, so
-  it never misses a heartbeat or the poll interval; the request's offset is committed only once
-  the job's outcome is stored.
+- While a job trains (in a thread), the consumer keeps polling with the request partitions
+  paused, so it never misses a heartbeat or the poll interval; the request's offset is committed
+  only once the job's outcome is stored. A ``cancel_job`` command arriving meanwhile is applied
+  at once (the job stops at its next checkpoint, storing no version); any other command is held
+  (its partition paused) and handled after the job.
 - At start, jobs left queued or running by a crashed trainer are run again (recovery).
 - An ``activate`` / ``rollback`` command records an activation (idempotent by command id).
 - Every new active version is announced on the model-updated topic.
@@ -305,6 +307,9 @@ class TrainerService:
     def command(self, cmd: ModelCommand) -> None:
         """Apply a command (idempotent by its event id): activate / rollback here, any other
         through the hooks of the domain handling it."""
+        if cmd.command == ModelCommandType.CANCEL_JOB:
+            self.cancel(cmd)
+            return
         if self.domains.command(cmd):
             return
         if cmd.command not in (ModelCommandType.ACTIVATE, ModelCommandType.ROLLBACK):
@@ -340,6 +345,26 @@ class TrainerService:
             f"{cmd.command}: {act.reason}",
         )
 
+    def cancel(self, cmd: ModelCommand) -> None:
+        """Cancel the job ``cmd.job_id`` (its id or a request's): a queued job ends
+        ``cancelled`` now, a running one at its next checkpoint (in whichever trainer runs
+        it: the mark is in the store). Idempotent; a finished job is left as it is."""
+        if not cmd.job_id:
+            raise ValueError("cancel_job needs a job_id")
+        job = self.store.jobs.job_for_request(cmd.job_id)
+        if job is None:
+            raise KeyError(f"unknown job {cmd.job_id!r}")
+        row = self.store.jobs.request_cancel(
+            job.id,
+            at=datetime.now(UTC),
+            requested_by=cmd.requested_by,
+            reason=cmd.reason,
+            command_id=cmd.event_id,
+        )
+        log.info("cancel of job %s (%s): now %s", job.id, job.status, row.status)
+        if job.status == "queued" and row.status == "cancelled":
+            self._job_ended(row)
+
     # --- helpers -----------------------------------------------------------------------------
     def _run_while_polling(self, job: TrainingJobRow, stop: threading.Event) -> bool:
         """Run the job to its outcome and store it. False when a stop was asked for first (the
@@ -370,14 +395,30 @@ class TrainerService:
                 ended.append(exc)
 
         assignment = self.consumer.assignment()
-        self.consumer.pause(assignment)
+        requests = [tp for tp in assignment if tp.topic == self.settings.topic_retrain_requests]
+        self.consumer.pause(requests)
+        held: list[Message] = []
         worker = threading.Thread(target=train, name=f"job-{job.id}", daemon=True)
         worker.start()
         while worker.is_alive():
             if stop.is_set():
                 return None
-            self._poll(0.2)  # paused: keeps the membership alive, returns nothing
+            msg = self._poll(0.2)  # keeps the membership alive
+            if msg is not None and not msg.error():
+                self._during_job(msg, held, requests, stop)
         self.consumer.resume(assignment)
+        self.consumer.resume(requests)  # with the partitions paused for a held message
+        rewound: set[int] = set()
+        for msg in held:  # in the order received; their partitions were paused meanwhile
+            if msg.topic() == self.settings.topic_retrain_requests:
+                # a request partition assigned mid-job: read it again from there (the main
+                # loop runs the job it may create)
+                if msg.partition() not in rewound:
+                    rewound.add(msg.partition())
+                    self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                continue
+            self._stored("taking a held command", lambda m=msg: self.handle(m), stop)
+            self.consumer.commit(message=msg, asynchronous=False)
         return ended[0]
 
     def _run(self, job: TrainingJobRow) -> JobOutcome:
@@ -392,6 +433,30 @@ class TrainerService:
             running.dec()
         self.metrics.job(job.domain, outcome.status, time.monotonic() - started)
         return outcome
+
+    def _during_job(
+        self,
+        msg: Message,
+        held: list[Message],
+        paused: list[TopicPartition],
+        stop: threading.Event,
+    ) -> None:
+        """A message that arrived while a job trains (``paused``: the partitions paused for
+        the job): a cancel is applied at once (the job honours it at its next checkpoint); any
+        other is held, its partition paused, and handled once the job has ended (so commands
+        never run beside a job)."""
+        part = (msg.topic(), msg.partition())
+        if any((m.topic(), m.partition()) == part for m in held):
+            held.append(msg)  # behind a held one: keep the partition's order
+            return
+        if _is_cancel(msg):
+            self._stored("taking a cancel", lambda: self.handle(msg), stop)
+            self.consumer.pause(paused)  # a store outage's wait resumed everything
+            self.consumer.commit(message=msg, asynchronous=False)
+            return
+        paused.append(TopicPartition(*part))
+        self.consumer.pause([paused[-1]])
+        held.append(msg)
 
     def _job_ended(self, job: TrainingJobRow) -> None:
         """Tell the job's domain it ended (leader only; e.g. its monitor may move on)."""
@@ -466,6 +531,15 @@ def _reraise(error: BaseException) -> None:
     """Raise the error a training thread ended with, to judge it like any store error: a
     transient one is waited out (then the job runs again), any other stops the trainer."""
     raise error
+
+
+def _is_cancel(msg: Message) -> bool:
+    """Whether a message is a valid ``cancel_job`` command."""
+    try:
+        cmd = ModelCommand.model_validate_json(msg.value() or b"")
+    except ValidationError:
+        return False
+    return cmd.command == ModelCommandType.CANCEL_JOB
 
 
 def _published_at(msg: Message) -> datetime | None:

@@ -50,6 +50,7 @@ __all__ = [
     "FixedClock",
     "HeldTriggers",
     "TriggerPolicy",
+    "degradation_limit",
     "is_degraded",
     "reason_for",
     "retrain_request",
@@ -132,16 +133,29 @@ def is_degraded(
     Values within float round-off of the limit count as equal (not degraded). ``factor`` must be
     >= 1; NaN inputs raise ``ValueError``; an infinite error score is degraded.
     """
+    if math.isnan(score):
+        raise ValueError("score and baseline must not be NaN")
+    limit = degradation_limit(baseline, metric, factor)
+    if metric.lower() in ERROR_METRICS:
+        return _worse(score, limit)
+    return _worse(-score, -limit)
+
+
+def degradation_limit(
+    baseline: float, metric: str, factor: float = DEFAULT_DEGRADATION_FACTOR
+) -> float:
+    """The score past which :func:`is_degraded` says degraded (the threshold itself is not):
+    ``baseline * factor`` for error metrics; for R² ``baseline / factor`` (a positive
+    baseline) or ``baseline * factor`` (a baseline <= 0)."""
     if factor < 1 or math.isnan(factor):
         raise ValueError(f"factor must be >= 1, got {factor}")
-    if math.isnan(score) or math.isnan(baseline):
+    if math.isnan(baseline):
         raise ValueError("score and baseline must not be NaN")
     name = metric.lower()
     if name in ERROR_METRICS:
-        return _worse(score, baseline * factor)
+        return baseline * factor
     if name in HIGHER_IS_BETTER:
-        limit = baseline / factor if baseline > 0 else baseline * factor
-        return _worse(-score, -limit)
+        return baseline / factor if baseline > 0 else baseline * factor
     raise ValueError(f"unknown metric {metric!r}")
 
 

@@ -307,6 +307,7 @@ class ModelCommandType(StrEnum):
     EVALUATE = "evaluate"
     SET_BEST = "set_best"
     MONITOR = "monitor"
+    CANCEL_JOB = "cancel_job"
 
 
 class ModelCommand(BaseEvent):
@@ -317,6 +318,8 @@ class ModelCommand(BaseEvent):
     - ``create_config``: ``config`` (network model config); ``delete_config``: ``scope`` = id.
     - ``evaluate`` / ``monitor``: ``scope`` = output field; ``metric`` for evaluate.
     - ``set_best``: ``scope`` = output field, ``version`` = model (config) id.
+    - ``cancel_job``: ``job_id`` (a queued job ends ``cancelled`` at once, a running one at its
+      next checkpoint, storing no version).
     """
 
     SCHEMA_NAME: ClassVar[str] = "model_command"
@@ -331,6 +334,7 @@ class ModelCommand(BaseEvent):
     )
     reason: FreeText = ""
     requested_by: Label = "system"
+    job_id: Label | None = Field(None, description="The training job (cancel_job).")
 
 
 class ModelUpdatedEvent(BaseEvent):

@@ -41,6 +41,8 @@ NEEDS = {
     ("POST", "/v1/ml/performance/{field}/evaluate"): "ml:retrain",
     ("POST", "/v1/ml/performance/{field}/set-best/{model_id}"): "ml:retrain",
     ("POST", "/v1/ml/performance/{field}/monitor"): "ml:retrain",
+    ("POST", "/v1/ml/training/train"): "ml:retrain",
+    ("DELETE", "/v1/ml/training/jobs/{job_id}"): "ml:retrain",
 }
 BODIES = {
     "/v1/ml/predict": {"vehicle_type": "CAR", "brand": "A", "model": "B"},

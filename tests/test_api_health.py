@@ -27,8 +27,8 @@ def test_healthy_with_broker_and_store(make_env, spawn, path: str) -> None:
     assert resp.status_code == 200
     body = resp.json()
     assert body == {
-        "status": "ok",
-        "service": "millrace",
+        "status": "healthy",
+        "service": "sgivu-ml",
         "version": body["version"],
         "model_available": False,
         "checks": {"database": "ok", "broker": "ok", "streams": "ok"},

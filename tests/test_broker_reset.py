@@ -99,7 +99,7 @@ def test_fresh_broker_under_an_old_store_is_refused_reported_and_reconciled(
         wait_for_events(store, "demand", 1_400, exact=True, worker=worker)
         assert store.stream.faults() == []
         assert wait_for_progress(
-            lambda: (h := health(env["API_PORT"])) and h["status"] == "ok",
+            lambda: (h := health(env["API_PORT"])) and h["status"] == "healthy",
             lambda: (worker.progress(), api.progress()),
         )
         assert worker.alive() and api.alive()

@@ -32,7 +32,7 @@ def test_up_runs_the_whole_system_on_the_embedded_default(make_env, spawn) -> No
 
     def healthy() -> object:
         assert proc.alive(), proc.output()[-3000:]
-        return (b := _json(f"{api}/health")) and b["status"] == "ok" and b
+        return (b := _json(f"{api}/health")) and b["status"] == "healthy" and b
 
     health = wait_for_progress(healthy, proc.progress)
     assert health["checks"] == {"database": "ok", "broker": "ok", "streams": "ok"}

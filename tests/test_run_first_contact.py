@@ -44,7 +44,7 @@ def test_up_on_the_shipped_contracts_serves_a_first_version(make_env, spawn, sha
     env.pop("KAFKA_BOOTSTRAP_SERVERS")  # the embedded default, as `make run`
     api = f"http://127.0.0.1:{env['API_PORT']}"
     proc = spawn(["up", "--rate", "4000"], env)
-    wait_for_start(proc, lambda: (b := _json(f"{api}/health")) and b["status"] == "ok")
+    wait_for_start(proc, lambda: (b := _json(f"{api}/health")) and b["status"] == "healthy")
 
     def jobs() -> list[dict]:
         return (_json(f"{api}/v1/ml/training/jobs") or {"items": []})["items"]

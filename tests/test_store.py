@@ -46,7 +46,7 @@ def delta(series: str, month: int, sales: int, price: float = 100.0) -> Observat
 def test_upgrade_is_idempotent_and_matches_models(store_url: str) -> None:
     upgrade(store_url)
     upgrade(store_url)
-    assert current_revision(store_url) == "0009"
+    assert current_revision(store_url) == "0010"
     store = Store.from_url(store_url, upgrade=False)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -69,7 +69,7 @@ def test_upgrade_from_0004_keeps_checkpoints_as_state_version_1(store_url: str) 
         )
     engine.dispose()
     upgrade(store_url)
-    assert current_revision(store_url) == "0009"
+    assert current_revision(store_url) == "0010"
     store = Store.from_url(store_url, upgrade=False)
     assert store.stream.checkpoints("c") == {
         ("sales", 0): StoredCheckpoint("sales", 0, 7, ProcessorState(1, b"\x00state")),

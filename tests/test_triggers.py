@@ -269,3 +269,15 @@ def test_staleness_once_per_version() -> None:
     policy.job_finished("demand", "s", at)
     later = at + timedelta(days=1)
     assert policy.check_staleness("demand", "s", trained, later, version="v1") is not None
+
+
+def test_degradation_limit_is_the_boundary_of_is_degraded() -> None:
+    from ml.triggers import degradation_limit, is_degraded
+
+    for baseline, metric in [(4.0, "rmse"), (0.8, "r2"), (-0.5, "r2"), (0.0, "mae")]:
+        limit = degradation_limit(baseline, metric, 1.5)
+        assert not is_degraded(limit, baseline, metric, 1.5)  # the limit itself is not
+        worse = limit + 0.01 if metric != "r2" else limit - 0.01
+        assert is_degraded(worse, baseline, metric, 1.5)
+    assert degradation_limit(4.0, "rmse", 1.5) == 6.0
+    assert degradation_limit(0.8, "r2", 2.0) == 0.4

@@ -41,6 +41,7 @@ __all__ = [
     "OnlineScore",
     "PartitionFault",
     "PartitionProgress",
+    "PredictionRow",
     "ProcessorState",
     "ScoreRow",
     "StatisticsChange",
@@ -154,6 +155,24 @@ class DeadLetterRow:
     #: when the message was refused
     occurred_at: datetime
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One prediction served by the API, as the prediction log keeps it."""
+
+    domain: str
+    #: the route that answered (``predict``, ``predict-with-history``, ``inference``)
+    endpoint: str
+    model_version: str
+    #: the request's inputs (JSON types)
+    inputs: dict[str, Any]
+    #: the answer's content (JSON types)
+    output: dict[str, Any]
+    latency_ms: float
+    served_at: datetime
+    #: the row id once stored (insertion order)
+    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -48,6 +49,7 @@ __all__ = [
     "CommandResult",
     "DeadLetter",
     "FieldRejection",
+    "PredictionLogRecord",
 ]
 
 
@@ -418,6 +420,35 @@ class FieldRejection(Base):
     example_offset: Mapped[int] = mapped_column(BigInteger)
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PredictionLogRecord(Base):
+    """One prediction the API served: its inputs, its answer, the version and the latency."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_served_at", "served_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(60))
+    model_version: Mapped[str] = mapped_column(String(64))
+    #: JSON text (orjson, written in batches: the stdlib encoder was most of a flush's cost)
+    inputs: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    served_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    def to_entity(self) -> e.PredictionRow:
+        return e.PredictionRow(
+            self.domain,
+            self.endpoint,
+            self.model_version,
+            orjson.loads(self.inputs),
+            orjson.loads(self.output),
+            self.latency_ms,
+            self.served_at,
+            self.id,
+        )
 
 
 class ScoreHistory(Base):

@@ -16,6 +16,7 @@ from ml.registry.stores.jobs import JobStore
 from ml.registry.stores.models import ModelStore
 from ml.registry.stores.monitoring import MonitoringStore
 from ml.registry.stores.network import NetworkStore
+from ml.registry.stores.predictions import PredictionLogStore
 from ml.registry.stores.series import SeriesStore
 from ml.registry.stores.stream import StreamStore
 
@@ -32,6 +33,7 @@ class Store:
     * ``monitoring``: drift events and score history
     * ``network``: the network domain's configs, field states and command results
     * ``dead_letters``: the stream's refused messages (written with its batches)
+    * ``predictions``: the prediction log (what the API served, written in batches)
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -44,6 +46,7 @@ class Store:
         self.monitoring = MonitoringStore(self.db)
         self.network = NetworkStore(self.db)
         self.dead_letters = DeadLetterStore(self.db)
+        self.predictions = PredictionLogStore(self.db)
 
     @classmethod
     def from_url(cls, url: str, upgrade: bool = True) -> Store:

@@ -19,6 +19,7 @@ from ml.metrics import score
 from ml.registry.entities import TrainingJobRow
 from ml.registry.errors import is_transient
 from ml.registry.store import Store
+from ml.registry.stores.jobs import cancelled_reason
 from ml.training.base import Candidate, TrainingSet
 from ml.training.errors import TrainingDataError
 from ml.training.versioning import (
@@ -29,7 +30,17 @@ from ml.training.versioning import (
     write_artifact,
 )
 
-__all__ = ["CandidateResult", "JobOutcome", "TrainingRunner", "describe_candidates"]
+__all__ = [
+    "CandidateResult",
+    "JobCancelled",
+    "JobOutcome",
+    "TrainingRunner",
+    "describe_candidates",
+]
+
+
+class JobCancelled(Exception):
+    """A cancel was asked for the running job (raised at a checkpoint, with the reason)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class JobOutcome:
     """What a job came to: its status, the version it stored and whether it went live."""
 
     job_id: str
-    status: str  # completed | failed
+    status: str  # completed | failed | cancelled
     version: str | None = None
     promoted: bool = False
     previous_version: str | None = None
@@ -56,7 +67,7 @@ class JobOutcome:
 
     @property
     def decision(self) -> str | None:
-        """``promoted`` / ``rejected`` for a completed job, None for a failed one."""
+        """``promoted`` / ``rejected`` for a completed job, None for a failed or cancelled one."""
         if self.status != "completed":
             return None
         return "promoted" if self.promoted else "rejected"
@@ -84,13 +95,20 @@ class TrainingRunner:
         self.clock = clock
 
     def run(self, job: TrainingJobRow) -> JobOutcome:
-        """Run ``job`` to completed or failed; never raises for a job's own failure.
+        """Run ``job`` to completed, failed or cancelled; never raises for a job's own failure.
 
-        The job row records the outcome (``promoted`` / ``rejected``; none for a failed job)
-        and the reason, which names every candidate with its score."""
-        self.store.jobs.update_job(job.id, status="running", started_at=self.clock(), error=None)
+        The job row records the outcome (``promoted`` / ``rejected``; none for a failed or
+        cancelled job) and the reason, which names every candidate with its score. A cancel
+        asked for while the job runs is honoured at the next checkpoint (before the set is
+        built, before each candidate, before the version is stored): the job ends
+        ``cancelled`` and stores no version."""
+        if self.store.jobs.start_job(job.id, self.clock()) is None:
+            row = self.store.jobs.get_job(job.id)
+            return JobOutcome(job.id, "cancelled", reason=(row.reason or "") if row else "")
         try:
             outcome = self._train(job)
+        except JobCancelled as exc:
+            outcome = JobOutcome(job.id, "cancelled", reason=str(exc))
         except TrainingDataError as exc:
             outcome = JobOutcome(job.id, "failed", reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded on the job, the trainer goes on
@@ -113,11 +131,13 @@ class TrainingRunner:
         trainer = domain.trainer(job.scope, self.store)
         if trainer is None:
             raise TrainingDataError(f"domain {job.domain!r} has no batch trainer")
+        self._checkpoint(job, "before building the training set")
         data = trainer.training_set(self.store, job.start_date, job.end_date, self.min_periods)
         if data.test.empty:
             raise TrainingDataError("No test rows in the last 20% of the period")
         results: list[tuple[Candidate, CandidateResult]] = []
         for candidate in trainer.candidates():
+            self._checkpoint(job, f"before candidate {candidate.algorithm}")
             started = time.perf_counter()
             candidate.fit(data.train)
             metrics = score(data.y_test, candidate.predict(data.test), scale=data.scale)
@@ -132,8 +152,15 @@ class TrainingRunner:
         baseline = getattr(trainer, "baseline", "") or scores[0].algorithm
         promoted, why = self._gate(job, data, metric, best)
         why = f"{why}; {metric} of the candidates: {describe_candidates(scores, metric, baseline)}"
+        self._checkpoint(job, "before storing the version")
         return self._store_version(job, domain.schema_major, data, best_model, best, promoted,
                                    why, scores)  # fmt: skip
+
+    def _checkpoint(self, job: TrainingJobRow, where: str) -> None:
+        """Raise :class:`JobCancelled` when a cancel was asked for the job."""
+        cancel = self.store.jobs.cancel_request(job.id)
+        if cancel is not None:
+            raise JobCancelled(cancelled_reason(cancel, where))
 
     def _gate(
         self, job: TrainingJobRow, data: TrainingSet, metric: str, best: CandidateResult

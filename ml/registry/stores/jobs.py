@@ -1,9 +1,15 @@
-"""Training jobs: queued -> running -> completed | failed | cancelled."""
+"""Training jobs: queued -> running -> completed | failed | cancelled.
+
+Cancellation: :meth:`JobStore.request_cancel` ends a queued job ``cancelled`` at once and marks
+a running one (``params["cancel"]``: who, when, why, the command); the runner honours the mark
+at its next checkpoint (:meth:`JobStore.cancel_request`) and ends the job ``cancelled`` without
+storing a version. :meth:`JobStore.start_job` never starts a job that is cancelled or marked.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,7 +18,7 @@ from ml.registry import entities as e
 from ml.registry.db import Database, where_given
 from ml.registry.models import TrainingJob, utcnow
 
-__all__ = ["JobStore"]
+__all__ = ["JobStore", "cancelled_reason"]
 
 
 class JobStore:
@@ -66,6 +72,59 @@ class JobStore:
             session.flush()
             return row.to_entity()
 
+    def start_job(self, job_id: str, at: datetime) -> e.TrainingJobRow | None:
+        """Mark the job running (one transaction); None, and the job ended ``cancelled``, when a
+        cancel was asked for before it started."""
+        with self._db.session.begin() as session:
+            row = session.get(TrainingJob, job_id, with_for_update=self._db.locking)
+            if row is None:
+                raise KeyError(f"unknown job {job_id!r}")
+            if row.status == "cancelled":
+                return None
+            cancel = (row.params or {}).get("cancel")
+            if cancel:
+                row.status, row.finished_at = "cancelled", at
+                row.reason = cancelled_reason(cancel, "before it started")
+                return None
+            row.status, row.started_at, row.error = "running", at, None
+            session.flush()
+            return row.to_entity()
+
+    def request_cancel(
+        self,
+        job_id: str,
+        *,
+        at: datetime,
+        requested_by: str = "system",
+        reason: str = "",
+        command_id: str | None = None,
+    ) -> e.TrainingJobRow:
+        """Cancel a job: a queued one ends ``cancelled`` now; a running one is marked and ends
+        at its next checkpoint; a finished one is left as it is. Idempotent. Raises KeyError for
+        an unknown job."""
+        with self._db.session.begin() as session:
+            row = session.get(TrainingJob, job_id, with_for_update=self._db.locking)
+            if row is None:
+                raise KeyError(f"unknown job {job_id!r}")
+            cancel = {"requested_by": requested_by, "at": at.isoformat(), "reason": reason,
+                      "command_id": command_id}  # fmt: skip
+            if row.status == "queued":
+                row.status, row.finished_at = "cancelled", at
+                row.params = {**(row.params or {}), "cancel": cancel}
+                row.reason = cancelled_reason(cancel, "before it started")
+            elif row.status == "running" and not (row.params or {}).get("cancel"):
+                row.params = {**(row.params or {}), "cancel": cancel}
+            session.flush()
+            return row.to_entity()
+
+    def cancel_request(self, job_id: str) -> dict[str, Any] | None:
+        """The cancel asked for a job (who, when, why), or None."""
+        job = self.get_job(job_id)
+        if job is None:
+            return None
+        cancel = job.params.get("cancel")
+        return dict(cancel) if cancel else None
+
     def list_jobs(
         self,
         domain: str | None = None,
@@ -103,3 +162,9 @@ class JobStore:
             if request_id in job.request_ids:
                 return job
         return None
+
+
+def cancelled_reason(cancel: dict[str, Any], when: str) -> str:
+    """``cancelled by <who> <when>: <why>``: the reason a cancelled job records."""
+    why = f": {cancel['reason']}" if cancel.get("reason") else ""
+    return f"cancelled by {cancel.get('requested_by') or 'system'} {when}{why}"
