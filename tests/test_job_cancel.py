@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from millrace.metrics import TrainerMetrics
+from millrace.probes import Heartbeat
 from millrace.settings import Settings
 from millrace.trainer import TrainerService
 from ml.aggregates import FieldStats
@@ -210,6 +212,7 @@ def test_the_trainer_takes_a_cancel_while_a_job_trains(store: Store, tmp_path) -
     trainer = object.__new__(TrainerService)
     trainer.settings, trainer.store, trainer.consumer = settings, store, consumer
     trainer.producer, trainer.leader = FakeProducer(), False
+    trainer.metrics, trainer.heartbeat = TrainerMetrics(), Heartbeat()
     trainer.runner = _runner(store, tmp_path, fit_waits_for_the_cancel)
     paused_while_training: list[set] = []
     original = trainer._during_job
