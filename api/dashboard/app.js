@@ -424,8 +424,11 @@ async function drift(root, current) {
 /* Network: per field the state machine, best model, baseline and threshold, score history,
    per-cell drift. */
 async function network(root, current) {
-  const fields = await api("/v1/ml/fields?include_model_status=true");
+  const listed = await api("/v1/ml/fields?include_model_status=true");
   if (!current()) return;
+  // every measurement field is listed; only those a model forecasts have a state machine
+  const fields = listed.filter((f) => f.has_models !== false);
+  const unmodelled = listed.filter((f) => f.has_models === false).map((f) => f.field);
   const details = await Promise.all(fields.map((f) => Promise.all([
     api(`/v1/ml/performance/${encodeURIComponent(f.field)}/status`),
     api(`/v1/ml/performance/${encodeURIComponent(f.field)}/history?include_online=true`),
@@ -476,6 +479,9 @@ async function network(root, current) {
         emptyText: "No score recorded yet (no evaluation)." });
     });
   });
+  if (unmodelled.length) {
+    cards.push(wide("Fields no model forecasts", el("p", { class: "muted" }, unmodelled.join(", "))));
+  }
   root.replaceChildren(el("h2", {}, "Network"), el("div", { class: "grid" }, cards.length ? cards : wide("Fields", el("p", {}, "No model config yet."))));
   draws.forEach((d) => d());
 }
