@@ -30,8 +30,6 @@ from ml.network.configs import (
     configs_for_field,
     parse_config,
 )
-from ml.network.inference import NoCellData, forecast_cell
-from ml.network.processor import forecast_series_key, online_model_version
 from ml.network.state import MonitoringState
 from ml.registry.entities import CommandResultRow
 from ml.registry.network import SqlFieldStateRepository
@@ -345,6 +343,12 @@ def inference(
 
 
 def _inference(request: Request, body: InferenceIn) -> InferenceOut:
+    # imported on the first inference, not with the app: the network models' code (River's
+    # forests, scipy.stats, LightGBM) costs ~1.5 s of CPU that every API start would otherwise
+    # pay, serving network models or not
+    from ml.network.inference import NoCellData, forecast_cell
+    from ml.network.processor import forecast_series_key, online_model_version
+
     configs = _configs_of(request, body.field)
     model_id = body.model_id
     if model_id is None:

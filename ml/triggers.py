@@ -34,10 +34,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ml.drift import Detection
 from schemas.events import RetrainReason, RetrainRequest, deterministic_id
+
+if TYPE_CHECKING:  # only annotated: the drift detectors (River, scipy) load where they run
+    from ml.drift import Detection
 
 __all__ = [
     "DEFAULT_CATCH_UP_LAG",
