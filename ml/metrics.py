@@ -38,6 +38,19 @@ __all__ = [
 Number = float | int
 
 
+class _SlotsState:
+    """Pickles a ``__slots__`` class as the tuple of its slots (a handful of numbers)."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)  # type: ignore[attr-defined]
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):  # type: ignore[attr-defined]
+            setattr(self, name, value)
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -46,7 +59,7 @@ def _float_or_inf(value: float | int | None) -> float:
     return math.inf if value is None else float(value)
 
 
-class RunningMetrics:
+class RunningMetrics(_SlotsState):
     """MAE, RMSE, MAPE and R² over a stream of ``(y_true, y_pred)`` pairs, O(1) per update.
 
     R² uses Welford's running mean / sum of squared deviations of ``y_true`` so it is exact and
@@ -161,13 +174,6 @@ class RunningMetrics:
             raise ValueError(f"inconsistent running-metrics counts: {stats!r}")
         return metrics
 
-    def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
-
     def __repr__(self) -> str:
         return f"RunningMetrics({self.get()})"
 
@@ -181,7 +187,7 @@ def merge_stats(parts: Iterable[dict[str, float | int]]) -> RunningMetrics:
     return merged
 
 
-class WindowedMetrics:
+class WindowedMetrics(_SlotsState):
     """:class:`RunningMetrics` over the points of the last ``window`` seconds of event time.
 
     Time is cut into ``buckets`` sub-intervals per window (``bucket = window / buckets``
@@ -260,13 +266,6 @@ class WindowedMetrics:
     def n(self) -> int:
         """Points in the window at the latest time seen."""
         return self.metrics().n
-
-    def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
 
     def __repr__(self) -> str:
         return f"WindowedMetrics(window={self.window:g}s, {self.metrics().get()})"
