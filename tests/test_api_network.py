@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from millrace.importers.simulate import simulate_network
 from ml.network.configs import DEFAULT_CONFIGS
-from ml.network.domain import NetworkDomain
 from ml.network.state import FieldState
-from ml.observations import combine
 from ml.registry.entities import ForecastRow, ScoreRow
 from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
-from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, bearer, start_api, token
 from tests.store_helpers import upsert_forecasts
+from tests.training_data import seed_network
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +27,7 @@ ELECTED = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 
 def prepare(store: Store, model_dir: Path) -> None:
-    source = simulate_network(seed=5, start=START, seconds=120 * 60, cells=3)
-    domain = NetworkDomain(60)
-    store.stream.apply_observations(
-        list(combine(d for r in source.records() for d in domain.observe(r.event)).values())
-    )
-    store.network.seed_configs(list(DEFAULT_CONFIGS))
-    job = store.jobs.create_job("network", "rsrp-lightgbm", "manual")
-    outcome = TrainingRunner(store, model_dir, min_periods=12).run(job)
-    assert outcome.status == "completed", outcome.reason
-    if not outcome.promoted:
-        store.models.record_activation(
-            "network", "rsrp-lightgbm", outcome.version, reason="t", actor="t"
-        )
+    seed_network(store, model_dir, seed=5, start=START, minutes=120)
     cell = store.series.observations("network")[0].series_key
     upsert_forecasts(
         store,

@@ -20,16 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from millrace.importers.simulate import simulate_network
-from ml.network.configs import DEFAULT_CONFIGS, FIELDS
-from ml.network.domain import NetworkDomain
+from ml.network.configs import FIELDS
 from ml.network.state import FieldState
-from ml.observations import combine
 from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
-from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, start_api, train_first_version
 from tests.fixtures.broker import Proc, wait_for_job, wait_for_progress, wait_for_start
+from tests.training_data import seed_network
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +36,8 @@ ELECTED = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 def prepare(store: Store, model_dir: Path) -> None:
     train_first_version(store, model_dir)
-    source = simulate_network(seed=5, start=datetime(2026, 1, 5, 8, tzinfo=UTC),
-                              seconds=120 * 60, cells=3)  # fmt: skip
-    domain = NetworkDomain(60)
-    store.stream.apply_observations(
-        list(combine(d for r in source.records() for d in domain.observe(r.event)).values())
-    )
-    store.network.seed_configs(list(DEFAULT_CONFIGS))
-    outcome = TrainingRunner(store, model_dir, min_periods=12).run(
-        store.jobs.create_job("network", GBM, "manual")
-    )
-    assert outcome.status == "completed", outcome.reason
+    seed_network(store, model_dir, seed=5, start=datetime(2026, 1, 5, 8, tzinfo=UTC),
+                 minutes=120, model=GBM)  # fmt: skip
     SqlFieldStateRepository(store).save(
         FieldState(
             field="rsrp",

@@ -12,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from millrace.importers.simulate import simulate_network
-from ml.network.configs import DEFAULT_CONFIGS
-from ml.network.domain import NetworkDomain
-from ml.observations import combine
 from ml.registry.store import Store
-from ml.training.runner import TrainingRunner
 from tests.api_server import ApiServer, start_api
 from tests.fixtures.broker import Proc, wait_for_progress
+from tests.training_data import seed_network
 
 pytestmark = pytest.mark.integration
 
@@ -35,18 +31,7 @@ def online_score(store: Store, model_id: str, score: float) -> None:
 
 def prepare(store: Store, model_dir: Path) -> None:
     start = datetime(2024, 3, 1, tzinfo=UTC)
-    source = simulate_network(seed=3, start=start, seconds=150 * 60, cells=3)
-    domain = NetworkDomain(60)
-    store.stream.apply_observations(
-        list(combine(d for r in source.records() for d in domain.observe(r.event)).values())
-    )
-    store.network.seed_configs(list(DEFAULT_CONFIGS))
-    outcome = TrainingRunner(store, model_dir, min_periods=12).run(
-        store.jobs.create_job("network", GBM, "manual")
-    )
-    assert outcome.status == "completed", outcome.reason
-    if not outcome.promoted:
-        store.models.record_activation("network", GBM, outcome.version, reason="test", actor="test")
+    seed_network(store, model_dir, seed=3, start=start, minutes=150, model=GBM)
     online_score(store, LINEAR, 3.0)
     online_score(store, FOREST, 3.5)
 
