@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.demand.book import _level_index
 from ml.demand.candidates import (
     GlobalGBMChange,
     SeasonalNaive,
@@ -22,7 +23,6 @@ from ml.demand.forecast import (
     MIN_SCORES,
     ForecastBook,
     SegmentForecast,
-    _level_index,
     build_book,
     conformal_widths,
 )

@@ -49,9 +49,7 @@ class DemandDomain(Domain):
 
     def forecast_book(self) -> Callable[[object, object, str], object]:
         """Every segment's forecasts of a version (:func:`ml.demand.forecast.demand_book`)."""
-        from ml.demand.forecast import demand_book
-
-        return demand_book  # type: ignore[return-value]
+        return _demand_book
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, SaleContractEvent)
@@ -64,3 +62,11 @@ class DemandDomain(Domain):
                 contract_stats(event),
             )
         ]
+
+
+def _demand_book(store: object, model: object, version: str) -> object:
+    """:func:`ml.demand.forecast.demand_book`, imported where the book is built (the API's
+    book worker), so the serving process never loads the candidates' libraries."""
+    from ml.demand.forecast import demand_book
+
+    return demand_book(store, model, version)
