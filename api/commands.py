@@ -247,8 +247,6 @@ async def retrain(
     domain = domain_or_default(request, domain)
     if body.start_date and body.end_date and body.end_date <= body.start_date:
         raise HTTPException(400, detail="end_date must be after start_date")
-    if domain not in {d.name for d in all_domains()}:
-        raise HTTPException(404, detail=f"Unknown domain: {domain}")
     await check_scope(request, domain, scope)
     settings = request.app.state.settings
     retrain_request = await publish_retrain(request, principal, domain, scope, body)

@@ -126,7 +126,8 @@ def live(request: Request) -> LiveModels:
 
 def domain_or_default(request: Request, domain: str | None = None) -> str:
     """``domain``, or the ``DEFAULT_DOMAIN`` setting when it is omitted; a domain that is not
-    registered is answered 404 (``Unknown domain: ...``)."""
-    if domain and domain not in {d.name for d in all_domains()}:
-        raise HTTPException(404, detail=f"Unknown domain: {domain}")
-    return domain or settings(request).default_domain
+    registered (asked, or configured as the default) is answered 404 (``Unknown domain: ...``)."""
+    name = domain or settings(request).default_domain
+    if name not in {d.name for d in all_domains()}:
+        raise HTTPException(404, detail=f"Unknown domain: {name}")
+    return name

@@ -35,7 +35,6 @@ from api.common import (
 )
 from api.limits import StrictJSONRoute
 from millrace.checkpoints import end_offsets
-from ml.domains import all_domains
 
 __all__ = ["router", "STATIC_DIR"]
 
@@ -179,8 +178,6 @@ async def forecasts(
     _: Principal = Depends(require(ML_MODELS)),  # noqa: B008
 ) -> list[ForecastOut]:
     domain = domain_or_default(request, domain)
-    if domain not in {d.name for d in all_domains()}:
-        raise HTTPException(404, detail=f"Unknown domain: {domain}")
     rows = await run_in_threadpool(store(request).series.forecasts, domain, series)
     return [
         ForecastOut(
