@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +22,7 @@ __all__ = [
     "make_engine",
     "alembic_config",
     "upgrade",
+    "migration_lock",
     "current_revision",
 ]
 
@@ -78,10 +82,44 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: PostgreSQL advisory lock key held while migrating ("millrace" in ASCII, as a bigint)
+MIGRATION_LOCK_KEY = 0x6D696C6C72616365
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while migrating, so processes starting together against a new database migrate it
+    one after the other (the later ones find it at head): an advisory lock on PostgreSQL, a file
+    lock beside a SQLite file."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    with open(f"{database}.migration-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (idempotent)."""
-    make_engine(url).dispose()  # creates the SQLite folder
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at ``url`` to ``revision`` (idempotent; safe when several processes
+    start at once)."""
+    engine = make_engine(url)  # creates the SQLite folder
+    try:
+        with migration_lock(engine):
+            command.upgrade(alembic_config(url), revision)
+    finally:
+        engine.dispose()
 
 
 def current_revision(url: str) -> str | None:
