@@ -10,9 +10,10 @@ A segment's row for month M is computed from its months *before* M only (no leak
 * ``margin_lag_1``: average sale price - average purchase price of the previous month;
 * ``has_lag_3`` / ``has_lag_12``: whether those lags exist.
 
-The batch models also read :data:`EXTRA_LAG_NAMES` (``lag_2`` ... ``lag_25``: NaN when the
-segment is younger), given by :func:`extra_lags` and ``SeriesWindow.row(month, extra=True)``;
-they are not the online learner's inputs, so :data:`FEATURE_NAMES` stays its row.
+The batch models also read :data:`EXTRA_LAG_NAMES` (``lag_2`` ... ``lag_14``, ``lag_24``,
+``lag_25``: NaN when the segment is younger), given by :func:`extra_lags` and
+``SeriesWindow.row(month, extra=True)``; they are not the online learner's inputs, so
+:data:`FEATURE_NAMES` stays its row.
 
 :func:`feature_row` leaves what is unknown as NaN (the batch models take NaN as missing).
 :func:`fill_missing` is the online learner's view of the same row: a missing lag is the latest
@@ -61,7 +62,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 #: The flags saying whether a lag is known (redundant with NaN lags for the batch models).
 LAG_FLAGS: tuple[str, ...] = ("has_lag_3", "has_lag_12")
 #: Further lags (months back) the batch models read, beyond :data:`FEATURE_NAMES`.
-EXTRA_LAGS: tuple[int, ...] = (2, 6, 13, 14, 24, 25)
+EXTRA_LAGS: tuple[int, ...] = (2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 24, 25)
 EXTRA_LAG_NAMES: tuple[str, ...] = tuple(f"lag_{k}" for k in EXTRA_LAGS)
 #: Months of history a row looks at (lag 12 plus the online learner's seasonal base).
 LOOKBACK = 25
