@@ -10,7 +10,9 @@ sales, as the trainer's panel has them). Windows (no month is used twice for a c
   are chosen there (models fitted on the months before it), never on the test months.
 
 Accuracy: every candidate's MAE (and RMSE, MAPE, R², MASE) on both windows and its ratio to
-seasonal naive's MAE; the grid of ``lightgbm_change`` settings; the model the trainer promotes
+seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings; the
+``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
+the trainer would promote on the validation year, and the model it promotes on the test year
 (best MAE of ``DemandTrainer.candidates()``), against the goal ratio <= 0.75.
 
 Intervals: the promoted algorithm, fitted on the months before the validation window (which is
@@ -71,7 +73,9 @@ GRID = [
     for rounds in (150, 300)
 ]
 #: lightgbm_ratio's settings tried (anchor last year, as lightgbm_change's choice)
-RATIO_GRID = [{"num_leaves": leaves, "rounds": rounds} for leaves in (15, 31) for rounds in (150, 300)]
+RATIO_GRID = [
+    {"num_leaves": leaves, "rounds": rounds} for leaves in (15, 31) for rounds in (150, 300)
+]
 FAR = date(2100, 1, 1)  # every stored month is complete
 
 
@@ -152,8 +156,11 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         "ratio_trainer_default": ratio_default_name,
         "ratio_default_is_the_validation_choice": ratio_chosen == ratio_default_name,
         "ensemble_weights_for_the_test_year": dict(
-            zip([m.algorithm for m in ensemble.members], ensemble.weights.round(2).tolist(),
-                strict=True)  # fmt: skip
+            zip(
+                [m.algorithm for m in ensemble.members],
+                ensemble.weights.round(2).tolist(),
+                strict=True,
+            )
         ),
         "ensemble_holdout_mae_for_the_test_year": ensemble.validation,
         "trainer_candidates_validation_mae": {k: round(v, 3) for k, v in on_validation.items()},

@@ -214,7 +214,8 @@ def test_ensemble_chooses_its_weights_on_the_training_part_s_last_months() -> No
     months = pd.date_range("2015-01-01", periods=48, freq="MS")
     panel = pd.DataFrame(
         [
-            {"series_key": f"CAR|M{s}|ALL|", "month": m, "sales": float(10 * (s + 1) * (1 + m.month)),
+            {"series_key": f"CAR|M{s}|ALL|", "month": m,
+             "sales": float(10 * (s + 1) * (1 + m.month)),
              "purchases": 0.0, "sale_price": np.nan, "purchase_price": np.nan}
             for s in range(3) for m in months
         ]
