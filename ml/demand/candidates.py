@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ml.demand.features import (
+    CALENDAR_NAMES,
     EXTRA_LAG_NAMES,
     FEATURE_NAMES,
     LAG_FLAGS,
@@ -58,8 +59,9 @@ FEATURES = [name for name in FEATURE_NAMES if name not in LAG_FLAGS]
 #: (:func:`~ml.demand.segments.market_of`) ``k`` months before the row's month.
 MARKET_LAGS: tuple[int, ...] = (1, 2, 12, 13)
 MARKET_NAMES: tuple[str, ...] = tuple(f"market_lag_{k}" for k in MARKET_LAGS)
-#: Every column a featured row carries: the shared features, the batch-only lags, the market.
-ROW_NAMES: tuple[str, ...] = (*FEATURE_NAMES, *EXTRA_LAG_NAMES, *MARKET_NAMES)
+#: Every column a featured row carries: the shared features, the batch-only lags and calendar,
+#: the market.
+ROW_NAMES: tuple[str, ...] = (*FEATURE_NAMES, *EXTRA_LAG_NAMES, *CALENDAR_NAMES, *MARKET_NAMES)
 
 
 def _price(value: float) -> float | None:
@@ -276,7 +278,8 @@ def change_features(rows: pd.DataFrame) -> pd.DataFrame:
     month (``d_lag_k = log1p(lag_k) - log1p(lag_1)``), last year's and two years' change into
     the same month (``lag_12`` over ``lag_13``, ``lag_24`` over ``lag_25``), the year-over-year
     change of the last two months, the market's last-month, last-year and year-over-year
-    changes, the segment's share of the market, its level and the season. NaN where unknown."""
+    changes, the segment's share of the market, its level, the season and the month's working
+    days (:data:`~ml.demand.workdays.CALENDAR_NAMES`). NaN where unknown."""
     level = _log(rows, "lag_1")
     market = _log(rows, "market_lag_1")
     x = {
@@ -297,6 +300,8 @@ def change_features(rows: pd.DataFrame) -> pd.DataFrame:
     x["market_last_year_change"] = _log(rows, "market_lag_12") - _log(rows, "market_lag_13")
     x["market_yoy"] = market - _log(rows, "market_lag_13")
     x["share"] = level - market
+    for name in CALENDAR_NAMES:
+        x[name] = rows[name].to_numpy(float)
     return pd.DataFrame(x, index=rows.index)
 
 
@@ -313,7 +318,7 @@ class GlobalGBMChange(DemandCandidate):
     (``benchmarks/demand_accuracy.py``), never on the test months."""
 
     algorithm = "lightgbm_change"
-    features = [*FEATURES, *EXTRA_LAG_NAMES, *MARKET_NAMES]
+    features = [*FEATURES, *EXTRA_LAG_NAMES, *CALENDAR_NAMES, *MARKET_NAMES]
 
     def __init__(
         self,
