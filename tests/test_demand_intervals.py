@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 from datetime import date
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from ml.demand.candidates import (
     SeasonalNaive,
     ValidatedEnsemble,
     add_features,
+    change_features,
     market_rows,
     year_scale,
 )
@@ -30,6 +32,7 @@ from ml.demand.forecast import (
     build_book,
     conformal_widths,
 )
+from ml.demand.workdays import CALENDAR_NAMES
 from ml.metrics import score
 
 FAR = date(2100, 1, 1)
@@ -248,3 +251,14 @@ def test_default_ensemble_weights_are_on_the_simplex() -> None:
     assert [m.algorithm for m in ensemble.members] == [
         "lightgbm_change", "lightgbm_ratio", "seasonal_naive", "last_month"
     ]  # fmt: skip
+
+
+def test_a_change_model_trained_without_the_calendar_still_predicts() -> None:
+    # an artifact from before the working-day columns: its booster knows fewer inputs
+    panel = synthetic_panel(segments=6, months=40)
+    featured = add_features(panel)
+    rows = featured[featured["lag_1"].notna()]
+    model = GlobalGBMChange(rounds=20).fit(featured)
+    x = change_features(rows).drop(columns=list(CALENDAR_NAMES))
+    model.model = lgb.train({"objective": "l1", "verbose": -1}, lgb.Dataset(x, np.zeros(len(x))), 5)
+    assert np.all(np.isfinite(model.predict(rows)))
