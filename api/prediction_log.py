@@ -10,7 +10,8 @@ past it and counted). Shutdown flushes what is left.
 Where the writes run: given a ``worker`` (the app's :class:`~api.books.BookBuilder`, whose
 process already holds the store open), a flush hands the batch as plain values to that process,
 which builds the rows, writes them and applies the retention: the serving process only pickles
-the batch in a thread (~1 ms for 500 rows, instead of ~11 ms of GIL for the ``executemany``).
+the batch in a thread (~2 ms for 500 rows, measured, instead of ~11 ms of GIL for the
+``executemany``).
 Without one (tests, a store another process cannot open) they run in a thread here. Nothing is
 ever written from the event loop's thread.
 """
