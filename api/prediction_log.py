@@ -149,11 +149,13 @@ class PredictionRecorder:
 
 def _plain(items: list[_Item]) -> list[_Plain]:
     return [
-        (at, domain, endpoint, version,
-         inputs.model_dump(mode="json") if isinstance(inputs, BaseModel) else inputs,
-         output, seconds)  # fmt: skip
+        (at, domain, endpoint, version, _dumped(inputs), output, seconds)
         for at, domain, endpoint, version, inputs, output, seconds in items
     ]
+
+
+def _dumped(inputs: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return inputs.model_dump(mode="json") if isinstance(inputs, BaseModel) else inputs
 
 
 # --- run by the worker process (module-level: called by name there) ---------------------------
