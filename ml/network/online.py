@@ -54,6 +54,7 @@ from ml.network.features import (
     features_at,
     history_steps,
 )
+from ml.network.splitter import FastTEBSTSplitter
 
 __all__ = [
     "LEARNERS",
@@ -118,7 +119,12 @@ class MedianARFRegressor(forest.ARFRegressor):
 def _forest() -> Any:
     return preprocessing.TargetStandardScaler(
         MedianARFRegressor(
-            n_models=5, leaf_prediction="mean", grace_period=100, max_depth=8, seed=42
+            n_models=5,
+            leaf_prediction="mean",
+            grace_period=100,
+            max_depth=8,
+            seed=42,
+            splitter=FastTEBSTSplitter(),
         )
     )
 
