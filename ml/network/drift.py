@@ -103,6 +103,15 @@ class CellDetectors:
         self.last_window: int | None = None
         self.detections = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["windows"] = list(self.windows)  # see RobustReference.__getstate__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.windows = deque(state["windows"], maxlen=32)
+
     def update(
         self, window: int, value: float | None, abs_error: float | None
     ) -> list[tuple[str, float, dict[str, Any]]]:

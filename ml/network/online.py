@@ -59,6 +59,7 @@ from ml.network.splitter import FastTEBSTSplitter
 __all__ = [
     "LEARNERS",
     "NON_NEGATIVE_FIELDS",
+    "TREE_ARCHITECTURES",
     "WARMUP_ROWS",
     "WindowForecast",
     "OnlineForecaster",
@@ -86,6 +87,9 @@ NON_NEGATIVE_FIELDS = frozenset(
 WARMUP_ROWS = 20
 #: Rows a model's checkpoint journals before it re-pickles its regressor (see ``OnlineModel``).
 JOURNAL_ROWS = 256
+#: Tree-based online architectures: they skip windows measured fewer than
+#: ``NETWORK_TREE_MIN_MEASUREMENTS`` times (``OnlineForecaster.close``).
+TREE_ARCHITECTURES = frozenset({Architecture.RIVER_FOREST, Architecture.RIVER_TREE})
 #: z of the forecast interval ``value +- z * running RMSE`` (about 95 % under normal errors).
 INTERVAL_Z = 1.96
 
@@ -264,7 +268,14 @@ class OnlineModel:
 class OnlineForecaster:
     """The online models of some configs over the cells of one partition."""
 
-    def __init__(self, configs: Iterable[ModelConfig]) -> None:
+    def __init__(
+        self, configs: Iterable[ModelConfig], *, tree_min_measurements: int = 1
+    ) -> None:
+        if tree_min_measurements < 1:
+            raise ValueError("tree_min_measurements must be >= 1")
+        #: tree-based models (``TREE_ARCHITECTURES``) learn, score and forecast a cell's window
+        #: only when its output field was measured at least this often in it (see ``close``)
+        self.tree_min = int(tree_min_measurements)
         self.configs: dict[str, ModelConfig] = {}
         for config in configs:
             if not config.online:
@@ -292,25 +303,43 @@ class OnlineForecaster:
         return sorted(self.keep)
 
     def close(
-        self, cell_id: str, duration: int, index: int, means: Mapping[str, float | None]
+        self,
+        cell_id: str,
+        duration: int,
+        index: int,
+        means: Mapping[str, float | None],
+        counts: Mapping[str, float] | None = None,
     ) -> tuple[list[ScoredPoint], list[WindowForecast]]:
         """Window ``index`` (of ``duration`` seconds) of ``cell_id`` closed with these field
-        means: score, learn, forecast for every model on this duration."""
+        means: score, learn, forecast for every model on this duration.
+
+        ``counts``: measurements of each field in the window. A tree-based model skips the
+        window (no score, no learning, no forecast from it) when its output field has fewer
+        than ``tree_min`` of them: a sparse cell is left to the linear models, whose learning
+        costs a fraction of a forest's. ``None`` (or ``tree_min`` 1) skips nothing.
+
+        Models of configs with the same inputs and lookback share one computation of the
+        features of a window (the same values: :func:`~ml.network.features.features_at` is a
+        function of the series)."""
         series = self.series.get((duration, cell_id))
         if series is None:
             series = self.series[(duration, cell_id)] = CellSeries(keep=self.keep[duration])
         series.add(index, means)
         scored: list[ScoredPoint] = []
         forecasts: list[WindowForecast] = []
+        cache: dict[tuple[tuple[str, ...], int, str, int], Features | None] = {}
         for config in self.configs.values():
             if config.window_duration_seconds != duration:
                 continue
+            tree = config.architecture in TREE_ARCHITECTURES
             for name in config.output_fields:
+                if tree and counts is not None and counts.get(name, 0) < self.tree_min:
+                    continue
                 model = self.models[(name, config.id)]
-                point = self._learn(model, config, series, cell_id, index)
+                point = self._learn(model, config, series, cell_id, index, cache)
                 if point is not None:
                     scored.append(point)
-                forecast = self._forecast(model, config, series, cell_id, index)
+                forecast = self._forecast(model, config, series, cell_id, index, cache)
                 if forecast is not None:
                     forecasts.append(forecast)
         return scored, forecasts
@@ -322,6 +351,7 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
+        cache: dict | None = None,
     ) -> ScoredPoint | None:
         pending = self.pending.get((model.field, config.id, cell_id), {})
         made = pending.pop(index, None)
@@ -330,7 +360,7 @@ class OnlineForecaster:
         y = series.value(model.field, index)
         if y is None:
             return None
-        feats = features_at(series, config, model.field, index - config.forecast_steps)
+        feats = _features(series, config, model.field, index - config.forecast_steps, cache)
         if feats is None:
             model.cold += 1
             return None
@@ -346,8 +376,9 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
+        cache: dict | None = None,
     ) -> WindowForecast | None:
-        feats = features_at(series, config, model.field, index)
+        feats = _features(series, config, model.field, index, cache)
         if feats is None:
             return None
         target = index + config.forecast_steps
@@ -368,6 +399,18 @@ class OnlineForecaster:
             "learned": model.learned,
             "cold": model.cold,
         }
+
+
+def _features(
+    series: CellSeries, config: ModelConfig, output: str, anchor: int, cache: dict | None
+) -> Features | None:
+    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``."""
+    if cache is None:
+        return features_at(series, config, output, anchor)
+    key = (config.input_fields, config.lookback_steps, output, anchor)
+    if key not in cache:
+        cache[key] = features_at(series, config, output, anchor)
+    return cache[key]
 
 
 def replay(model: OnlineModel, config: ModelConfig, rows: Iterable[SupervisedRow]) -> list[float]:
