@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, forest, linear_model, optim, preprocessing, tree
+from river import compose, forest, preprocessing, tree
 
 from ml.metrics import RunningMetrics
 from ml.network.configs import Architecture, ModelConfig
@@ -54,6 +54,7 @@ from ml.network.features import (
     features_at,
     history_steps,
 )
+from ml.network.linear import VectorLinearRegressor
 from ml.network.splitter import FastTEBSTSplitter
 
 __all__ = [
@@ -95,14 +96,7 @@ INTERVAL_Z = 1.96
 
 
 def _linear() -> Any:
-    return preprocessing.TargetStandardScaler(
-        compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LinearRegression(
-                optimizer=optim.AdaGrad(0.05), loss=optim.losses.Huber(1.0), intercept_lr=0.01
-            ),
-        )
-    )
+    return VectorLinearRegressor(lr=0.05, epsilon=1.0, intercept_lr=0.01)
 
 
 class MedianARFRegressor(forest.ARFRegressor):
@@ -296,6 +290,18 @@ class OnlineForecaster:
         self.series: dict[tuple[int, str], CellSeries] = {}
         #: (field, config id, cell) -> {target window: (predicted, persistence)}
         self.pending: dict[tuple[str, str, str], dict[int, tuple[float, float]]] = {}
+        #: not pickled: (duration, cell) -> the features computed at the cell's last close
+        #: (the forecast's, which the next close learns from; see ``close``)
+        self._features: dict[tuple[int, str], dict[tuple[Any, ...], Features | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_features"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._features = {}
 
     @property
     def durations(self) -> list[int]:
@@ -319,15 +325,17 @@ class OnlineForecaster:
         costs a fraction of a forest's. ``None`` (or ``tree_min`` 1) skips nothing.
 
         Models of configs with the same inputs and lookback share one computation of the
-        features of a window (the same values: :func:`~ml.network.features.features_at` is a
-        function of the series)."""
+        features of a window, and the features a close forecasts from are kept (in memory, not
+        in the checkpoint) for the next close of the cell, which learns from them: the same
+        values, since :func:`~ml.network.features.features_at` of an anchor only reads windows
+        up to it, which no later window changes."""
         series = self.series.get((duration, cell_id))
         if series is None:
             series = self.series[(duration, cell_id)] = CellSeries(keep=self.keep[duration])
         series.add(index, means)
         scored: list[ScoredPoint] = []
         forecasts: list[WindowForecast] = []
-        cache: dict[tuple[tuple[str, ...], int, str, int], Features | None] = {}
+        cache = self._features.pop((duration, cell_id), {})
         for config in self.configs.values():
             if config.window_duration_seconds != duration:
                 continue
@@ -342,6 +350,7 @@ class OnlineForecaster:
                 forecast = self._forecast(model, config, series, cell_id, index, cache)
                 if forecast is not None:
                     forecasts.append(forecast)
+        self._features[(duration, cell_id)] = {k: v for k, v in cache.items() if k[3] == index}
         return scored, forecasts
 
     def _learn(
