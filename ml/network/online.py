@@ -15,15 +15,21 @@ Learners by architecture (all inside a TargetStandardScaler), chosen on the Iris
 per field, time order):
 
 * ``river_linear``: StandardScaler + LinearRegression (AdaGrad(0.05), Huber loss: radio fields
-  jump at handovers). dl_bitrate MAE 6,267 / RMSE 19,123 against persistence 6,896 / 21,928;
-  rsrp MAE 5.23 / RMSE 8.32 against 5.36 / 9.30; ~12 us per event, ~90 kB pickled. The squared
-  loss had a slightly lower RMSE but a 14 % higher MAE on dl_bitrate.
+  jump at handovers), run on numpy vectors by :class:`~ml.network.linear.VectorLinearRegressor`
+  (River's arithmetic, row by row, equal to River's pipeline to rounding, a fraction of its
+  cost). dl_bitrate MAE 6,267 / RMSE 19,123 against persistence 6,896 / 21,928; rsrp MAE
+  5.23 / RMSE 8.32 against 5.36 / 9.30; a few kB pickled. The squared loss had a slightly
+  lower RMSE but a 14 % higher MAE on dl_bitrate.
 * ``river_forest``: ARFRegressor, 5 trees, mean leaves, grace period 100, depth <= 8 (the
-  default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions).
-  dl_bitrate MAE 6,982 / RMSE 21,790, rsrp 5.22 / 8.78; ~1.4 MB pickled for two models and
-  ~60 ms per pickle, paid once per ``JOURNAL_ROWS`` learnt rows (checkpoints in between carry
-  the last snapshot's bytes and a journal, see :class:`OnlineModel`). The median vote of the
-  trees runs without numpy (:class:`MedianARFRegressor`, same value).
+  default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions),
+  its trees splitting with :class:`~ml.network.splitter.FastTEBSTSplitter` (River's splitter
+  without its deep copies: the same trees, ~3x cheaper learning). dl_bitrate MAE 6,998 / RMSE
+  21,700 against persistence 6,870 / 21,820 on its windows, rsrp 5.10 / 8.33 against 5.29 /
+  8.97 (it skips the 1 % of windows measured once, see ``TREE_ARCHITECTURES``); ~1.3 MB
+  pickled for two models and ~60 ms per pickle, paid once per ``JOURNAL_ROWS`` learnt rows
+  (checkpoints in between carry the last snapshot's bytes and a journal, see
+  :class:`OnlineModel`). The median vote of the trees runs without numpy
+  (:class:`MedianARFRegressor`, same value).
 * ``river_tree``: StandardScaler + HoeffdingAdaptiveTreeRegressor (grace period 50): about
   persistence level (rsrp MAE 5.61 against 5.36 in an earlier run), ~165 kB pickled.
 
@@ -34,6 +40,13 @@ before learning) against the actual value, with the persistence forecast scored 
 points; learns the row; then forecasts ``forecast_steps`` windows ahead from this window. Every
 scored error is out-of-sample (progressive validation). State is bounded per cell (the kept
 windows and at most ``forecast_steps`` pending forecasts per model) and pickles.
+
+Tree-based models (``river_forest``, ``river_tree``) cost ~10x a linear model per learnt row.
+They skip a cell's window whose output field was measured fewer than ``tree_min`` times
+(``NETWORK_TREE_MIN_MEASUREMENTS``, default 2): no score, no learning, no forecast from it; the
+linear models take every window. On a sparse stream (one measurement per cell per window, every
+event closes a window) that removes the forests' work entirely; on the Irish traces it skips
+1 % of the windows (``benchmarks/network_accuracy.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ window that already closed is *late*: it is not learnt (the stored observations 
 it, counted as a correction of the observation window of ``observation_window_seconds``).
 
 On every close, each online model of that duration scores its forecast for the window, learns
-it and forecasts ``forecast_steps`` windows ahead (:class:`~ml.network.online.OnlineForecaster`).
+it and forecasts ``forecast_steps`` windows ahead (:class:`~ml.network.online.OnlineForecaster`);
+tree-based models skip a window whose output field was measured fewer than
+``tree_min_measurements`` times in it (``NETWORK_TREE_MIN_MEASUREMENTS``, the count the book
+keeps), leaving sparse cells to the linear models.
 Outputs, all deterministic in the events:
 
 * forecasts: ``ForecastRow(domain="network", series_key="<cell_id>|<field>",
