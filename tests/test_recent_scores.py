@@ -23,10 +23,9 @@ from ml.network.hooks import StoreScorer
 from ml.network.performance import PerformanceTracker
 from ml.network.processor import NetworkProcessor
 from ml.registry.entities import ProcessorState
-from ml.streaming import UnknownStateVersion
 from ml.registry.network import SqlFieldStateRepository
 from ml.registry.store import Store
-from ml.streaming import ProcessorOutput
+from ml.streaming import ProcessorOutput, UnknownStateVersion
 from ml.triggers import is_degraded
 from schemas.events import NetworkMeasurementEvent
 

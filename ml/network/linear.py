@@ -102,9 +102,7 @@ class VectorLinearRegressor:
         delta = v - self.mean
         self.mean += delta / self.n
         self.var += (delta * (v - self.mean) - self.var) / self.n
-        self.inv_std = np.divide(
-            1.0, np.sqrt(self.var), out=np.zeros_like(v), where=self.var != 0
-        )
+        self.inv_std = np.divide(1.0, np.sqrt(self.var), out=np.zeros_like(v), where=self.var != 0)
         xs = self._scaled(v)
         # 3. the Huber gradient, the intercept, AdaGrad
         r = float(self.weights @ xs) + self.intercept - target

@@ -275,9 +275,7 @@ class OnlineModel:
 class OnlineForecaster:
     """The online models of some configs over the cells of one partition."""
 
-    def __init__(
-        self, configs: Iterable[ModelConfig], *, tree_min_measurements: int = 1
-    ) -> None:
+    def __init__(self, configs: Iterable[ModelConfig], *, tree_min_measurements: int = 1) -> None:
         if tree_min_measurements < 1:
             raise ValueError("tree_min_measurements must be >= 1")
         #: tree-based models (``TREE_ARCHITECTURES``) learn, score and forecast a cell's window

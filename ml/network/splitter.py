@@ -120,7 +120,9 @@ class FastTEBSTSplitter(TEBSTSplitter):
             if is_bad:
                 left_dist = _combine(node.estimator, self._aux_estimator)
                 right_dist = _combine(self._pre_split_dist, left_dist, subtract=True)
-                merit = self._criterion.merit_of_split(self._pre_split_dist, [left_dist, right_dist])
+                merit = self._criterion.merit_of_split(
+                    self._pre_split_dist, [left_dist, right_dist]
+                )
                 if (merit / self._last_check_vr) < (
                     self._last_check_ratio - 2 * self._last_check_e
                 ):
