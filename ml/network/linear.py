@@ -1,9 +1,11 @@
-"""The ``river_linear`` learner on numpy vectors: River's pipeline, same arithmetic, ~5x cheaper.
+"""The ``river_linear`` learner on numpy vectors: River's pipeline, same arithmetic, ~3x cheaper.
 
 River's ``TargetStandardScaler(StandardScaler | LinearRegression(AdaGrad, Huber))`` walks a
-dict per feature at every step (scaler update, transform, dot product, gradient, AdaGrad step):
-~150 us per learnt row of the network features (62 of them), which made the linear models the
-largest cost of a sparse stream (one closed window per event). :class:`VectorLinearRegressor`
+dict per feature at every step (scaler update, transform, dot product, gradient, AdaGrad step),
+which made the linear models the largest cost of a sparse stream (one closed window per event)
+once the forests skip its windows. On 62 features, predict + learn measured 560-690 us per row
+with River's pipeline against 190 us with this class (same machine, same run, load ~7 on 2
+cores). :class:`VectorLinearRegressor`
 runs the same online updates on numpy arrays, row by row (still predict-then-learn, still one
 update per row; no mini-batches):
 
