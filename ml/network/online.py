@@ -23,7 +23,7 @@ per field, time order):
 * ``river_forest``: ARFRegressor, 5 trees, mean leaves, grace period 100, depth <= 8 (the
   default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions),
   its trees splitting with :class:`~ml.network.splitter.FastTEBSTSplitter` (River's splitter
-  without its deep copies: the same trees, ~3x cheaper learning). dl_bitrate MAE 6,998 / RMSE
+  without its deep copies: the same trees, learning 2-4x cheaper). dl_bitrate MAE 6,998 / RMSE
   21,700 against persistence 6,870 / 21,820 on its windows, rsrp 5.10 / 8.33 against 5.29 /
   8.97 (it skips the 1 % of windows measured once, see ``TREE_ARCHITECTURES``); ~1.3 MB
   pickled for two models and ~60 ms per pickle, paid once per ``JOURNAL_ROWS`` learnt rows
