@@ -5,7 +5,8 @@ training, observations; ``/metrics`` (public, Prometheus); the operator dashboar
 (``api.dashboard``). At start the served versions are loaded, then kept fresh by the
 model-updated subscriber and a periodic store check (``api.updates``); forecast books are built
 in a worker process (``api.books``). Served predictions are buffered and written to the
-prediction log by a background task (``api.prediction_log``), flushed once more at shutdown.
+prediction log by a background task (``api.prediction_log``) through that same worker process,
+flushed once more at shutdown (before the worker stops).
 
 Limits before work: bodies over ``API_MAX_BODY_BYTES`` answer 413 before authentication
 (``api.limits``), JSON bodies are parsed strictly (no NaN / Infinity / overflow: 422), failed
@@ -65,7 +66,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or get_settings()
     telemetry = Telemetry()
     store = store or Store.from_url(settings.database_url, upgrade=True)
-    recorder = PredictionRecorder(store, settings, on_drop=telemetry.log_dropped.inc)
 
     def on_change(domain: str, current: LiveModel | None) -> None:
         row = current.version if current else None
@@ -76,6 +76,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         on_change=on_change,
         on_check=telemetry.refresh_check,
         on_build=lambda domain, built: telemetry.book_built(domain, built.seconds),
+    )
+    # the prediction log is written by the book worker's process, off this process's GIL
+    recorder = PredictionRecorder(
+        store, settings, on_drop=telemetry.log_dropped.inc, worker=live.builder
     )
 
     @contextlib.asynccontextmanager

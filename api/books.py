@@ -8,6 +8,10 @@ the version's model itself and hands back the pickled book (tens of KB), which t
 thread unpickles in about a millisecond. A store that another process cannot open (in-memory
 SQLite) is built in the calling thread.
 
+The same worker runs other store work that must not hold the serving process's GIL
+(:meth:`BookBuilder.call`): the prediction log's batched writes and retention
+(``api.prediction_log``), which took ~11 ms of GIL a second in a thread of the API.
+
 :func:`data_fingerprint` is what a book built now depends on in the stored observations: the
 current month (the book forecasts from the last *complete* month), the latest stored month up to
 the current one, and the count, events and last update of the complete months' rows. Events of
@@ -76,18 +80,17 @@ def _build(store: Store, builder: Builder, domain: str, scope: str, version: str
     return BuiltBook(book, os.getpid(), time.perf_counter() - started)
 
 
-def _build_in_worker(
-    url: str, builder: Builder, domain: str, scope: str, version: str
-) -> BuiltBook:
+def _call_in_worker(url: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     store = _STORES.get(url)
     if store is None:
         store = _STORES[url] = Store.from_url(url, upgrade=False)
-    return _build(store, builder, domain, scope, version)
+    return fn(store, *args)
 
 
 class BookBuilder:
     """Builds forecast books in one worker process (or in the caller's thread when the store
-    cannot be shared). ``build`` blocks its calling thread, never holding the GIL meanwhile."""
+    cannot be shared). ``build`` and ``call`` block their calling thread, never holding the GIL
+    while the worker works."""
 
     def __init__(self, store: Store, in_process: bool | None = None) -> None:
         self.store = store
@@ -100,14 +103,20 @@ class BookBuilder:
 
     def build(self, builder: Builder, domain: str, scope: str, version: str) -> BuiltBook:
         """The book of ``version`` built by ``builder``; raises what the build raised."""
+        return self.call(_build, builder, domain, scope, version)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(store, *args)`` in the worker process, on the worker's own store (in the calling
+        thread on this store when it cannot be shared); raises what ``fn`` raised. ``fn`` is a
+        module-level function and ``args`` and the result are pickled across."""
         if not self.in_process:
-            return _build(self.store, builder, domain, scope, version)
+            return fn(self.store, *args)
         assert self.url is not None
         pool = self._executor()
         try:
-            return pool.submit(_build_in_worker, self.url, builder, domain, scope, version).result()
+            return pool.submit(_call_in_worker, self.url, fn, args).result()
         except BrokenProcessPool:
-            log.warning("the book worker died; a new one starts with the next build")
+            log.warning("the book worker died; a new one starts with the next call")
             with self._lock:
                 if self._pool is pool:
                     self._pool = None

@@ -6,6 +6,14 @@ A flush writes everything buffered in one transaction, then (at most every
 ``_PRUNE_EVERY_SECONDS``) applies the retention settings. When the store is unreachable the
 batch goes back to the buffer (bounded by ``PREDICTION_LOG_BUFFER``; the oldest are dropped
 past it and counted). Shutdown flushes what is left.
+
+Where the writes run: given a ``worker`` (the app's :class:`~api.books.BookBuilder`, whose
+process already holds the store open), a flush hands the batch as plain values to that process,
+which builds the rows, writes them and applies the retention: the serving process only pickles
+the batch in a thread (~2 ms for 500 rows, measured, instead of ~11 ms of GIL for the
+``executemany``).
+Without one (tests, a store another process cannot open) they run in a thread here. Nothing is
+ever written from the event loop's thread.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.books import BookBuilder
 from millrace.settings import Settings
 from ml.registry.entities import PredictionRow
 from ml.registry.store import Store
@@ -33,15 +42,23 @@ _PRUNE_EVERY_SECONDS = 30.0
 
 #: (epoch seconds, domain, endpoint, version, inputs, output, latency seconds)
 _Item = tuple[float, str, str, str, "BaseModel | dict[str, Any]", dict[str, Any], float]
+#: an item with its inputs as plain JSON values (what crosses to the worker process)
+_Plain = tuple[float, str, str, str, dict[str, Any], dict[str, Any], float]
 
 
 class PredictionRecorder:
     """Buffers served predictions and writes them to ``store.predictions``."""
 
     def __init__(
-        self, store: Store, settings: Settings, on_drop: Callable[[int], None] | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        on_drop: Callable[[int], None] | None = None,
+        worker: BookBuilder | None = None,
     ) -> None:
         self.store = store
+        #: the process that writes the rows (None: a thread of this one)
+        self.worker = worker
         self.flush_seconds = settings.prediction_log_flush_seconds
         self.max_rows = settings.prediction_log_max_rows
         self.max_age = timedelta(days=settings.prediction_log_retention_days)
@@ -81,7 +98,7 @@ class PredictionRecorder:
                 await self._prune()
                 return 0
             try:
-                stored = await run_in_threadpool(self.store.predictions.add_many, _rows(items))
+                stored = await run_in_threadpool(self._write, items)
             except Exception as exc:  # noqa: BLE001 - the log must never break serving
                 log.warning("prediction log not written (%s); kept in memory", exc)
                 room = (self._buffer.maxlen or len(items)) - len(self._buffer)
@@ -98,7 +115,7 @@ class PredictionRecorder:
             return
         self._pruned_at = now
         try:
-            await run_in_threadpool(self.store.predictions.prune, self.max_rows, self.max_age)
+            await run_in_threadpool(self._apply_retention)
         except Exception as exc:  # noqa: BLE001 - retried at a later flush
             log.warning("prediction log retention not applied (%s)", exc)
             self._pruned_at = float("-inf")
@@ -110,6 +127,18 @@ class PredictionRecorder:
             await asyncio.sleep(self.flush_seconds)
             await self.flush()
 
+    def _write(self, items: list[_Item]) -> int:
+        """In a worker thread: store ``items`` (by the worker process when there is one)."""
+        plain = _plain(items)
+        if self.worker is None:
+            return _add_rows(self.store, plain)
+        return int(self.worker.call(_add_rows, plain))
+
+    def _apply_retention(self) -> int:
+        if self.worker is None:
+            return _prune(self.store, self.max_rows, self.max_age)
+        return int(self.worker.call(_prune, self.max_rows, self.max_age))
+
     def _dropped(self, n: int) -> None:
         if n <= 0:
             return
@@ -118,16 +147,34 @@ class PredictionRecorder:
             self._on_drop(n)
 
 
-def _rows(items: list[_Item]) -> list[PredictionRow]:
+def _plain(items: list[_Item]) -> list[_Plain]:
     return [
-        PredictionRow(
-            domain=domain,
-            endpoint=endpoint,
-            model_version=version,
-            inputs=inputs.model_dump(mode="json") if isinstance(inputs, BaseModel) else inputs,
-            output=output,
-            latency_ms=seconds * 1000.0,
-            served_at=datetime.fromtimestamp(at, UTC),
-        )
+        (at, domain, endpoint, version, _dumped(inputs), output, seconds)
         for at, domain, endpoint, version, inputs, output, seconds in items
     ]
+
+
+def _dumped(inputs: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return inputs.model_dump(mode="json") if isinstance(inputs, BaseModel) else inputs
+
+
+# --- run by the worker process (module-level: called by name there) ---------------------------
+def _add_rows(store: Store, items: list[_Plain]) -> int:
+    return store.predictions.add_many(
+        [
+            PredictionRow(
+                domain=domain,
+                endpoint=endpoint,
+                model_version=version,
+                inputs=inputs,
+                output=output,
+                latency_ms=seconds * 1000.0,
+                served_at=datetime.fromtimestamp(at, UTC),
+            )
+            for at, domain, endpoint, version, inputs, output, seconds in items
+        ]
+    )
+
+
+def _prune(store: Store, max_rows: int, max_age: timedelta) -> int:
+    return store.predictions.prune(max_rows, max_age)

@@ -10,7 +10,9 @@ sales, as the trainer's panel has them). Windows (no month is used twice for a c
   are chosen there (models fitted on the months before it), never on the test months.
 
 Accuracy: every candidate's MAE (and RMSE, MAPE, R², MASE) on both windows and its ratio to
-seasonal naive's MAE; the grid of ``lightgbm_change`` settings; the model the trainer promotes
+seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings; the
+``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
+the trainer would promote on the validation year, and the model it promotes on the test year
 (best MAE of ``DemandTrainer.candidates()``), against the goal ratio <= 0.75.
 
 Intervals: the promoted algorithm, fitted on the months before the validation window (which is
@@ -49,8 +51,10 @@ from retrain import norway_store  # noqa: E402
 from ml.demand.candidates import (  # noqa: E402
     GlobalGBM,
     GlobalGBMChange,
+    GlobalGBMRatio,
     OnlineReplay,
     SeasonalNaive,
+    ValidatedEnsemble,
 )
 from ml.demand.forecast import INTERVAL_CAP, build_book  # noqa: E402
 from ml.demand.training import DemandTrainer, demand_panel  # noqa: E402
@@ -67,6 +71,10 @@ GRID = [
     for anchor in ("last_month", "last_year")
     for leaves in (15, 31)
     for rounds in (150, 300)
+]
+#: lightgbm_ratio's settings tried (anchor last year, as lightgbm_change's choice)
+RATIO_GRID = [
+    {"num_leaves": leaves, "rounds": rounds} for leaves in (15, 31) for rounds in (150, 300)
 ]
 FAR = date(2100, 1, 1)  # every stored month is complete
 
@@ -100,6 +108,10 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     for params in GRID:
         name = "lightgbm_change[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
         run(name, lambda params=params: GlobalGBMChange(**params))
+    for params in RATIO_GRID:
+        name = "lightgbm_ratio[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        run(name, lambda params=params: GlobalGBMRatio(**params))
+    run("ensemble", ValidatedEnsemble)
     for label in windows:
         base = table["seasonal_naive"][label]["mae"]
         for row in table.values():
@@ -111,6 +123,19 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         f"lightgbm_change[anchor={default.anchor},num_leaves={default.params['num_leaves']},"
         f"rounds={default.rounds}]"
     )
+    ratio_names = [n for n in table if n.startswith("lightgbm_ratio[")]
+    ratio_chosen = min(ratio_names, key=lambda n: table[n]["validation"]["mae"])
+    ratio_default = GlobalGBMRatio()
+    ratio_default_name = (
+        f"lightgbm_ratio[num_leaves={ratio_default.params['num_leaves']},"
+        f"rounds={ratio_default.rounds}]"
+    )
+    ensemble = ValidatedEnsemble().fit(test.train)
+    # what the trainer would promote on the validation year (its candidates, that window)
+    on_validation = {}
+    for candidate in trainer.candidates():
+        candidate.fit(val.train)
+        on_validation[candidate.algorithm] = score(val.y_test, candidate.predict(val.test))["mae"]
     # what the trainer would promote as a first version: the best of its own candidates
     promoted = {}
     for candidate in trainer.candidates():
@@ -127,6 +152,19 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         "chosen_on_validation": chosen,
         "trainer_default": default_name,
         "default_is_the_validation_choice": chosen == default_name,
+        "ratio_chosen_on_validation": ratio_chosen,
+        "ratio_trainer_default": ratio_default_name,
+        "ratio_default_is_the_validation_choice": ratio_chosen == ratio_default_name,
+        "ensemble_weights_for_the_test_year": dict(
+            zip(
+                [m.algorithm for m in ensemble.members],
+                ensemble.weights.round(2).tolist(),
+                strict=True,
+            )
+        ),
+        "ensemble_holdout_mae_for_the_test_year": ensemble.validation,
+        "trainer_candidates_validation_mae": {k: round(v, 3) for k, v in on_validation.items()},
+        "trainer_promotes_on_validation": min(on_validation, key=on_validation.get),
         "trainer_candidates_test_mae": {k: round(v, 3) for k, v in promoted.items()},
         "promoted": best,
         "promoted_ratio_to_seasonal_naive": round(ratio, 4),
@@ -203,7 +241,8 @@ def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: b
 
 def intervals(store: Store, val: Any, promoted: str) -> dict:
     panel = demand_panel(store)
-    make = {"lightgbm_change": GlobalGBMChange, "lightgbm": GlobalGBM,
+    make = {"lightgbm_change": GlobalGBMChange, "lightgbm_ratio": GlobalGBMRatio,
+            "ensemble": ValidatedEnsemble, "lightgbm": GlobalGBM,
             "river_online": OnlineReplay, "seasonal_naive": SeasonalNaive}  # fmt: skip
     months = sorted(panel["month"].unique())
     test_start = pd.Timestamp(months[-TEST_MONTHS])
@@ -228,7 +267,7 @@ def intervals(store: Store, val: Any, promoted: str) -> dict:
             ),
         }
     # the example: Tesla from the last complete month, today's book vs the new one
-    final = GlobalGBMChange().fit(val.train) if promoted == "lightgbm_change" else model
+    final = model
     tesla = {}
     today_final = GlobalGBM().fit(val.train)
     for label, m, conf, cap in (("new", final, True, INTERVAL_CAP),

@@ -19,6 +19,13 @@ at ``2026-01-01T00:00:00Z + 60 t + (c mod 50)`` seconds with ``rsrp`` and ``dl_b
 per-cell level, a slow sine and noise of ``random.Random(c)``; events are published in time
 order (cell order within a window); ``--events`` keeps the first N.
 
+Every run also measures the *processor alone*, in this process, before the broker starts: the
+same events split into ``--partitions`` partitions by key (crc32 of the cell id), in batches of
+``--batch-size`` events, each partition's ``NetworkProcessor.process`` plus its pickled state
+(what the worker checkpoints) per batch; no broker, store or Faust. It depends on the machine's
+load much less than the ratios (a single process, timed alone) and is reported as
+``processor_only_events_per_s``.
+
 Writes ``benchmarks/results/network_throughput.json``.
 """
 
@@ -34,6 +41,7 @@ import random
 import sys
 import tempfile
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -80,6 +88,34 @@ def sparse_records(cells: int, windows: int) -> list[Record]:
     return out
 
 
+def processor_only(records: list[Record], partitions: int, batch_size: int) -> dict[str, float]:
+    """Events/s of the network processors alone (see the module doc), with the seconds spent
+    processing and pickling states."""
+    from ml.network.processor import NetworkProcessor
+
+    processors = [NetworkProcessor() for _ in range(partitions)]
+    batches = []
+    for start in range(0, len(records), batch_size):
+        parts: dict[int, list] = {}
+        for r in records[start : start + batch_size]:
+            parts.setdefault(zlib.crc32(r.key.encode()) % partitions, []).append(r.event)
+        batches.append(parts)
+    processing = pickling = 0.0
+    for parts in batches:
+        for p, events in sorted(parts.items()):
+            t0 = time.perf_counter()
+            processors[p].process(events)
+            t1 = time.perf_counter()
+            processors[p].state()
+            pickling += time.perf_counter() - t1
+            processing += t1 - t0
+    return {
+        "events_per_s": len(records) / (processing + pickling),
+        "process_seconds": processing,
+        "state_seconds": pickling,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="first N events")
@@ -102,6 +138,7 @@ def main() -> None:
         data = "Irish 5G measurements, first N in timestamp order"
         out = args.out or str(ROOT / "benchmarks/results/network_throughput.json")
 
+    alone = processor_only(records, args.partitions, args.batch_size)
     with EmbeddedBroker("127.0.0.1", free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -131,11 +168,18 @@ def main() -> None:
         "data": data,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
-        "online_configs": "defaults: river_linear + river_forest for dl_bitrate and rsrp",
+        "online_configs": "defaults: river_linear + river_forest for dl_bitrate and rsrp "
+        "(NETWORK_TREE_MIN_MEASUREMENTS default: forests skip once-measured windows)",
         "raw_aiokafka_events_per_s": round(raw),
         "bare_faust_events_per_s": round(bare),
         "millrace_worker_events_per_s": round(worker),
         "worker_vs_bare_faust": round(worker / bare, 3),
+        "processor_only_events_per_s": round(alone["events_per_s"]),
+        "processor_only_seconds": {
+            "process": round(alone["process_seconds"], 2),
+            "state_pickling": round(alone["state_seconds"], 2),
+        },
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "store": "sqlite",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

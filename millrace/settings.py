@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         "window of the model); the field monitor and evaluate merge the partitions' latest "
         "scores within it.",
     )
+    network_tree_min_measurements: int = Field(
+        2,
+        ge=1,
+        description="Tree-based online network models (river_forest, river_tree) learn, score "
+        "and forecast a cell's window only when its output field was measured at least this "
+        "often in it; sparser windows are left to the linear models (1: every window).",
+    )
     network_drift_cell_share: float = Field(
         0.25,
         gt=0,

@@ -1,11 +1,12 @@
-"""Demand intervals (split-conformal per horizon, capped) and the lightgbm_change candidate, on
-small synthetic panels: no store, no broker."""
+"""Demand intervals (split-conformal per horizon, capped) and the lightgbm_change,
+lightgbm_ratio and ensemble candidates, on small synthetic panels: no store, no broker."""
 
 from __future__ import annotations
 
 import pickle
 from datetime import date
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +14,14 @@ import pytest
 from ml.demand.book import _level_index
 from ml.demand.candidates import (
     GlobalGBMChange,
+    GlobalGBMRatio,
+    LastMonth,
     SeasonalNaive,
+    ValidatedEnsemble,
     add_features,
+    change_features,
     market_rows,
+    year_scale,
 )
 from ml.demand.forecast import (
     INTERVAL_CAP,
@@ -26,6 +32,7 @@ from ml.demand.forecast import (
     build_book,
     conformal_widths,
 )
+from ml.demand.workdays import CALENDAR_NAMES
 from ml.metrics import score
 
 FAR = date(2100, 1, 1)
@@ -178,3 +185,80 @@ def test_lightgbm_change_beats_seasonal_naive_and_forecasts(anchor: str) -> None
     assert all(len(p) == 14 and np.all(np.isfinite(p)) and np.all(p >= 0) for p in paths.values())
     with pytest.raises(ValueError):
         GlobalGBMChange(anchor="nowhere")
+
+
+def test_year_scale_is_the_mean_of_the_known_last_twelve_months_at_least_one() -> None:
+    rows = pd.DataFrame({f"lag_{k}": [float(k), np.nan, 0.0] for k in range(1, 13)})
+    rows.loc[1, "lag_1"] = 30.0
+    rows.loc[1, "lag_2"] = 10.0
+    assert year_scale(rows).tolist() == [6.5, 20.0, 1.0]
+
+
+def test_lightgbm_ratio_beats_seasonal_naive_forecasts_and_pickles() -> None:
+    panel = synthetic_panel(segments=12, months=60)
+    featured = add_features(panel)
+    cut = pd.Timestamp(2019, 1, 1)
+    train, test = featured[featured["month"] < cut], featured[featured["month"] >= cut]
+    model = GlobalGBMRatio(rounds=100).fit(train)
+    assert model.trained_through == train["month"].max()
+    y = test["sales"].to_numpy(float)
+    predicted = model.predict(test)
+    assert np.all(predicted >= 0)
+    assert score(y, predicted)["mae"] < score(y, SeasonalNaive().predict(test))["mae"]
+    copy = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(copy.predict(test), predicted)
+    paths = copy.forecast(panel, 14)
+    assert set(paths) == set(panel["series_key"])
+    assert all(len(p) == 14 and np.all(np.isfinite(p)) and np.all(p >= 0) for p in paths.values())
+
+
+def test_ensemble_chooses_its_weights_on_the_training_part_s_last_months() -> None:
+    # seasonality without noise or growth: same month last year is exact, last month is not
+    months = pd.date_range("2015-01-01", periods=48, freq="MS")
+    panel = pd.DataFrame(
+        [
+            {"series_key": f"CAR|M{s}|ALL|", "month": m,
+             "sales": float(10 * (s + 1) * (1 + m.month)),
+             "purchases": 0.0, "sale_price": np.nan, "purchase_price": np.nan}
+            for s in range(3) for m in months
+        ]
+    )  # fmt: skip
+    featured = add_features(panel)
+    train = featured[featured["month"] < months[-12]]
+    ensemble = ValidatedEnsemble(lambda: [LastMonth(), SeasonalNaive()]).fit(train)
+    assert ensemble.weights.tolist() == [0.0, 1.0]
+    assert ensemble.validation is not None and ensemble.validation["seasonal_naive"] == 0.0
+    assert ensemble.validation["ensemble"] == 0.0 < ensemble.validation["last_month"]
+    assert ensemble.trained_through == train["month"].max()
+    test = featured[featured["month"] >= months[-12]]
+    assert np.array_equal(ensemble.predict(test), test["sales"].to_numpy(float))
+    assert ensemble.features == ["lag_1", "lag_12"]
+    # too short to hold months out: equal weights, still fitted on every month
+    short = ValidatedEnsemble(lambda: [LastMonth(), SeasonalNaive()]).fit(
+        featured[featured["month"] < months[20]]
+    )
+    assert short.weights.tolist() == [0.5, 0.5] and short.validation is None
+    with pytest.raises(RuntimeError):
+        ValidatedEnsemble().predict(test)
+
+
+def test_default_ensemble_weights_are_on_the_simplex() -> None:
+    panel = synthetic_panel(segments=6, months=40)
+    featured = add_features(panel)
+    ensemble = ValidatedEnsemble().fit(featured)
+    assert len(ensemble.weights) == 4 and abs(ensemble.weights.sum() - 1) < 1e-9
+    assert np.all(ensemble.weights >= 0)
+    assert [m.algorithm for m in ensemble.members] == [
+        "lightgbm_change", "lightgbm_ratio", "seasonal_naive", "last_month"
+    ]  # fmt: skip
+
+
+def test_a_change_model_trained_without_the_calendar_still_predicts() -> None:
+    # an artifact from before the working-day columns: its booster knows fewer inputs
+    panel = synthetic_panel(segments=6, months=40)
+    featured = add_features(panel)
+    rows = featured[featured["lag_1"].notna()]
+    model = GlobalGBMChange(rounds=20).fit(featured)
+    x = change_features(rows).drop(columns=list(CALENDAR_NAMES))
+    model.model = lgb.train({"objective": "l1", "verbose": -1}, lgb.Dataset(x, np.zeros(len(x))), 5)
+    assert np.all(np.isfinite(model.predict(rows)))

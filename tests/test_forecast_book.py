@@ -89,3 +89,23 @@ def test_the_month_still_counting_is_not_history(panel: pd.DataFrame) -> None:
     last = panel["month"].max().date()
     assert complete_months(panel, last)["month"].max() < panel["month"].max()
     assert complete_months(panel, TODAY)["month"].max() == panel["month"].max()
+
+
+def test_answers_are_kept_per_question_and_equal_a_fresh_computation(panel) -> None:
+    """The book keeps each answer (it never changes once built): the kept one is what a fresh
+    computation gives, another horizon or confidence is another answer, and the memo is
+    bounded; a pickled book (as the worker hands it over) answers the same."""
+    import pickle
+
+    from ml.demand import book as book_module
+
+    book = build_book(SeasonalNaive().fit(panel), panel, "v1", horizon=6, today=TODAY)
+    parts = tuple(sorted(book.segments)[0].split("|"))
+    first = book.predict(parts, 6, 0.9)
+    assert book.predict(parts, 6, 0.9) is first
+    assert first == book._predict(parts, 6, 0.9)
+    assert book.predict(parts, 6, 0.8) != first and book.predict(parts, 3, 0.9) != first
+    assert pickle.loads(pickle.dumps(book)).predict(parts, 6, 0.9) == first
+    for i in range(book_module.MEMO_SIZE + 5):
+        book.predict(parts, 1 + i % 6, 0.5 + (i % 40) / 100 + i * 1e-9)
+    assert len(book._memo) <= book_module.MEMO_SIZE

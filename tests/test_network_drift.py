@@ -21,7 +21,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from ml.network.configs import DEFAULT_CONFIGS
-from ml.network.drift import NetworkDrift
+from ml.network.drift import CellDetectors, NetworkDrift
 from ml.network.processor import NetworkProcessor
 from ml.streaming import PartitionProcessor, ProcessorOutput
 from ml.triggers import FixedClock, TriggerPolicy
@@ -187,7 +187,7 @@ def test_state_pickles_and_restores_giving_identical_detections() -> None:
     half = len(events) // 2 + 7 * CELLS
     processor, _ = run(events[:half])
     state = processor.state()
-    assert state.version == NetworkProcessor.STATE_VERSION == 4
+    assert state.version == NetworkProcessor.STATE_VERSION == 5
     restored = NetworkProcessor.restore(state)
     assert isinstance(restored, PartitionProcessor)
     _, a = run(events[half:], processor)
@@ -208,3 +208,21 @@ def test_replay_yields_the_same_ids_and_memory_stays_bounded() -> None:
         drift.close_window("rsrp", w)
     assert len(drift.fields["rsrp"].cells) <= 21
     assert len(pickle.dumps(processor)) < 2_000_000
+
+
+def test_cell_detectors_pickle_once_per_update_and_restore_identically() -> None:
+    """A checkpoint re-pickles only the cells updated since the last one; a restored cell
+    continues exactly as the live one."""
+    rng = random.Random(5)
+    live = CellDetectors()
+    for w in range(60):
+        live.update(w, rng.gauss(0, 1), abs(rng.gauss(0, 1)))
+    blob = pickle.dumps(live)
+    assert live._pickled is not None
+    cached = live._pickled
+    assert pickle.dumps(live) == blob and live._pickled is cached  # not pickled again
+    back = pickle.loads(blob)
+    values = [(w, rng.gauss(4 if w > 80 else 0, 1), abs(rng.gauss(0, 1))) for w in range(60, 120)]
+    assert [live.update(*v) for v in values] == [back.update(*v) for v in values]
+    assert live._pickled is None  # changed: the next checkpoint pickles it again
+    assert pickle.loads(pickle.dumps(live)).state() == back.state() == live.state()

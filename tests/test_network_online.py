@@ -169,3 +169,36 @@ def test_young_models_forecast_persistence_and_changes_are_bounded() -> None:
     # an input far outside anything seen cannot move the forecast beyond the largest change
     wild = Features(0, {"a": 1e9}, last=100.0)
     assert 50.0 <= model.predict(wild) <= 150.0
+
+
+def test_tree_models_skip_windows_measured_too_rarely() -> None:
+    """A forest learns, scores and forecasts only windows whose output field was measured at
+    least ``tree_min`` times; the linear model takes every window; without counts (batch use)
+    nothing is skipped."""
+    data = sorted(windows(cells=2, steps=120), key=lambda w: (w[1], w[0]))
+    # every third window of a cell is measured once, the others ten times
+    counts = {(cell, index): (1 if index % 3 == 0 else 10) for cell, index, _ in data}
+    configs = [config(), config("river_forest")]
+    sparse = OnlineForecaster(configs, tree_min_measurements=2)
+    scored, forecasts = [], []
+    for cell, index, means in data:
+        n = {name: counts[(cell, index)] for name in means}
+        s, f = sparse.close(cell, 60, index, means, n)
+        scored += s
+        forecasts += f
+    forest = [p for p in scored if p.config_id == "dl-river_forest"]
+    linear = [p for p in scored if p.config_id == "dl-river_linear"]
+    assert forest and all(p.target % 3 for p in forest)  # never a once-measured window
+    assert any(p.target % 3 == 0 for p in linear)
+    assert all(f.target % 3 != 1 for f in forecasts if f.config_id == "dl-river_forest")
+    model = sparse.models[("dl_bitrate", "dl-river_forest")]
+    assert model.metrics.n == len(forest) < len(linear)
+    # the linear model is the one it would be without the rule
+    every = OnlineForecaster(configs, tree_min_measurements=1)
+    s_all, _ = stream(every, data)
+    assert [p for p in s_all if p.config_id == "dl-river_linear"] == linear
+    # no counts: nothing skipped, as tree_min 1
+    plain = OnlineForecaster(configs, tree_min_measurements=2)
+    assert stream(plain, data)[0] == s_all
+    with pytest.raises(ValueError, match="tree_min_measurements"):
+        OnlineForecaster(configs, tree_min_measurements=0)

@@ -108,3 +108,40 @@ def test_latency_summary_overall_and_by_version() -> None:
     assert by_version["v1"].count == 5 and by_version["v2"].avg_ms == pytest.approx(8.0)
     empty, none = latency_summary([])
     assert empty.count == 0 and empty.p99_ms is None and none == {}
+
+
+class FailingWorker:
+    """A worker whose process is unreachable (as a pool that broke)."""
+
+    def call(self, fn: object, *args: object) -> int:
+        raise OSError("the worker died")
+
+
+def test_with_a_worker_the_rows_are_written_by_its_process_and_kept_when_it_fails(
+    store: Store,
+) -> None:
+    """The app's book worker writes the log on its own store: the serving process's store is
+    never used for it (here it would raise), retention runs there too, and a failed hand-over
+    keeps the batch in memory as a failed store write does."""
+    from api.books import BookBuilder
+
+    worker = BookBuilder(store)
+    assert worker.in_process  # a SQLite file: the worker process opens it itself
+    settings = Settings(_env_file=None, prediction_log_max_rows=3)
+    recorder = PredictionRecorder(store, settings, worker=worker)
+    own_log = store.predictions
+    store.predictions = BrokenLog()  # type: ignore[assignment] - the serving process's store
+    try:
+        body = Body(brand="TOYOTA")
+        for i in range(5):
+            recorder.record("demand", "predict", "v1", body, {"segment": "CAR|TOYOTA"}, 0.001 * i)
+        assert asyncio.run(recorder.flush()) == 5 and recorder.pending() == 0
+        assert own_log.count() == 3  # written, then pruned to the retention, by the worker
+        rows = own_log.recent(3)
+        assert rows[0].inputs == {"brand": "TOYOTA", "horizon_months": 6}
+        assert rows[0].latency_ms == pytest.approx(4.0)
+    finally:
+        worker.close()
+    failing = PredictionRecorder(store, settings, worker=FailingWorker())  # type: ignore[arg-type]
+    failing.record("demand", "predict", "v1", body, {}, 0.001)
+    assert asyncio.run(failing.flush()) == 0 and failing.pending() == 1

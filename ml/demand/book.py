@@ -5,6 +5,10 @@ holds only what answering needs (numpy, no pandas, no model code), so the servin
 not import the candidates' libraries to unpickle a book. A prediction is a lookup:
 ``expm1(log1p(value) -/+ half)`` with ``half = widths[h - 1, level] * sigma``, the lower end
 clipped at 0 and the upper end at ``max(value, cap x the segment's largest month)``.
+
+A book never changes once built, so each answer is kept (at most :data:`MEMO_SIZE` of them,
+by segment, horizon and confidence): a repeated question costs a dict lookup instead of ~20
+small numpy operations (~90 us per request on the serving loop).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ BOOK_LEVELS: tuple[str, ...] = ("brand_model", "brand")
 LEVELS: tuple[float, ...] = tuple(round(0.5 + i / 100, 2) for i in range(50))
 #: The upper bound never exceeds ``max(value, INTERVAL_CAP x the segment's largest month)``.
 INTERVAL_CAP = 1.5
+#: Answers a book keeps (emptied when full: segments x horizons x levels asked is small).
+MEMO_SIZE = 4096
 
 
 class UnknownSegmentError(KeyError):
@@ -91,6 +97,7 @@ class ForecastBook:
         if self.first_month is not None:
             months = tuple(add_months(self.first_month, i).date() for i in range(self.horizon))
         object.__setattr__(self, "_months", months)
+        object.__setattr__(self, "_memo", {})
         if self.widths is None:
             object.__setattr__(self, "widths", normal_widths(self.horizon))
 
@@ -113,7 +120,20 @@ class ForecastBook:
         raise UnknownSegmentError(key)
 
     def predict(self, parts: tuple[str, ...], horizon: int, confidence: float) -> Prediction:
-        """``horizon`` monthly points for a segment at ``confidence`` (0 < c < 1)."""
+        """``horizon`` monthly points for a segment at ``confidence`` (0 < c < 1). The answer
+        is shared between callers: never change it."""
+        memo: dict[tuple[tuple[str, ...], int, float], Prediction] = self._memo  # type: ignore[attr-defined]
+        key = (parts, horizon, confidence)
+        found = memo.get(key)
+        if found is not None:
+            return found
+        prediction = self._predict(parts, horizon, confidence)
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[key] = prediction
+        return prediction
+
+    def _predict(self, parts: tuple[str, ...], horizon: int, confidence: float) -> Prediction:
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"horizon must be between 1 and {self.horizon}")
         if not 0.0 < confidence < 1.0:

@@ -10,9 +10,11 @@ A segment's row for month M is computed from its months *before* M only (no leak
 * ``margin_lag_1``: average sale price - average purchase price of the previous month;
 * ``has_lag_3`` / ``has_lag_12``: whether those lags exist.
 
-The batch models also read :data:`EXTRA_LAG_NAMES` (``lag_2`` ... ``lag_25``: NaN when the
-segment is younger), given by :func:`extra_lags` and ``SeriesWindow.row(month, extra=True)``;
-they are not the online learner's inputs, so :data:`FEATURE_NAMES` stays its row.
+The batch models also read :data:`EXTRA_LAG_NAMES` (``lag_2`` ... ``lag_14``, ``lag_24``,
+``lag_25``: NaN when the segment is younger), given by :func:`extra_lags` and
+``SeriesWindow.row(month, extra=True)``, and the month's calendar (:data:`CALENDAR_NAMES`, working
+days from :mod:`ml.demand.workdays`) with them; they are not the online learner's inputs, so
+:data:`FEATURE_NAMES` stays its row.
 
 :func:`feature_row` leaves what is unknown as NaN (the batch models take NaN as missing).
 :func:`fill_missing` is the online learner's view of the same row: a missing lag is the latest
@@ -29,10 +31,13 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from ml.demand.workdays import CALENDAR_NAMES, calendar_features
+
 __all__ = [
     "FEATURE_NAMES",
     "EXTRA_LAGS",
     "EXTRA_LAG_NAMES",
+    "CALENDAR_NAMES",
     "LAG_FLAGS",
     "SeriesWindow",
     "extra_lags",
@@ -61,7 +66,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 #: The flags saying whether a lag is known (redundant with NaN lags for the batch models).
 LAG_FLAGS: tuple[str, ...] = ("has_lag_3", "has_lag_12")
 #: Further lags (months back) the batch models read, beyond :data:`FEATURE_NAMES`.
-EXTRA_LAGS: tuple[int, ...] = (2, 6, 13, 14, 24, 25)
+EXTRA_LAGS: tuple[int, ...] = (2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 24, 25)
 EXTRA_LAG_NAMES: tuple[str, ...] = tuple(f"lag_{k}" for k in EXTRA_LAGS)
 #: Months of history a row looks at (lag 12 plus the online learner's seasonal base).
 LOOKBACK = 25
@@ -152,7 +157,8 @@ def series_features(
     extra: bool = False,
 ) -> list[dict[str, float]]:
     """:func:`feature_row` of every month of one segment (consecutive months from its first,
-    the four sequences aligned with ``months``), with :func:`extra_lags` when ``extra``."""
+    the four sequences aligned with ``months``), with :func:`extra_lags` and the month's
+    :func:`~ml.demand.workdays.calendar_features` when ``extra``."""
     out = []
     for i, month in enumerate(months):
         lo = max(0, i - LOOKBACK)
@@ -166,6 +172,7 @@ def series_features(
         )
         if extra:
             row.update(extra_lags(sales[lo:i]))
+            row.update(calendar_features(month))
         out.append(row)
     return out
 
@@ -195,7 +202,8 @@ class SeriesWindow:
         self.sale_price, self.purchase_price = sale_price, purchase_price
 
     def row(self, month: date, *, extra: bool = False) -> dict[str, float]:
-        """The next month's :func:`feature_row` (with :func:`extra_lags` when ``extra``)."""
+        """The next month's :func:`feature_row` (with :func:`extra_lags` and
+        :func:`~ml.demand.workdays.calendar_features` when ``extra``)."""
         row = feature_row(
             self.sales,
             month,
@@ -206,6 +214,7 @@ class SeriesWindow:
         )
         if extra:
             row.update(extra_lags(self.sales))
+            row.update(calendar_features(month))
         return row
 
     def push(self, sales: float, purchases: float | None = None) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 from ml.demand.candidates import (
     GlobalGBM,
     GlobalGBMChange,
+    GlobalGBMRatio,
     OnlineReplay,
     SeasonalNaive,
     add_features,
@@ -109,4 +110,10 @@ class DemandTrainer(DomainTrainer):
         )
 
     def candidates(self) -> list:
-        return [SeasonalNaive(), OnlineReplay(), GlobalGBM(), GlobalGBMChange()]
+        return [
+            SeasonalNaive(),
+            OnlineReplay(),
+            GlobalGBM(),
+            GlobalGBMChange(),
+            GlobalGBMRatio(),
+        ]

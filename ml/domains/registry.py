@@ -40,12 +40,20 @@ def load_domains(spec: str) -> list[Domain]:
     return loaded
 
 
+_BUILTIN_LOADED = False
+
+
 def _load_builtin() -> None:
+    """Register the shipped domains, once (the API asks the registry on every request)."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
     from ml.demand.domain import DemandDomain
     from ml.network.domain import NetworkDomain
 
     for domain in (DemandDomain(), NetworkDomain()):
         _DOMAINS.setdefault(domain.name, domain)
+    _BUILTIN_LOADED = True
 
 
 def get_domain(name: str) -> Domain:

@@ -87,6 +87,17 @@ class RobustReference:
     def __len__(self) -> int:
         return len(self._values)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the values as a list: a deque pickles through ``copyreg._slotnames`` every time
+        # (~17 us, it cannot cache on a builtin type), and checkpoints hold thousands of them
+        state = self.__dict__.copy()
+        state["_values"] = list(self._values)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._values = deque(state["_values"], maxlen=self.window)
+
     @property
     def ready(self) -> bool:
         return len(self._values) >= self.min_points

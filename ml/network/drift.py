@@ -29,6 +29,7 @@ detectors. Everything is plain picklable data, checkpointed with the processor.
 
 from __future__ import annotations
 
+import pickle
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,12 +103,26 @@ class CellDetectors:
         self.windows: deque[tuple[int, int]] = deque(maxlen=32)
         self.last_window: int | None = None
         self.detections = 0
+        #: this object pickled, as of its last update (None: changed since; not pickled)
+        self._pickled: bytes | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickled once per update, not once per checkpoint: a checkpoint holds every cell's
+        detectors, but only the cells whose window closed since the last one changed (the
+        others' bytes are copied as they are)."""
+        if self._pickled is None:
+            state = self.__dict__.copy()
+            del state["_pickled"]
+            state["windows"] = list(self.windows)  # see RobustReference.__getstate__
+            self._pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return (_load_cell, (self._pickled,))
 
     def update(
         self, window: int, value: float | None, abs_error: float | None
     ) -> list[tuple[str, float, dict[str, Any]]]:
         """Feed window ``window``'s mean and the forecast's absolute error; the detections as
         ``(detector name, value, evidence)``."""
+        self._pickled = None
         self.last_window = window
         out: list[tuple[str, float, dict[str, Any]]] = []
         if value is not None:
@@ -151,6 +166,16 @@ class CellDetectors:
             "last_window": self.last_window,
             **{f"level_{k}": v for k, v in _reference(level).items()},
         }
+
+
+def _load_cell(blob: bytes) -> CellDetectors:
+    """A :class:`CellDetectors` from the bytes of its ``__reduce__``."""
+    cell = CellDetectors.__new__(CellDetectors)
+    state = pickle.loads(blob)  # noqa: S301 - part of our own checkpoint
+    cell.__dict__.update(state)
+    cell.windows = deque(state["windows"], maxlen=32)
+    cell._pickled = blob
+    return cell
 
 
 def _centre(detector: LevelShiftDetector) -> float | None:

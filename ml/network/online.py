@@ -15,15 +15,21 @@ Learners by architecture (all inside a TargetStandardScaler), chosen on the Iris
 per field, time order):
 
 * ``river_linear``: StandardScaler + LinearRegression (AdaGrad(0.05), Huber loss: radio fields
-  jump at handovers). dl_bitrate MAE 6,267 / RMSE 19,123 against persistence 6,896 / 21,928;
-  rsrp MAE 5.23 / RMSE 8.32 against 5.36 / 9.30; ~12 us per event, ~90 kB pickled. The squared
-  loss had a slightly lower RMSE but a 14 % higher MAE on dl_bitrate.
+  jump at handovers), run on numpy vectors by :class:`~ml.network.linear.VectorLinearRegressor`
+  (River's arithmetic, row by row, equal to River's pipeline to rounding, a fraction of its
+  cost). dl_bitrate MAE 6,267 / RMSE 19,123 against persistence 6,896 / 21,928; rsrp MAE
+  5.23 / RMSE 8.32 against 5.36 / 9.30; a few kB pickled. The squared loss had a slightly
+  lower RMSE but a 14 % higher MAE on dl_bitrate.
 * ``river_forest``: ARFRegressor, 5 trees, mean leaves, grace period 100, depth <= 8 (the
-  default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions).
-  dl_bitrate MAE 6,982 / RMSE 21,790, rsrp 5.22 / 8.78; ~1.4 MB pickled for two models and
-  ~60 ms per pickle, paid once per ``JOURNAL_ROWS`` learnt rows (checkpoints in between carry
-  the last snapshot's bytes and a journal, see :class:`OnlineModel`). The median vote of the
-  trees runs without numpy (:class:`MedianARFRegressor`, same value).
+  default adaptive leaves with linear models diverged on raw bitrates: MAE in the billions),
+  its trees splitting with :class:`~ml.network.splitter.FastTEBSTSplitter` (River's splitter
+  without its deep copies: the same trees, learning 2-4x cheaper). dl_bitrate MAE 6,998 / RMSE
+  21,700 against persistence 6,870 / 21,820 on its windows, rsrp 5.10 / 8.33 against 5.29 /
+  8.97 (it skips the 1 % of windows measured once, see ``TREE_ARCHITECTURES``); ~1.3 MB
+  pickled for two models and ~60 ms per pickle, paid once per ``JOURNAL_ROWS`` learnt rows
+  (checkpoints in between carry the last snapshot's bytes and a journal, see
+  :class:`OnlineModel`). The median vote of the trees runs without numpy
+  (:class:`MedianARFRegressor`, same value).
 * ``river_tree``: StandardScaler + HoeffdingAdaptiveTreeRegressor (grace period 50): about
   persistence level (rsrp MAE 5.61 against 5.36 in an earlier run), ~165 kB pickled.
 
@@ -34,6 +40,13 @@ before learning) against the actual value, with the persistence forecast scored 
 points; learns the row; then forecasts ``forecast_steps`` windows ahead from this window. Every
 scored error is out-of-sample (progressive validation). State is bounded per cell (the kept
 windows and at most ``forecast_steps`` pending forecasts per model) and pickles.
+
+Tree-based models (``river_forest``, ``river_tree``) cost ~10x a linear model per learnt row.
+They skip a cell's window whose output field was measured fewer than ``tree_min`` times
+(``NETWORK_TREE_MIN_MEASUREMENTS``, default 2): no score, no learning, no forecast from it; the
+linear models take every window. On a sparse stream (one measurement per cell per window, every
+event closes a window) that removes the forests' work entirely; on the Irish traces it skips
+1 % of the windows (``benchmarks/network_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, forest, linear_model, optim, preprocessing, tree
+from river import compose, forest, preprocessing, tree
 
 from ml.metrics import RunningMetrics
 from ml.network.configs import Architecture, ModelConfig
@@ -54,10 +67,13 @@ from ml.network.features import (
     features_at,
     history_steps,
 )
+from ml.network.linear import VectorLinearRegressor
+from ml.network.splitter import FastTEBSTSplitter
 
 __all__ = [
     "LEARNERS",
     "NON_NEGATIVE_FIELDS",
+    "TREE_ARCHITECTURES",
     "WARMUP_ROWS",
     "WindowForecast",
     "OnlineForecaster",
@@ -85,19 +101,15 @@ NON_NEGATIVE_FIELDS = frozenset(
 WARMUP_ROWS = 20
 #: Rows a model's checkpoint journals before it re-pickles its regressor (see ``OnlineModel``).
 JOURNAL_ROWS = 256
+#: Tree-based online architectures: they skip windows measured fewer than
+#: ``NETWORK_TREE_MIN_MEASUREMENTS`` times (``OnlineForecaster.close``).
+TREE_ARCHITECTURES = frozenset({Architecture.RIVER_FOREST, Architecture.RIVER_TREE})
 #: z of the forecast interval ``value +- z * running RMSE`` (about 95 % under normal errors).
 INTERVAL_Z = 1.96
 
 
 def _linear() -> Any:
-    return preprocessing.TargetStandardScaler(
-        compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LinearRegression(
-                optimizer=optim.AdaGrad(0.05), loss=optim.losses.Huber(1.0), intercept_lr=0.01
-            ),
-        )
-    )
+    return VectorLinearRegressor(lr=0.05, epsilon=1.0, intercept_lr=0.01)
 
 
 class MedianARFRegressor(forest.ARFRegressor):
@@ -118,7 +130,12 @@ class MedianARFRegressor(forest.ARFRegressor):
 def _forest() -> Any:
     return preprocessing.TargetStandardScaler(
         MedianARFRegressor(
-            n_models=5, leaf_prediction="mean", grace_period=100, max_depth=8, seed=42
+            n_models=5,
+            leaf_prediction="mean",
+            grace_period=100,
+            max_depth=8,
+            seed=42,
+            splitter=FastTEBSTSplitter(),
         )
     )
 
@@ -258,7 +275,12 @@ class OnlineModel:
 class OnlineForecaster:
     """The online models of some configs over the cells of one partition."""
 
-    def __init__(self, configs: Iterable[ModelConfig]) -> None:
+    def __init__(self, configs: Iterable[ModelConfig], *, tree_min_measurements: int = 1) -> None:
+        if tree_min_measurements < 1:
+            raise ValueError("tree_min_measurements must be >= 1")
+        #: tree-based models (``TREE_ARCHITECTURES``) learn, score and forecast a cell's window
+        #: only when its output field was measured at least this often in it (see ``close``)
+        self.tree_min = int(tree_min_measurements)
         self.configs: dict[str, ModelConfig] = {}
         for config in configs:
             if not config.online:
@@ -279,6 +301,18 @@ class OnlineForecaster:
         self.series: dict[tuple[int, str], CellSeries] = {}
         #: (field, config id, cell) -> {target window: (predicted, persistence)}
         self.pending: dict[tuple[str, str, str], dict[int, tuple[float, float]]] = {}
+        #: not pickled: (duration, cell) -> the features computed at the cell's last close
+        #: (the forecast's, which the next close learns from; see ``close``)
+        self._features: dict[tuple[int, str], dict[tuple[Any, ...], Features | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_features"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._features = {}
 
     @property
     def durations(self) -> list[int]:
@@ -286,27 +320,48 @@ class OnlineForecaster:
         return sorted(self.keep)
 
     def close(
-        self, cell_id: str, duration: int, index: int, means: Mapping[str, float | None]
+        self,
+        cell_id: str,
+        duration: int,
+        index: int,
+        means: Mapping[str, float | None],
+        counts: Mapping[str, float] | None = None,
     ) -> tuple[list[ScoredPoint], list[WindowForecast]]:
         """Window ``index`` (of ``duration`` seconds) of ``cell_id`` closed with these field
-        means: score, learn, forecast for every model on this duration."""
+        means: score, learn, forecast for every model on this duration.
+
+        ``counts``: measurements of each field in the window. A tree-based model skips the
+        window (no score, no learning, no forecast from it) when its output field has fewer
+        than ``tree_min`` of them: a sparse cell is left to the linear models, whose learning
+        costs a fraction of a forest's. ``None`` (or ``tree_min`` 1) skips nothing.
+
+        Models of configs with the same inputs and lookback share one computation of the
+        features of a window, and the features a close forecasts from are kept (in memory, not
+        in the checkpoint) for the next close of the cell, which learns from them: the same
+        values, since :func:`~ml.network.features.features_at` of an anchor only reads windows
+        up to it, which no later window changes."""
         series = self.series.get((duration, cell_id))
         if series is None:
             series = self.series[(duration, cell_id)] = CellSeries(keep=self.keep[duration])
         series.add(index, means)
         scored: list[ScoredPoint] = []
         forecasts: list[WindowForecast] = []
+        cache = self._features.pop((duration, cell_id), {})
         for config in self.configs.values():
             if config.window_duration_seconds != duration:
                 continue
+            tree = config.architecture in TREE_ARCHITECTURES
             for name in config.output_fields:
+                if tree and counts is not None and counts.get(name, 0) < self.tree_min:
+                    continue
                 model = self.models[(name, config.id)]
-                point = self._learn(model, config, series, cell_id, index)
+                point = self._learn(model, config, series, cell_id, index, cache)
                 if point is not None:
                     scored.append(point)
-                forecast = self._forecast(model, config, series, cell_id, index)
+                forecast = self._forecast(model, config, series, cell_id, index, cache)
                 if forecast is not None:
                     forecasts.append(forecast)
+        self._features[(duration, cell_id)] = {k: v for k, v in cache.items() if k[3] == index}
         return scored, forecasts
 
     def _learn(
@@ -316,6 +371,7 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
+        cache: dict | None = None,
     ) -> ScoredPoint | None:
         pending = self.pending.get((model.field, config.id, cell_id), {})
         made = pending.pop(index, None)
@@ -324,7 +380,7 @@ class OnlineForecaster:
         y = series.value(model.field, index)
         if y is None:
             return None
-        feats = features_at(series, config, model.field, index - config.forecast_steps)
+        feats = _features(series, config, model.field, index - config.forecast_steps, cache)
         if feats is None:
             model.cold += 1
             return None
@@ -340,8 +396,9 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
+        cache: dict | None = None,
     ) -> WindowForecast | None:
-        feats = features_at(series, config, model.field, index)
+        feats = _features(series, config, model.field, index, cache)
         if feats is None:
             return None
         target = index + config.forecast_steps
@@ -362,6 +419,18 @@ class OnlineForecaster:
             "learned": model.learned,
             "cold": model.cold,
         }
+
+
+def _features(
+    series: CellSeries, config: ModelConfig, output: str, anchor: int, cache: dict | None
+) -> Features | None:
+    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``."""
+    if cache is None:
+        return features_at(series, config, output, anchor)
+    key = (config.input_fields, config.lookback_steps, output, anchor)
+    if key not in cache:
+        cache[key] = features_at(series, config, output, anchor)
+    return cache[key]
 
 
 def replay(model: OnlineModel, config: ModelConfig, rows: Iterable[SupervisedRow]) -> list[float]:

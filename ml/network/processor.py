@@ -9,7 +9,10 @@ window that already closed is *late*: it is not learnt (the stored observations 
 it, counted as a correction of the observation window of ``observation_window_seconds``).
 
 On every close, each online model of that duration scores its forecast for the window, learns
-it and forecasts ``forecast_steps`` windows ahead (:class:`~ml.network.online.OnlineForecaster`).
+it and forecasts ``forecast_steps`` windows ahead (:class:`~ml.network.online.OnlineForecaster`);
+tree-based models skip a window whose output field was measured fewer than
+``tree_min_measurements`` times in it (``NETWORK_TREE_MIN_MEASUREMENTS``, the count the book
+keeps), leaving sparse cells to the linear models.
 Outputs, all deterministic in the events:
 
 * forecasts: ``ForecastRow(domain="network", series_key="<cell_id>|<field>",
@@ -64,6 +67,7 @@ from schemas.events import (
 
 __all__ = [
     "DEFAULT_SCORE_WINDOW_SECONDS",
+    "DEFAULT_TREE_MIN_MEASUREMENTS",
     "DOMAIN",
     "NetworkProcessor",
     "SCORED_METRICS",
@@ -76,6 +80,9 @@ DOMAIN = "network"
 SCORED_METRICS = ("mae", "rmse", "mape", "r2")
 #: NETWORK_SCORE_WINDOW_SECONDS default: event time behind a running score.
 DEFAULT_SCORE_WINDOW_SECONDS = 3600.0
+#: NETWORK_TREE_MIN_MEASUREMENTS default: tree-based online models skip a cell's window whose
+#: output field was measured only once (see ``OnlineForecaster.close``).
+DEFAULT_TREE_MIN_MEASUREMENTS = 2
 
 #: (window index) -> cell -> field -> [sum, count]
 _Book = dict[int, dict[str, dict[str, list[float]]]]
@@ -96,11 +103,13 @@ class NetworkProcessor(PartitionProcessor):
 
     #: 2: drift detectors and the trigger policy joined the state; 3: online models pickle a
     #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``); 4: the
-    #: windowed running scores (``recent``). A version 3 state restores with empty windows
-    #: (they fill within one score window).
-    STATE_VERSION = 4
-    #: older versions :meth:`restore` still reads
-    READS_VERSIONS = frozenset({3, 4})
+    #: windowed running scores (``recent``); 5: tree-based models skip sparse windows
+    #: (``OnlineForecaster.tree_min``) and forests split with ``FastTEBSTSplitter``. Older
+    #: states are not read (:class:`~ml.streaming.UnknownStateVersion`: the worker rebuilds the
+    #: partition's models and drift statistics from the events after its stored offset).
+    STATE_VERSION = 5
+    #: versions :meth:`restore` reads
+    READS_VERSIONS = frozenset({5})
 
     def __init__(
         self,
@@ -112,6 +121,7 @@ class NetworkProcessor(PartitionProcessor):
         score_window_seconds: float = DEFAULT_SCORE_WINDOW_SECONDS,
         drift: NetworkDrift | None = None,
         policy: TriggerPolicy | None = None,
+        tree_min_measurements: int = DEFAULT_TREE_MIN_MEASUREMENTS,
     ) -> None:
         if allowed_lateness < timedelta(0):
             raise ValueError("allowed_lateness must be >= 0")
@@ -120,7 +130,9 @@ class NetworkProcessor(PartitionProcessor):
         self.lateness = allowed_lateness.total_seconds()
         self.observation_window = int(observation_window_seconds)
         self.score_every = float(score_every_seconds)
-        self.forecaster = OnlineForecaster(c for c in configs if c.online)
+        self.forecaster = OnlineForecaster(
+            (c for c in configs if c.online), tree_min_measurements=tree_min_measurements
+        )
         self.books: dict[int, _Book] = {d: {} for d in self.forecaster.durations}
         self.closed_through: dict[int, int] = {}
         self.watermark: float | None = None
@@ -159,6 +171,9 @@ class NetworkProcessor(PartitionProcessor):
                 recent_windows=getattr(settings, "network_drift_recent_windows", 10),
             ),
             policy=TriggerPolicy.from_settings(settings, clock=clock, requested_by="network-drift"),
+            tree_min_measurements=getattr(
+                settings, "network_tree_min_measurements", DEFAULT_TREE_MIN_MEASUREMENTS
+            ),
         )
 
     # --- configs -----------------------------------------------------------------------------
@@ -167,7 +182,7 @@ class NetworkProcessor(PartitionProcessor):
         dropped, unchanged ones keep learning (a changed config restarts its models)."""
         wanted = {c.id: c for c in configs if c.online}
         old = self.forecaster
-        new = OnlineForecaster(wanted.values())
+        new = OnlineForecaster(wanted.values(), tree_min_measurements=old.tree_min)
         kept = set()
         for key, model in old.models.items():
             if key in new.models and old.configs[key[1]] == wanted[key[1]]:
@@ -192,8 +207,9 @@ class NetworkProcessor(PartitionProcessor):
 
     @classmethod
     def restore(cls, state: ProcessorState) -> PartitionProcessor:
-        """As :meth:`PartitionProcessor.restore`, also from a version 3 state (before the
-        windowed scores): its windows start empty."""
+        """As :meth:`PartitionProcessor.restore`, from any version in ``READS_VERSIONS`` (an
+        older state this code can upgrade on unpickling); other versions raise
+        :class:`~ml.streaming.UnknownStateVersion`."""
         if state.version in cls.READS_VERSIONS and state.version != cls.STATE_VERSION:
             state = ProcessorState(cls.STATE_VERSION, state.blob)
         return super().restore(state)
@@ -268,8 +284,12 @@ class NetworkProcessor(PartitionProcessor):
             for index in ready:
                 cells = book.pop(index)
                 for cell_id in sorted(cells):
-                    means = {name: s / n for name, (s, n) in cells[cell_id].items()}
-                    scored, forecasts = self.forecaster.close(cell_id, duration, index, means)
+                    sums = cells[cell_id]
+                    means = {name: s / n for name, (s, n) in sums.items()}
+                    counts = {name: n for name, (_, n) in sums.items()}
+                    scored, forecasts = self.forecaster.close(
+                        cell_id, duration, index, means, counts
+                    )
                     if scored:
                         self._recent(scored, duration, (index + 1) * duration)
                     out.forecasts.extend(self._forecast_row(p, duration) for p in forecasts)

@@ -367,36 +367,46 @@ def _add_drift_events(session: Session, rows: list[dict[str, Any]]) -> int:
     return len(fresh)
 
 
+#: columns an upsert of a forecast replaces (the rest is its key)
+_FORECAST_VALUES = ("value", "lower", "upper", "fallback_level", "created_at")
+
+
 def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow], now: datetime) -> int:
-    """Insert or replace forecasts keyed by (domain, series, version, period); the existing
-    ones are read in one query."""
+    """Insert or replace forecasts keyed by (domain, series, version, period): one
+    ``INSERT ... ON CONFLICT (uq_forecast) DO UPDATE`` executed for all of them, in key order
+    (no ORM object per row: a sparse network stream writes one or two per event)."""
     latest = {(f.domain, f.series_key, f.model_version, f.period_start): f for f in rows}
     if not latest:
         return 0
-    keys = list(latest)
-    existing = {
-        (r.domain, r.series_key, r.model_version, r.period_start): r
-        for r in session.scalars(
-            select(Forecast).where(
-                Forecast.domain.in_({k[0] for k in keys}),
-                Forecast.series_key.in_({k[1] for k in keys}),
-                Forecast.model_version.in_({k[2] for k in keys}),
-                Forecast.period_start.in_({k[3] for k in keys}),
-            )
-        )
-    }
-    for key, f in latest.items():
-        row = existing.get(key)
-        if row is None:
-            row = Forecast(
-                domain=f.domain,
-                series_key=f.series_key,
-                model_version=f.model_version,
-                period_start=f.period_start,
-            )
-            session.add(row)
-        row.value, row.lower, row.upper = f.value, f.lower, f.upper
-        row.fallback_level, row.created_at = f.fallback_level, now
+    dialect = session.connection().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the store runs on SQLite or PostgreSQL
+        raise NotImplementedError(f"forecast upsert on {dialect}")
+    stmt = insert(Forecast.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["domain", "series_key", "model_version", "period_start"],
+        set_={name: stmt.excluded[name] for name in _FORECAST_VALUES},
+    )
+    session.execute(
+        stmt,
+        [
+            {
+                "domain": f.domain,
+                "series_key": f.series_key,
+                "model_version": f.model_version,
+                "period_start": f.period_start,
+                "value": f.value,
+                "lower": f.lower,
+                "upper": f.upper,
+                "fallback_level": f.fallback_level,
+                "created_at": now,
+            }
+            for _, f in sorted(latest.items(), key=lambda item: item[0])
+        ],
+    )
     return len(latest)
 
 

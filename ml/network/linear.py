@@ -1,0 +1,116 @@
+"""The ``river_linear`` learner on numpy vectors: River's pipeline, same arithmetic, ~3x cheaper.
+
+River's ``TargetStandardScaler(StandardScaler | LinearRegression(AdaGrad, Huber))`` walks a
+dict per feature at every step (scaler update, transform, dot product, gradient, AdaGrad step),
+which made the linear models the largest cost of a sparse stream (one closed window per event)
+once the forests skip its windows. On 62 features, predict + learn measured 560-690 us per row
+with River's pipeline against 190 us with this class (same machine, same run, load ~7 on 2
+cores). :class:`VectorLinearRegressor`
+runs the same online updates on numpy arrays, row by row (still predict-then-learn, still one
+update per row; no mini-batches):
+
+1. the target's running mean and variance (River's ``stats.Var``, ddof 1) are updated with
+   ``y``, which is then standardised (``0`` while the variance is 0, as River's ``safe_div``);
+2. the per-feature running means and variances (River's ``StandardScaler``: population
+   variance, updated *before* the row is transformed) are updated, then the row is scaled
+   (a feature of variance 0 scales to 0; the row is multiplied by ``1 / std`` kept with the
+   statistics rather than divided by ``std``: the same up to rounding);
+3. the linear model predicts ``w . x + b``; the Huber gradient (``epsilon``) of the residual,
+   clipped at ``clip_gradient``, updates the intercept by ``intercept_lr * g`` and the weights
+   by AdaGrad (``g2 += (x g)^2; w -= lr / sqrt(g2 + eps) * x g``).
+
+Predictions scale the row with the current statistics and unscale ``w . x + b`` with the
+target's. Same formulas in the same order as River 0.26, so the forecasts agree with River's
+pipeline to rounding (the dot product sums in another order; ``tests/test_network_linear.py``
+holds them within 1e-9 relative over thousands of rows). The feature set is fixed by the first
+row (the network features always have the same names, in the same order); another set is a
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["VectorLinearRegressor"]
+
+
+class VectorLinearRegressor:
+    """Online linear regression with standardised inputs and target (see the module doc)."""
+
+    def __init__(
+        self,
+        lr: float = 0.05,
+        epsilon: float = 1.0,
+        intercept_lr: float = 0.01,
+        eps: float = 1e-8,
+        clip_gradient: float = 1e12,
+    ) -> None:
+        self.lr = float(lr)
+        self.epsilon = float(epsilon)
+        self.intercept_lr = float(intercept_lr)
+        self.eps = float(eps)
+        self.clip_gradient = float(clip_gradient)
+        self.names: tuple[str, ...] | None = None
+        # target statistics (River's Var: Mean n / mean, and S)
+        self.y_n = 0.0
+        self.y_mean = 0.0
+        self.y_s = 0.0
+        # feature statistics (River's StandardScaler) and the model
+        self.n = 0
+        self.mean = np.zeros(0)
+        self.var = np.zeros(0)
+        #: 1 / sqrt(var), 0 where the variance is 0 (kept with the statistics)
+        self.inv_std = np.zeros(0)
+        self.weights = np.zeros(0)
+        self.g2 = np.zeros(0)
+        self.intercept = 0.0
+
+    def _vector(self, x: Mapping[str, float]) -> np.ndarray:
+        if self.names is None:
+            self.names = tuple(x)
+            size = len(self.names)
+            self.mean, self.var, self.inv_std = np.zeros(size), np.zeros(size), np.zeros(size)
+            self.weights, self.g2 = np.zeros(size), np.zeros(size)
+        elif len(x) != len(self.names) or tuple(x) != self.names:
+            raise ValueError("VectorLinearRegressor: a row with another feature set")
+        return np.fromiter(x.values(), dtype=float, count=len(self.names))
+
+    def _scaled(self, v: np.ndarray) -> np.ndarray:
+        return (v - self.mean) * self.inv_std
+
+    def _y_std(self) -> float:
+        return math.sqrt(self.y_s / (self.y_n - 1)) if self.y_n > 1 else 0.0
+
+    def predict_one(self, x: Mapping[str, float]) -> float:
+        if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
+            return self.y_mean
+        raw = float(self.weights @ self._scaled(self._vector(x))) + self.intercept
+        return raw * self._y_std() + self.y_mean
+
+    def learn_one(self, x: Mapping[str, float], y: float) -> None:
+        # 1. the target (River's Var.update, then safe_div)
+        old = self.y_mean
+        self.y_n += 1.0
+        self.y_mean += (1.0 / self.y_n) * (y - self.y_mean)
+        self.y_s += (y - old) * (y - self.y_mean)
+        std = self._y_std()
+        target = (y - self.y_mean) / std if std else 0.0
+        # 2. the features (River's StandardScaler.learn_one, then transform_one)
+        v = self._vector(x)
+        self.n += 1
+        delta = v - self.mean
+        self.mean += delta / self.n
+        self.var += (delta * (v - self.mean) - self.var) / self.n
+        self.inv_std = np.divide(1.0, np.sqrt(self.var), out=np.zeros_like(v), where=self.var != 0)
+        xs = self._scaled(v)
+        # 3. the Huber gradient, the intercept, AdaGrad
+        r = float(self.weights @ xs) + self.intercept - target
+        g = r if abs(r) <= self.epsilon else (self.epsilon if r > 0.0 else -self.epsilon)
+        g = min(max(g, -self.clip_gradient), self.clip_gradient)
+        self.intercept -= self.intercept_lr * g
+        grad = xs * g
+        self.g2 += grad * grad
+        self.weights -= self.lr / np.sqrt(self.g2 + self.eps) * grad

@@ -1,0 +1,142 @@
+"""River's regression-tree splitter without its deep copies: same splits, a fraction of the time.
+
+River's ``TEBSTSplitter`` (the default splitter of its Hoeffding regression trees, hence of
+every tree of the online forest) evaluates a split attempt by walking its binary search tree
+and, at every node, combining target statistics with ``river.tree.utils.combine_stats``, which
+``copy.deepcopy``s a :class:`river.stats.Var` (and its :class:`river.stats.Mean`) each time.
+On the Irish 5G stream the deep copies were about a third of the whole network processor
+(cProfile of the processor on the first 20,000 events: ARF ``learn_one`` ~73 % of it, split
+attempts ~50 %, ``deepcopy`` ~35 %); with this splitter the same run took 6.5 s instead of
+17.3 s under the profiler.
+
+:class:`FastTEBSTSplitter` is the same splitter whose split evaluation (``_find_best_split``)
+and bad-split pruning (``_remove_bad_split_nodes``) copy a ``Var`` field by field instead: the
+same arithmetic on the same numbers, in the same order, so the trees (and every forecast) are
+bit-for-bit those of River's splitter (``tests/test_network_splitter.py``). Multi-target
+statistics (dicts, never used here) take River's own path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from river.stats import Mean, Var
+from river.tree.splitter import TEBSTSplitter
+from river.tree.utils import BranchFactory, update_stats
+
+__all__ = ["FastTEBSTSplitter", "copy_var"]
+
+
+def copy_var(var: Var) -> Var:
+    """An independent copy of a ``Var`` (what ``copy.deepcopy`` gives, ~50x faster)."""
+    new = Var.__new__(Var)
+    new.__dict__.update(var.__dict__)
+    mean = Mean.__new__(type(var.mean))
+    mean.__dict__.update(var.mean.__dict__)
+    new.mean = mean
+    return new
+
+
+def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
+    """``river.tree.utils.combine_stats`` for univariate statistics."""
+    new = copy_var(left)
+    if subtract:
+        new -= right
+    else:
+        new += right
+    return new
+
+
+class FastTEBSTSplitter(TEBSTSplitter):
+    """``TEBSTSplitter`` with cheap copies of its statistics (see the module doc)."""
+
+    def _find_best_split(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        if isinstance(self._pre_split_dist, dict):
+            return super()._find_best_split(node, candidate)
+        # River's iterative in-order traversal, combine_stats replaced by _combine
+        aux = self._aux_estimator
+        pre = self._pre_split_dist
+        merit_of = self._criterion.merit_of_split
+        ops: list[tuple[int, Any]] = [(0, node)]
+        while ops:
+            action, n = ops.pop()
+            if action == 0:  # descend
+                if n._right is not None:
+                    ops.append((2, n))
+                    ops.append((0, n._right))
+                    ops.append((1, n))
+                ops.append((3, n))
+                if n._left is not None:
+                    ops.append((0, n._left))
+            elif action == 1:
+                aux += n.estimator
+            elif action == 2:
+                aux -= n.estimator
+            else:
+                left_dist = _combine(n.estimator, aux)
+                right_dist = _combine(pre, left_dist, subtract=True)
+                post = [left_dist, right_dist]
+                merit = merit_of(pre, post)
+                if merit > candidate.merit:
+                    candidate = BranchFactory(merit, self._att_idx, n.att_val, post)
+        return candidate
+
+    def _remove_bad_split_nodes(
+        self, current_node: Any, parent: Any = None, is_left_child: bool = True
+    ) -> bool:
+        if isinstance(self._pre_split_dist, dict):
+            return super()._remove_bad_split_nodes(current_node, parent, is_left_child)
+        # River's iterative post-order traversal, combine_stats replaced by _combine
+        left_phase, right_phase, eval_phase = 0, 1, 2
+        stack: list[list[Any]] = [[current_node, parent, is_left_child, left_phase, False]]
+        child_is_bad = False
+        while stack:
+            frame = stack[-1]
+            node, p, ilc, phase, _ = frame
+            if phase == left_phase:
+                if node._left is not None:
+                    frame[3] = right_phase
+                    stack.append([node._left, node, True, left_phase, False])
+                    continue
+                child_is_bad = True
+                frame[3] = right_phase
+                continue
+            if phase == right_phase:
+                if not child_is_bad:
+                    stack.pop()
+                    child_is_bad = False
+                    continue
+                if node._right is not None:
+                    update_stats(self._aux_estimator, node.estimator)
+                    frame[3] = eval_phase
+                    frame[4] = True
+                    stack.append([node._right, node, False, left_phase, False])
+                    continue
+                child_is_bad = True
+                frame[3] = eval_phase
+                continue
+            if frame[4]:
+                update_stats(self._aux_estimator, node.estimator, subtract=True)
+            is_bad = child_is_bad
+            stack.pop()
+            if is_bad:
+                left_dist = _combine(node.estimator, self._aux_estimator)
+                right_dist = _combine(self._pre_split_dist, left_dist, subtract=True)
+                merit = self._criterion.merit_of_split(
+                    self._pre_split_dist, [left_dist, right_dist]
+                )
+                if (merit / self._last_check_vr) < (
+                    self._last_check_ratio - 2 * self._last_check_e
+                ):
+                    node._left = None
+                    node._right = None
+                    if p is None:
+                        self._root = None
+                    elif ilc:
+                        p._left = None
+                    else:
+                        p._right = None
+                    child_is_bad = True
+                    continue
+            child_is_bad = False
+        return child_is_bad
