@@ -319,13 +319,15 @@ class GlobalGBMChange(DemandCandidate):
 
     algorithm = "lightgbm_change"
     features = [*FEATURES, *EXTRA_LAG_NAMES, *CALENDAR_NAMES, *MARKET_NAMES]
+    #: boosting rounds when not given (each subclass's own validation choice)
+    ROUNDS = 300
 
     def __init__(
         self,
         seed: int = 7,
         *,
         anchor: str = "last_year",
-        rounds: int = 300,
+        rounds: int | None = None,
         learning_rate: float = 0.03,
         num_leaves: int = 31,
         min_data_in_leaf: int = 20,
@@ -347,7 +349,7 @@ class GlobalGBMChange(DemandCandidate):
             "deterministic": True,
             "verbose": -1,
         }
-        self.rounds = rounds
+        self.rounds = self.ROUNDS if rounds is None else rounds
         self.model: lgb.Booster | None = None
 
     def _base(self, rows: pd.DataFrame) -> np.ndarray:
@@ -398,19 +400,7 @@ class GlobalGBMRatio(GlobalGBMChange):
     leaves) were chosen on the validation year of ``benchmarks/demand_accuracy.py``."""
 
     algorithm = "lightgbm_ratio"
-
-    def __init__(
-        self,
-        seed: int = 7,
-        *,
-        anchor: str = "last_year",
-        rounds: int = 150,
-        learning_rate: float = 0.03,
-        num_leaves: int = 31,
-        min_data_in_leaf: int = 20,
-    ) -> None:
-        super().__init__(seed, anchor=anchor, rounds=rounds, learning_rate=learning_rate,
-                         num_leaves=num_leaves, min_data_in_leaf=min_data_in_leaf)  # fmt: skip
+    ROUNDS = 150
 
     def _anchor(self, rows: pd.DataFrame) -> np.ndarray:
         """The anchor month's sales (not through log1p and back)."""
