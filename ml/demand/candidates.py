@@ -352,12 +352,20 @@ class GlobalGBMChange(DemandCandidate):
         self.rounds = self.ROUNDS if rounds is None else rounds
         self.model: lgb.Booster | None = None
 
-    def _base(self, rows: pd.DataFrame) -> np.ndarray:
-        last_month = _log(rows, "lag_1")
+    def _anchor(self, rows: pd.DataFrame) -> np.ndarray:
+        """The anchor month's sales: last month, or the same month last year where known."""
+        last_month = rows["lag_1"].to_numpy(float)
         if self.anchor == "last_month":
             return last_month
-        last_year = _log(rows, "lag_12")
+        last_year = rows["lag_12"].to_numpy(float)
         return np.where(np.isnan(last_year), last_month, last_year)
+
+    def _target(self, rows: pd.DataFrame) -> np.ndarray:
+        """What the booster learns: the log change from the anchor."""
+        return _log(rows, "sales") - np.log1p(self._anchor(rows).clip(min=0))
+
+    def _from_change(self, rows: pd.DataFrame, change: np.ndarray) -> np.ndarray:
+        return np.expm1(np.log1p(self._anchor(rows).clip(min=0)) + change)
 
     def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
         """:func:`change_features` as the booster was trained on them (an artifact trained
@@ -368,17 +376,16 @@ class GlobalGBMChange(DemandCandidate):
 
     def fit(self, train: pd.DataFrame) -> GlobalGBMChange:
         rows = train[train["lag_1"].notna()]
-        target = _log(rows, "sales") - self._base(rows)
-        data = lgb.Dataset(change_features(rows), target)
+        data = lgb.Dataset(change_features(rows), self._target(rows))
         self.model = lgb.train(self.params, data, num_boost_round=self.rounds)
         self._seen(train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         if self.model is None:
-            raise RuntimeError("GlobalGBMChange.predict before fit")
+            raise RuntimeError(f"{type(self).__name__}.predict before fit")
         change = self.model.predict(self._inputs(rows))
-        return np.clip(np.expm1(self._base(rows) + change), 0, None)
+        return np.clip(self._from_change(rows, change), 0, None)
 
 
 def year_scale(rows: pd.DataFrame) -> np.ndarray:
@@ -402,28 +409,12 @@ class GlobalGBMRatio(GlobalGBMChange):
     algorithm = "lightgbm_ratio"
     ROUNDS = 150
 
-    def _anchor(self, rows: pd.DataFrame) -> np.ndarray:
-        """The anchor month's sales (not through log1p and back)."""
-        last_month = rows["lag_1"].to_numpy(float)
-        if self.anchor == "last_month":
-            return last_month
-        last_year = rows["lag_12"].to_numpy(float)
-        return np.where(np.isnan(last_year), last_month, last_year)
+    def _target(self, rows: pd.DataFrame) -> np.ndarray:
+        """The change from the anchor in units of the segment's 12-month level."""
+        return (rows["sales"].to_numpy(float) - self._anchor(rows)) / year_scale(rows)
 
-    def fit(self, train: pd.DataFrame) -> GlobalGBMRatio:
-        rows = train[train["lag_1"].notna()]
-        anchor = self._anchor(rows)
-        target = (rows["sales"].to_numpy(float) - anchor) / year_scale(rows)
-        data = lgb.Dataset(change_features(rows), target)
-        self.model = lgb.train(self.params, data, num_boost_round=self.rounds)
-        self._seen(train)
-        return self
-
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        if self.model is None:
-            raise RuntimeError("GlobalGBMRatio.predict before fit")
-        change = self.model.predict(self._inputs(rows))
-        return np.clip(self._anchor(rows) + year_scale(rows) * change, 0, None)
+    def _from_change(self, rows: pd.DataFrame, change: np.ndarray) -> np.ndarray:
+        return self._anchor(rows) + year_scale(rows) * change
 
 
 class LastMonth(DemandCandidate):
