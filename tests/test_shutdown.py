@@ -30,6 +30,8 @@ def start_all(spawn, env: dict) -> list:
     url = f"http://127.0.0.1:{env['API_PORT']}/health"
 
     def up() -> bool:
+        for proc in procs:
+            assert proc.alive(), f"{proc.log.name} exited:\n{proc.output()[-3000:]}"
         try:
             return httpx.get(url, timeout=2).status_code in (200, 503)
         except httpx.HTTPError:
