@@ -14,13 +14,6 @@ request. This subclass keeps httptools and counts the bytes of the head being re
 Both answers are ``{"detail": ...}`` JSON with ``Connection: close``; the application never
 sees the request. Build the class with :func:`bounded_httptools` and give it to uvicorn as
 ``http=``.
-
-One write per response: uvicorn writes a response's head (on ``http.response.start``) and its
-body (``http.response.body``) with two ``transport.write`` calls, i.e. two ``send`` syscalls
-and two wake-ups of the client over loopback, ~a fifth of the serving process's CPU per
-prediction. Each request's cycle writes through :class:`_OneWrite`, which holds the head of a
-response of known length until its body comes and writes both at once. Chunked (streamed)
-responses and ``100 Continue`` go out as they come.
 """
 
 from __future__ import annotations
@@ -29,11 +22,7 @@ import logging
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 __all__ = ["BoundedHttpToolsProtocol", "bounded_httptools"]
 
@@ -65,43 +54,6 @@ def _refusal_app(status: int, detail: str) -> Any:
     return app
 
 
-class _OneWrite:
-    """The transport as one request's cycle sees it: the head of a response with a
-    ``Content-Length`` is held until the first body write and sent with it."""
-
-    __slots__ = ("_transport", "_cycle", "_head", "_done")
-
-    def __init__(self, transport: Any, cycle: RequestResponseCycle) -> None:
-        self._transport = transport
-        self._cycle = cycle
-        self._head: bytes | None = None
-        self._done = False  # the head went out (or was never held)
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.write(head + data)
-        elif (
-            not self._done
-            and self._cycle.response_started
-            and self._cycle.chunked_encoding is False
-        ):
-            self._head = data  # the response head: its body follows at once
-            self._done = True
-        else:
-            self._transport.write(data)
-
-    def close(self) -> None:
-        head, self._head = self._head, None
-        if head is not None:
-            self._transport.write(head)
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` refusing over-long heads (431) and URLs (414)."""
 
@@ -126,15 +78,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         refusal = self._check(self._visible_head())
         if refusal is None:
             super().on_headers_complete()
-        else:
-            app, self.app = self.app, _refusal_app(*refusal)
-            try:  # uvicorn starts the cycle with self.app: the refusal answers, nothing else runs
-                super().on_headers_complete()
-            finally:
-                self.app = app
-        cycle = self.cycle
-        if cycle is not None and cycle.transport is self.transport:
-            cycle.transport = _OneWrite(self.transport, cycle)  # type: ignore[assignment]
+            return
+        app, self.app = self.app, _refusal_app(*refusal)
+        try:  # uvicorn starts the cycle with self.app: the refusal answers, nothing else runs
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         self._state = _IDLE

@@ -194,6 +194,32 @@ def test_a_50mb_header_is_refused_while_health_answers_within_100ms(api: ApiServ
         )
 
 
+def _read_head(sock: socket.socket, timeout: float = 30.0) -> bytes:
+    """One response's head from a kept-alive connection (b"" when none comes)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return b""
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_head_request_is_answered_on_a_kept_alive_connection(api: ApiServer) -> None:
+    """A HEAD response has a length and no body: its head must go out at once (a transport
+    that held heads until the body came never sent it)."""
+    with socket.create_connection(_address(api)) as sock:
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 "), head
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_head(sock).startswith(b"HTTP/1.1 200"), "the connection still serves"
+
+
 def test_heads_over_the_limit_get_431_and_long_urls_414(api: ApiServer) -> None:
     many = {f"X-Pad-{i}": "p" * 8000 for i in range(10)}  # 80 KB of headers in one send
     resp = httpx.get(api.url + "/health", headers=many, timeout=30)
