@@ -56,6 +56,8 @@ DEFAULT_CELL_SHARE = 0.25
 DEFAULT_MIN_CELLS = 2
 #: ``NETWORK_DRIFT_RECENT_WINDOWS`` default: how far back (in windows) "recent" reaches.
 DEFAULT_RECENT_WINDOWS = 10
+#: (input index, window) pairs a cell keeps, to date its detections' change points.
+WINDOWS_KEPT = 32
 #: The cell part of the scope of a field's aggregate detection.
 AGGREGATE_CELL = "*"
 #: Detector names of the drift events, with the statistic each watches.
@@ -100,7 +102,7 @@ class CellDetectors:
         )
         self.error = LevelShiftDetector(k=p.k, h=p.error_h, **ref)
         #: (update index, window index) of the recent window means, to place a change in time
-        self.windows: deque[tuple[int, int]] = deque(maxlen=32)
+        self.windows: deque[tuple[int, int]] = deque(maxlen=WINDOWS_KEPT)
         self.last_window: int | None = None
         self.detections = 0
         #: this object pickled, as of its last update (None: changed since; not pickled)
@@ -173,7 +175,7 @@ def _load_cell(blob: bytes) -> CellDetectors:
     cell = CellDetectors.__new__(CellDetectors)
     state = pickle.loads(blob)  # noqa: S301 - part of our own checkpoint
     cell.__dict__.update(state)
-    cell.windows = deque(state["windows"], maxlen=32)
+    cell.windows = deque(state["windows"], maxlen=WINDOWS_KEPT)
     cell._pickled = blob
     return cell
 

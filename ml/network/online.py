@@ -371,7 +371,7 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
-        cache: dict | None = None,
+        cache: dict[tuple[Any, ...], Features | None],
     ) -> ScoredPoint | None:
         pending = self.pending.get((model.field, config.id, cell_id), {})
         made = pending.pop(index, None)
@@ -396,7 +396,7 @@ class OnlineForecaster:
         series: CellSeries,
         cell_id: str,
         index: int,
-        cache: dict | None = None,
+        cache: dict[tuple[Any, ...], Features | None],
     ) -> WindowForecast | None:
         feats = _features(series, config, model.field, index, cache)
         if feats is None:
@@ -422,11 +422,13 @@ class OnlineForecaster:
 
 
 def _features(
-    series: CellSeries, config: ModelConfig, output: str, anchor: int, cache: dict | None
+    series: CellSeries,
+    config: ModelConfig,
+    output: str,
+    anchor: int,
+    cache: dict[tuple[Any, ...], Features | None],
 ) -> Features | None:
     """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``."""
-    if cache is None:
-        return features_at(series, config, output, anchor)
     key = (config.input_fields, config.lookback_steps, output, anchor)
     if key not in cache:
         cache[key] = features_at(series, config, output, anchor)
