@@ -128,16 +128,17 @@ class PredictionRecorder:
             await self.flush()
 
     def _write(self, items: list[_Item]) -> int:
-        """In a worker thread: store ``items`` (by the worker process when there is one)."""
-        plain = _plain(items)
-        if self.worker is None:
-            return _add_rows(self.store, plain)
-        return int(self.worker.call(_add_rows, plain))
+        """In a worker thread: store ``items``."""
+        return self._run(_add_rows, _plain(items))
 
     def _apply_retention(self) -> int:
+        return self._run(_prune, self.max_rows, self.max_age)
+
+    def _run(self, fn: Callable[..., int], *args: Any) -> int:
+        """``fn(store, *args)`` in the worker process when there is one, else here."""
         if self.worker is None:
-            return _prune(self.store, self.max_rows, self.max_age)
-        return int(self.worker.call(_prune, self.max_rows, self.max_age))
+            return fn(self.store, *args)
+        return int(self.worker.call(fn, *args))
 
     def _dropped(self, n: int) -> None:
         if n <= 0:
