@@ -3,10 +3,11 @@
 Registrations and sales happen on working days, so a month's count moves with how many it has.
 Fixed-date holidays fall in the same month every year (the season already carries them); what
 moves between months from one year to the next is the weekday pattern and the holidays tied to
-Easter. ``working_days`` counts Monday to Friday minus the Easter-linked holidays that fall on
-them: Maundy Thursday, Good Friday, Easter Monday, Ascension Day (Easter + 39) and Whit Monday
-(Easter + 50), public holidays across most of Europe and the Americas (on Norway by-make they
-lowered the validation year's MAE more than Norway's full calendar did: see the README).
+Easter (dateutil's Gregorian :func:`~dateutil.easter.easter`). ``working_days`` counts Monday to
+Friday minus the Easter-linked holidays that fall on them: Maundy Thursday, Good Friday, Easter
+Monday, Ascension Day (Easter + 39) and Whit Monday (Easter + 50), public holidays across most
+of Europe and the Americas (on Norway by-make they lowered the validation year's MAE more than
+Norway's full calendar did: see the README).
 
 :func:`calendar_features` gives a month's row (:data:`CALENDAR_NAMES`): its working days and
 their log ratio to the same month last year and to the month before. Known in advance for any
@@ -20,6 +21,10 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+from dateutil.easter import easter
+
+from ml.periods import add_months
+
 __all__ = ["CALENDAR_NAMES", "easter", "movable_holidays", "working_days", "calendar_features"]
 
 #: The calendar columns of a featured row, in this order.
@@ -28,20 +33,6 @@ CALENDAR_NAMES: tuple[str, ...] = (
     "working_days_vs_last_year",
     "working_days_vs_last_month",
 )
-
-
-def easter(year: int) -> date:
-    """Easter Sunday of ``year`` (Gregorian calendar; the anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return date(year, month, day + 1)
 
 
 def movable_holidays(year: int) -> frozenset[date]:
@@ -63,17 +54,17 @@ def working_days(year: int, month: int) -> int:
     return count
 
 
-def _back(year: int, month: int, months: int) -> tuple[int, int]:
-    index = year * 12 + month - 1 - months
-    return index // 12, index % 12 + 1
-
-
 def calendar_features(month: Any) -> dict[str, float]:
     """:data:`CALENDAR_NAMES` of ``month`` (anything with ``.year`` and ``.month``)."""
-    year, number = int(month.year), int(month.month)
-    days = working_days(year, number)
+    first = date(int(month.year), int(month.month), 1)
+    days = working_days(first.year, first.month)
+
+    def before(months: int) -> int:
+        earlier = add_months(first, -months)
+        return working_days(earlier.year, earlier.month)
+
     return {
         "working_days": float(days),
-        "working_days_vs_last_year": math.log(days / working_days(*_back(year, number, 12))),
-        "working_days_vs_last_month": math.log(days / working_days(*_back(year, number, 1))),
+        "working_days_vs_last_year": math.log(days / before(12)),
+        "working_days_vs_last_month": math.log(days / before(1)),
     }
