@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,26 +149,7 @@ class StreamStore:
                     f" VALUES ({mark}, {mark})",
                     event_ids,
                 )
-            existing = self._existing_observations(session, [key for key, _ in combined])
-            for (domain, series, start), delta in combined:
-                row = existing.get((domain, series, start))
-                if row is None:
-                    row = Observation(
-                        domain=domain,
-                        series_key=series,
-                        period_start=start,
-                        n_events=0,
-                        fields={},
-                        corrections=0,
-                    )
-                    session.add(row)
-                fields = row.field_stats()
-                for name, stats in delta.fields.items():
-                    fields.setdefault(name, FieldStats()).merge(stats)
-                row.fields = {k: v.to_dict() for k, v in fields.items()}
-                row.n_events = (row.n_events or 0) + delta.n_events
-                row.corrections = (row.corrections or 0) + late[(domain, series, start)]
-                row.updated_at = now
+            _merge_observations(session, combined, late, now, locking=self._db.locking)
             _add_drift_events(session, extras[0])
             _upsert_forecasts(session, extras[1], now)
             session.add_all(ScoreHistory(**row) for row in extras[2])
@@ -176,23 +157,6 @@ class StreamStore:
                 _change_statistics(session, key, change, now)
             add_dead_letters(session, extras[4])
             add_field_rejections(session, extras[5])
-
-    def _existing_observations(
-        self, session: Session, keys: list[tuple[str, str, datetime]]
-    ) -> dict[tuple[str, str, datetime], Observation]:
-        """The stored rows among ``keys``, read (and locked on PostgreSQL) in one query."""
-        if not keys:
-            return {}
-        query = select(Observation).where(
-            Observation.domain.in_({k[0] for k in keys}),
-            Observation.series_key.in_({k[1] for k in keys}),
-            Observation.period_start.in_({k[2] for k in keys}),
-        )
-        if self._db.locking:
-            query = query.with_for_update()
-        wanted = set(keys)
-        rows = session.scalars(query)
-        return {key: r for r in rows if (key := (r.domain, r.series_key, r.period_start)) in wanted}
 
     # --- reads of the stream's path ----------------------------------------------------------
     def known_event_ids(self, domain: str, event_ids: Iterable[str]) -> set[str]:
@@ -308,6 +272,81 @@ class StreamStore:
 
 
 # --- the parts of a commit ---------------------------------------------------------------------
+def _merge_observations(
+    session: Session,
+    combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
+    late: Counter[tuple[str, str, datetime]],
+    now: datetime,
+    *,
+    locking: bool,
+) -> None:
+    """Merge the batch's deltas into their observation rows: the stored ones are read (and
+    locked on PostgreSQL) in one query, then one executemany updates them and one inserts the
+    new ones (Core statements: no ORM object per row, a sparse stream writes one per event)."""
+    if not combined:
+        return
+    table = Observation.__table__
+    c = table.c
+    keys = [key for key, _ in combined]
+    query = select(c.id, c.domain, c.series_key, c.period_start, c.n_events, c.fields,
+                   c.corrections).where(
+        c.domain.in_({k[0] for k in keys}),
+        c.series_key.in_({k[1] for k in keys}),
+        c.period_start.in_({k[2] for k in keys}),
+    )  # fmt: skip
+    if locking:
+        query = query.with_for_update()
+    wanted = set(keys)
+    existing = {
+        key: row
+        for row in session.execute(query)
+        if (key := (row.domain, row.series_key, row.period_start)) in wanted
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key, delta in combined:
+        row = existing.get(key)
+        if row is None:
+            inserts.append(
+                {
+                    "domain": key[0],
+                    "series_key": key[1],
+                    "period_start": key[2],
+                    "n_events": delta.n_events,
+                    "fields": {k: v.to_dict() for k, v in delta.fields.items()},
+                    "corrections": late[key],
+                    "updated_at": now,
+                }
+            )
+            continue
+        fields = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
+        for name, stats in delta.fields.items():
+            fields.setdefault(name, FieldStats()).merge(stats)
+        updates.append(
+            {
+                "row_id": row.id,
+                "fields": {k: v.to_dict() for k, v in fields.items()},
+                "n_events": (row.n_events or 0) + delta.n_events,
+                "corrections": (row.corrections or 0) + late[key],
+                "updated_at": now,
+            }
+        )
+    if updates:
+        session.execute(
+            update(table)
+            .where(c.id == bindparam("row_id"))
+            .values(
+                fields=bindparam("fields"),
+                n_events=bindparam("n_events"),
+                corrections=bindparam("corrections"),
+                updated_at=bindparam("updated_at"),
+            ),
+            updates,
+        )
+    if inserts:
+        session.execute(insert(table), inserts)
+
+
 def _stored_checkpoints(
     session: Session, keys: list[CheckpointKey]
 ) -> dict[CheckpointKey, StreamCheckpoint]:
