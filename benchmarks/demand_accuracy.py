@@ -10,8 +10,9 @@ sales, as the trainer's panel has them). Windows (no month is used twice for a c
   are chosen there (models fitted on the months before it), never on the test months.
 
 Accuracy: every candidate's MAE (and RMSE, MAPE, R², MASE) on both windows and its ratio to
-seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings; the
-``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
+seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings and of
+``lightgbm_ratio_market``'s market weight (with the market growth's persistence it fitted on each
+window's training rows); the ``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
 the trainer would promote on the validation year, and the model it promotes on the test year
 (best MAE of ``DemandTrainer.candidates()``), against the goal ratio <= 0.75.
 
@@ -52,6 +53,7 @@ from ml.demand.candidates import (  # noqa: E402
     GlobalGBM,
     GlobalGBMChange,
     GlobalGBMRatio,
+    GlobalGBMRatioMarket,
     OnlineReplay,
     SeasonalNaive,
     ValidatedEnsemble,
@@ -76,6 +78,9 @@ GRID = [
 RATIO_GRID = [
     {"num_leaves": leaves, "rounds": rounds} for leaves in (15, 31) for rounds in (150, 300)
 ]
+#: lightgbm_ratio_market's market weights tried (lightgbm_ratio's default settings; 0 is
+#: lightgbm_ratio itself)
+MARKET_GRID = [{"market_weight": weight} for weight in (0.25, 0.5, 0.75, 1.0)]
 FAR = date(2100, 1, 1)  # every stored month is complete
 
 
@@ -99,6 +104,8 @@ def accuracy(store: Store) -> tuple[dict, Any]:
             model = make().fit(data.train)
             metrics = _metrics(data.y_test, model.predict(data.test), data.scale)
             metrics["fit_predict_seconds"] = round(time.perf_counter() - started, 3)
+            if getattr(model, "persistence", None) is not None:
+                metrics["market_persistence"] = round(model.persistence, 4)
             row[label] = metrics
         table[name] = row
 
@@ -111,6 +118,9 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     for params in RATIO_GRID:
         name = "lightgbm_ratio[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
         run(name, lambda params=params: GlobalGBMRatio(**params))
+    for params in MARKET_GRID:
+        name = "lightgbm_ratio_market[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        run(name, lambda params=params: GlobalGBMRatioMarket(**params))
     run("ensemble", ValidatedEnsemble)
     for label in windows:
         base = table["seasonal_naive"][label]["mae"]
@@ -129,6 +139,11 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     ratio_default_name = (
         f"lightgbm_ratio[num_leaves={ratio_default.params['num_leaves']},"
         f"rounds={ratio_default.rounds}]"
+    )
+    market_names = [n for n in table if n.startswith("lightgbm_ratio_market[")]
+    market_chosen = min(market_names, key=lambda n: table[n]["validation"]["mae"])
+    market_default_name = (
+        f"lightgbm_ratio_market[market_weight={GlobalGBMRatioMarket().market_weight}]"
     )
     ensemble = ValidatedEnsemble().fit(test.train)
     # what the trainer would promote on the validation year (its candidates, that window)
@@ -155,6 +170,9 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         "ratio_chosen_on_validation": ratio_chosen,
         "ratio_trainer_default": ratio_default_name,
         "ratio_default_is_the_validation_choice": ratio_chosen == ratio_default_name,
+        "market_chosen_on_validation": market_chosen,
+        "market_trainer_default": market_default_name,
+        "market_default_is_the_validation_choice": market_chosen == market_default_name,
         "ensemble_weights_for_the_test_year": dict(
             zip(
                 [m.algorithm for m in ensemble.members],
@@ -242,6 +260,7 @@ def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: b
 def intervals(store: Store, val: Any, promoted: str) -> dict:
     panel = demand_panel(store)
     make = {"lightgbm_change": GlobalGBMChange, "lightgbm_ratio": GlobalGBMRatio,
+            "lightgbm_ratio_market": GlobalGBMRatioMarket,
             "ensemble": ValidatedEnsemble, "lightgbm": GlobalGBM,
             "river_online": OnlineReplay, "seasonal_naive": SeasonalNaive}  # fmt: skip
     months = sorted(panel["month"].unique())
