@@ -12,9 +12,10 @@ sales, as the trainer's panel has them). Windows (no month is used twice for a c
 Accuracy: every candidate's MAE (and RMSE, MAPE, R², MASE) on both windows and its ratio to
 seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings and of
 ``lightgbm_ratio_market``'s market weight (with the market growth's persistence it fitted on each
-window's training rows); the ``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
-the trainer would promote on the validation year, and the model it promotes on the test year
-(best MAE of ``DemandTrainer.candidates()``), against the goal ratio <= 0.75.
+window's training rows); the ``ensemble`` (its weights chosen on the training part's last 12
+months, benchmarked only); what the trainer would promote on the validation year, and the model
+it promotes on the test year (best MAE of ``DemandTrainer.candidates()``), against the goal ratio
+<= 0.75.
 
 Intervals: the promoted algorithm, fitted on the months before the validation window (which is
 then its held-out calibration window, as a trained version's test window is). From every origin

@@ -293,9 +293,16 @@ def market_panel(persistence: float, *, noise: float, seed: int = 0, segments: i
         drift = rng.uniform(-0.01, 0.01) if noise else 0.0
         for t, month in enumerate(dates):
             mean = share * days[t] * rate[t] * np.exp(drift * t + rng.normal(0, noise))
-            rows.append({"series_key": f"CAR|M{s:02d}|ALL|", "month": month,
-                         "sales": float(rng.poisson(mean)) if noise else mean,
-                         "purchases": 0.0, "sale_price": np.nan, "purchase_price": np.nan})
+            rows.append(
+                {
+                    "series_key": f"CAR|M{s:02d}|ALL|",
+                    "month": month,
+                    "sales": float(rng.poisson(mean)) if noise else mean,
+                    "purchases": 0.0,
+                    "sale_price": np.nan,
+                    "purchase_price": np.nan,
+                }
+            )
     return pd.DataFrame(rows)  # fmt: skip
 
 

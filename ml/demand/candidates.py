@@ -76,7 +76,8 @@ def _price(value: float) -> float | None:
 
 
 def _month_index(months: pd.Series) -> np.ndarray:
-    return (months.dt.year * 12 + months.dt.month - 1).to_numpy(int)
+    """year * 12 + month - 1 of each timestamp."""
+    return months.to_numpy("datetime64[M]").astype(int) + 1970 * 12
 
 
 MarketTotals = dict[tuple[str, int], float]
@@ -409,7 +410,8 @@ class GlobalGBMChange(DemandCandidate):
         change = self.model.predict(self._inputs(rows))
         predicted = np.clip(self._from_change(rows, change), 0, None)
         # an artifact pickled before the market weight existed has neither attribute
-        weight, persistence = getattr(self, "market_weight", 0.0), getattr(self, "persistence", None)
+        weight = getattr(self, "market_weight", 0.0)
+        persistence = getattr(self, "persistence", None)
         if weight > 0 and persistence is not None:
             predicted = reconcile(rows, predicted, market_forecast(rows, persistence), weight)
         return predicted
@@ -442,6 +444,7 @@ class GlobalGBMRatio(GlobalGBMChange):
 
     def _from_change(self, rows: pd.DataFrame, change: np.ndarray) -> np.ndarray:
         return self._anchor(rows) + year_scale(rows) * change
+
 
 #: Fewer market-months than this on the training rows: no persistence is fitted and
 #: :class:`GlobalGBMRatioMarket` predicts as :class:`GlobalGBMRatio`.
@@ -520,15 +523,19 @@ def reconcile(rows: pd.DataFrame, predicted: np.ndarray, forecast: np.ndarray,
               weight: float) -> np.ndarray:  # fmt: skip
     """Top-down reconciliation: the predictions of every (market, month) of ``rows`` scaled by
     ``(forecast / their sum) ** weight``, so their total moves to the geometric mean of their
-    own sum and the market forecast with weights ``1 - weight`` and ``weight``. Months whose
-    forecast is unknown or whose predictions sum to 0 are left as they are."""
-    markets = [market_of(str(k)) for k in rows["series_key"]]
+    own sum and the market forecast with weights ``1 - weight`` and ``weight``. ``forecast``
+    is each row's market forecast (:func:`market_forecast`: the same for the rows of a market's
+    month). Months whose forecast is unknown or whose predictions sum to 0 are left as they
+    are."""
+    if len(predicted) == 0:
+        return predicted
+    markets, _ = pd.factorize(np.array([market_of(str(k)) for k in rows["series_key"]]))
     months = _month_index(rows["month"])
-    total = pd.Series(predicted).groupby([markets, months]).transform("sum").to_numpy(float)
-    target = pd.Series(forecast).groupby([markets, months]).transform("mean").to_numpy(float)
+    _, group = np.unique(markets * (months.max() + 1) + months, return_inverse=True)
+    total = np.bincount(group, weights=predicted)[group]
     scale = np.ones(len(predicted))
-    known = np.isfinite(target) & (target > 0) & (total > 0)
-    scale[known] = (target[known] / total[known]) ** weight
+    known = np.isfinite(forecast) & (forecast > 0) & (total > 0)
+    scale[known] = (forecast[known] / total[known]) ** weight
     return predicted * scale
 
 
