@@ -17,6 +17,11 @@ months, benchmarked only); what the trainer would promote on the validation year
 it promotes on the test year (best MAE of ``DemandTrainer.candidates()``), against the goal ratio
 <= 0.75.
 
+Backtest (not a choice, a check of how steady the market weight's gain is): the same yearly
+split at every earlier year whose training part has 12 months of market growth (test years from
+2010-02), ``lightgbm_ratio_market`` at each weight of its grid and at 0 (``lightgbm_ratio``),
+one fit per year.
+
 Intervals: the promoted algorithm, fitted on the months before the validation window (which is
 then its held-out calibration window, as a trained version's test window is). From every origin
 month from the last validation month to the month before the last, a forecast book is built on
@@ -193,6 +198,60 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     return report, val
 
 
+def backtest(store: Store) -> dict:
+    """Ratio to seasonal naive's MAE of ``lightgbm_ratio_market`` at market weight 0 (that is
+    ``lightgbm_ratio``) and at each of :data:`MARKET_GRID`'s, for every earlier 12-month test
+    window (models fitted on the months before it), the validation and test years included."""
+    trainer = DemandTrainer()
+    months = sorted(demand_panel(store)["month"].unique())
+    weights = [0.0, *(params["market_weight"] for params in MARKET_GRID)]
+    years: dict[str, dict] = {}
+    end_index = len(months) - 1
+    while True:
+        end = pd.Timestamp(months[end_index]) + pd.offsets.MonthEnd(0)
+        data = trainer.training_set(store, None, end.date(), 12, test_periods=TEST_MONTHS)
+        model = GlobalGBMRatioMarket().fit(data.train)
+        if model.persistence is None:
+            break
+        naive = score(data.y_test, SeasonalNaive().predict(data.test))["mae"]
+        row: dict[str, Any] = {"market_persistence": round(model.persistence, 4)}
+        for weight in weights:
+            model.market_weight = weight
+            row[f"market_weight={weight}"] = round(
+                score(data.y_test, model.predict(data.test))["mae"] / naive, 4
+            )
+        years[f"{data.test_periods[0]}..{data.test_periods[-1]}"] = row
+        end_index -= TEST_MONTHS
+    years = dict(reversed(years.items()))
+    earlier = list(years)[:-2]  # the years before the validation year
+    mean_change = {
+        f"market_weight={w}": round(
+            float(
+                np.mean(
+                    [
+                        years[y][f"market_weight={w}"] - years[y]["market_weight=0.0"]
+                        for y in earlier
+                    ]
+                )
+            ),
+            4,
+        )  # fmt: skip
+        for w in weights[1:]
+    }
+    better = {
+        f"market_weight={w}": sum(
+            years[y][f"market_weight={w}"] < years[y]["market_weight=0.0"] for y in earlier
+        )
+        for w in weights[1:]
+    }
+    return {
+        "ratio_to_seasonal_naive_by_test_year": years,
+        "years_before_validation": len(earlier),
+        "mean_change_vs_weight_0_years_before_validation": mean_change,
+        "years_better_than_weight_0_before_validation": better,
+    }
+
+
 def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: bool,
                     caps: tuple[float | None, ...]) -> list[dict]:  # fmt: skip
     """Coverage and width of every (make, origin + h) in the test window, for each of ``caps``
@@ -365,6 +424,8 @@ def main() -> dict:
         store = norway_store(tmp / "main")
         acc, val = accuracy(store)
         print(json.dumps(acc, indent=2), flush=True)
+        acc["backtest_market_weight"] = backtest(store)
+        print(json.dumps(acc["backtest_market_weight"], indent=2), flush=True)
         inter = intervals(store, val, acc["promoted"])
         (tmp / "today_3_candidates").mkdir()
         (tmp / "now").mkdir()
