@@ -10,10 +10,17 @@ sales, as the trainer's panel has them). Windows (no month is used twice for a c
   are chosen there (models fitted on the months before it), never on the test months.
 
 Accuracy: every candidate's MAE (and RMSE, MAPE, R², MASE) on both windows and its ratio to
-seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings; the
-``ensemble`` (its weights chosen on the training part's last 12 months, benchmarked only); what
-the trainer would promote on the validation year, and the model it promotes on the test year
-(best MAE of ``DemandTrainer.candidates()``), against the goal ratio <= 0.75.
+seasonal naive's MAE; the grids of ``lightgbm_change`` and ``lightgbm_ratio`` settings and of
+``lightgbm_ratio_market``'s market weight (with the market growth's persistence it fitted on each
+window's training rows); the ``ensemble`` (its weights chosen on the training part's last 12
+months, benchmarked only); what the trainer would promote on the validation year, and the model
+it promotes on the test year (best MAE of ``DemandTrainer.candidates()``), against the goal ratio
+<= 0.75.
+
+Backtest (not a choice, a check of how steady the market weight's gain is): the same yearly
+split at every earlier year whose training part has 12 months of market growth (test years from
+2010-02), ``lightgbm_ratio_market`` at each weight of its grid and at 0 (``lightgbm_ratio``),
+one fit per year.
 
 Intervals: the promoted algorithm, fitted on the months before the validation window (which is
 then its held-out calibration window, as a trained version's test window is). From every origin
@@ -52,6 +59,7 @@ from ml.demand.candidates import (  # noqa: E402
     GlobalGBM,
     GlobalGBMChange,
     GlobalGBMRatio,
+    GlobalGBMRatioMarket,
     OnlineReplay,
     SeasonalNaive,
     ValidatedEnsemble,
@@ -76,6 +84,9 @@ GRID = [
 RATIO_GRID = [
     {"num_leaves": leaves, "rounds": rounds} for leaves in (15, 31) for rounds in (150, 300)
 ]
+#: lightgbm_ratio_market's market weights tried (lightgbm_ratio's default settings; 0 is
+#: lightgbm_ratio itself)
+MARKET_GRID = [{"market_weight": weight} for weight in (0.25, 0.5, 0.75, 1.0)]
 FAR = date(2100, 1, 1)  # every stored month is complete
 
 
@@ -99,6 +110,8 @@ def accuracy(store: Store) -> tuple[dict, Any]:
             model = make().fit(data.train)
             metrics = _metrics(data.y_test, model.predict(data.test), data.scale)
             metrics["fit_predict_seconds"] = round(time.perf_counter() - started, 3)
+            if getattr(model, "persistence", None) is not None:
+                metrics["market_persistence"] = round(model.persistence, 4)
             row[label] = metrics
         table[name] = row
 
@@ -111,6 +124,9 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     for params in RATIO_GRID:
         name = "lightgbm_ratio[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
         run(name, lambda params=params: GlobalGBMRatio(**params))
+    for params in MARKET_GRID:
+        name = "lightgbm_ratio_market[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        run(name, lambda params=params: GlobalGBMRatioMarket(**params))
     run("ensemble", ValidatedEnsemble)
     for label in windows:
         base = table["seasonal_naive"][label]["mae"]
@@ -129,6 +145,11 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     ratio_default_name = (
         f"lightgbm_ratio[num_leaves={ratio_default.params['num_leaves']},"
         f"rounds={ratio_default.rounds}]"
+    )
+    market_names = [n for n in table if n.startswith("lightgbm_ratio_market[")]
+    market_chosen = min(market_names, key=lambda n: table[n]["validation"]["mae"])
+    market_default_name = (
+        f"lightgbm_ratio_market[market_weight={GlobalGBMRatioMarket().market_weight}]"
     )
     ensemble = ValidatedEnsemble().fit(test.train)
     # what the trainer would promote on the validation year (its candidates, that window)
@@ -155,6 +176,9 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         "ratio_chosen_on_validation": ratio_chosen,
         "ratio_trainer_default": ratio_default_name,
         "ratio_default_is_the_validation_choice": ratio_chosen == ratio_default_name,
+        "market_chosen_on_validation": market_chosen,
+        "market_trainer_default": market_default_name,
+        "market_default_is_the_validation_choice": market_chosen == market_default_name,
         "ensemble_weights_for_the_test_year": dict(
             zip(
                 [m.algorithm for m in ensemble.members],
@@ -172,6 +196,60 @@ def accuracy(store: Store) -> tuple[dict, Any]:
         "goal_met": ratio <= GOAL_RATIO,
     }
     return report, val
+
+
+def backtest(store: Store) -> dict:
+    """Ratio to seasonal naive's MAE of ``lightgbm_ratio_market`` at market weight 0 (that is
+    ``lightgbm_ratio``) and at each of :data:`MARKET_GRID`'s, for every earlier 12-month test
+    window (models fitted on the months before it), the validation and test years included."""
+    trainer = DemandTrainer()
+    months = sorted(demand_panel(store)["month"].unique())
+    weights = [0.0, *(params["market_weight"] for params in MARKET_GRID)]
+    years: dict[str, dict] = {}
+    end_index = len(months) - 1
+    while True:
+        end = pd.Timestamp(months[end_index]) + pd.offsets.MonthEnd(0)
+        data = trainer.training_set(store, None, end.date(), 12, test_periods=TEST_MONTHS)
+        model = GlobalGBMRatioMarket().fit(data.train)
+        if model.persistence is None:
+            break
+        naive = score(data.y_test, SeasonalNaive().predict(data.test))["mae"]
+        row: dict[str, Any] = {"market_persistence": round(model.persistence, 4)}
+        for weight in weights:
+            model.market_weight = weight
+            row[f"market_weight={weight}"] = round(
+                score(data.y_test, model.predict(data.test))["mae"] / naive, 4
+            )
+        years[f"{data.test_periods[0]}..{data.test_periods[-1]}"] = row
+        end_index -= TEST_MONTHS
+    years = dict(reversed(years.items()))
+    earlier = list(years)[:-2]  # the years before the validation year
+    mean_change = {
+        f"market_weight={w}": round(
+            float(
+                np.mean(
+                    [
+                        years[y][f"market_weight={w}"] - years[y]["market_weight=0.0"]
+                        for y in earlier
+                    ]
+                )
+            ),
+            4,
+        )  # fmt: skip
+        for w in weights[1:]
+    }
+    better = {
+        f"market_weight={w}": sum(
+            years[y][f"market_weight={w}"] < years[y]["market_weight=0.0"] for y in earlier
+        )
+        for w in weights[1:]
+    }
+    return {
+        "ratio_to_seasonal_naive_by_test_year": years,
+        "years_before_validation": len(earlier),
+        "mean_change_vs_weight_0_years_before_validation": mean_change,
+        "years_better_than_weight_0_before_validation": better,
+    }
 
 
 def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: bool,
@@ -242,6 +320,7 @@ def _evaluate_books(model: Any, panel: pd.DataFrame, origins: list, conformal: b
 def intervals(store: Store, val: Any, promoted: str) -> dict:
     panel = demand_panel(store)
     make = {"lightgbm_change": GlobalGBMChange, "lightgbm_ratio": GlobalGBMRatio,
+            "lightgbm_ratio_market": GlobalGBMRatioMarket,
             "ensemble": ValidatedEnsemble, "lightgbm": GlobalGBM,
             "river_online": OnlineReplay, "seasonal_naive": SeasonalNaive}  # fmt: skip
     months = sorted(panel["month"].unique())
@@ -345,6 +424,8 @@ def main() -> dict:
         store = norway_store(tmp / "main")
         acc, val = accuracy(store)
         print(json.dumps(acc, indent=2), flush=True)
+        acc["backtest_market_weight"] = backtest(store)
+        print(json.dumps(acc["backtest_market_weight"], indent=2), flush=True)
         inter = intervals(store, val, acc["promoted"])
         (tmp / "today_3_candidates").mkdir()
         (tmp / "now").mkdir()

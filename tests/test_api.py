@@ -99,6 +99,7 @@ def test_model_list_one_version_and_activation_history(api: ApiServer) -> None:
         "lightgbm",
         "lightgbm_change",
         "lightgbm_ratio",
+        "lightgbm_ratio_market",
     }
     missing = api.get("/v1/ml/models/v9.9.9-20200101")
     assert missing.status_code == 404 and "v9.9.9-20200101" in missing.json()["detail"]

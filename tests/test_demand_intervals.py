@@ -1,5 +1,6 @@
 """Demand intervals (split-conformal per horizon, capped) and the lightgbm_change,
-lightgbm_ratio and ensemble candidates, on small synthetic panels: no store, no broker."""
+lightgbm_ratio, lightgbm_ratio_market and ensemble candidates, on small synthetic panels: no
+store, no broker."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ import pytest
 
 from ml.demand.book import _level_index
 from ml.demand.candidates import (
+    MIN_MARKET_MONTHS,
     GlobalGBMChange,
     GlobalGBMRatio,
+    GlobalGBMRatioMarket,
     LastMonth,
     SeasonalNaive,
     ValidatedEnsemble,
     add_features,
     change_features,
+    fit_persistence,
+    market_forecast,
+    market_growth,
     market_rows,
+    reconcile,
     year_scale,
 )
 from ml.demand.forecast import (
@@ -32,7 +39,7 @@ from ml.demand.forecast import (
     build_book,
     conformal_widths,
 )
-from ml.demand.workdays import CALENDAR_NAMES
+from ml.demand.workdays import CALENDAR_NAMES, working_days
 from ml.metrics import score
 
 FAR = date(2100, 1, 1)
@@ -262,3 +269,118 @@ def test_a_change_model_trained_without_the_calendar_still_predicts() -> None:
     x = change_features(rows).drop(columns=list(CALENDAR_NAMES))
     model.model = lgb.train({"objective": "l1", "verbose": -1}, lgb.Dataset(x, np.zeros(len(x))), 5)
     assert np.all(np.isfinite(model.predict(rows)))
+
+
+def market_panel(persistence: float, *, noise: float, seed: int = 0, segments: int = 10,
+                 months: int = 72, shock_every: int = 3) -> pd.DataFrame:  # fmt: skip
+    """Segments sharing one market: each sells a share of the market's sales per working day
+    (ml.demand.workdays) times the month's working days, with its own drift and log-normal
+    ``noise`` (Poisson counts when noisy). The market's year-over-year growth per working day
+    carries ``persistence`` of last month's into this month's, with a new shock every
+    ``shock_every`` months."""
+    rng = np.random.default_rng(seed)
+    dates = list(pd.date_range("2012-01-01", periods=months, freq="MS"))
+    days = np.array([working_days(d.year, d.month) for d in dates], dtype=float)
+    rate, growth = np.empty(months), np.zeros(months)
+    rate[:12] = 100 * (1 + 0.2 * np.sin(2 * np.pi * np.arange(12) / 12))
+    for t in range(12, months):
+        shock = rng.normal(0, 0.15) if t % shock_every == 0 else 0.0
+        growth[t] = persistence * growth[t - 1] + shock
+        rate[t] = rate[t - 12] * np.exp(growth[t])
+    rows = []
+    for s in range(segments):
+        share = float(np.exp(rng.uniform(np.log(0.05), np.log(5))))
+        drift = rng.uniform(-0.01, 0.01) if noise else 0.0
+        for t, month in enumerate(dates):
+            mean = share * days[t] * rate[t] * np.exp(drift * t + rng.normal(0, noise))
+            rows.append(
+                {
+                    "series_key": f"CAR|M{s:02d}|ALL|",
+                    "month": month,
+                    "sales": float(rng.poisson(mean)) if noise else mean,
+                    "purchases": 0.0,
+                    "sale_price": np.nan,
+                    "purchase_price": np.nan,
+                }
+            )
+    return pd.DataFrame(rows)  # fmt: skip
+
+
+def test_market_growth_and_forecast_are_per_working_day() -> None:
+    rows = pd.DataFrame(
+        {"series_key": ["CAR|A|ALL|", "CAR|B|ALL|", "CAR|C|ALL|"],
+         "month": pd.to_datetime(["2016-03-01", "2016-03-01", "2016-04-01"]),
+         "market_lag_1": [1100.0, 1100.0, np.nan], "market_lag_12": [1200.0, 1200.0, 900.0],
+         "market_lag_13": [1000.0, 1000.0, 800.0]}
+    )  # fmt: skip
+
+    def wd(year: int, month: int) -> float:
+        return float(working_days(year, month))
+
+    growth = np.log(1100 / wd(2016, 2)) - np.log(1000 / wd(2015, 2))
+    assert np.allclose(market_growth(rows)[:2], growth) and np.isnan(market_growth(rows)[2])
+    expected = 1200 / wd(2015, 3) * wd(2016, 3) * np.exp(0.5 * growth)
+    forecast = market_forecast(rows, 0.5)
+    assert np.allclose(forecast[:2], expected) and np.isnan(forecast[2])
+    # no persistence: the same month last year per working day
+    assert np.allclose(market_forecast(rows, 0.0)[:2], 1200 / wd(2015, 3) * wd(2016, 3))
+
+
+def test_fit_persistence_recovers_the_market_growth_s_persistence() -> None:
+    # a noise-free market: the growth carries exactly 0.6 of last month's, except at shocks
+    featured = add_features(market_panel(0.6, noise=0.0, shock_every=6))
+    assert fit_persistence(featured) == pytest.approx(0.6, abs=1e-9)
+    # the market forecast with it is the market's total of every month without a shock
+    rows = featured[featured["month"].dt.month.isin([2, 3, 4, 5, 6, 8, 9, 10, 11, 12])
+                    & (featured["month"] >= "2014-03-01")]  # fmt: skip
+    totals = featured.groupby("month")["sales"].sum()
+    assert np.allclose(market_forecast(rows, 0.6), rows["month"].map(totals), rtol=1e-9)
+    # too few market-months with a known growth: no persistence
+    short = featured[featured["month"] < pd.Timestamp(2012, 1, 1) + pd.DateOffset(
+        months=13 + MIN_MARKET_MONTHS - 1)]  # fmt: skip
+    assert fit_persistence(short) is None
+    assert fit_persistence(featured.iloc[:0]) is None
+
+
+def test_reconcile_moves_each_market_month_toward_its_forecast() -> None:
+    rows = pd.DataFrame(
+        {"series_key": ["CAR|A|ALL|", "CAR|B|ALL|", "SE|CAR|C|ALL|", "CAR|A|ALL|"],
+         "month": pd.to_datetime(["2016-03-01", "2016-03-01", "2016-03-01", "2016-04-01"])}
+    )  # fmt: skip
+    predicted = np.array([30.0, 10.0, 5.0, 7.0])
+    forecast = np.array([160.0, 160.0, 20.0, np.nan])
+    full = reconcile(rows, predicted, forecast, 1.0)
+    assert full.tolist() == [120.0, 40.0, 20.0, 7.0]  # each market apart; unknown: as is
+    half = reconcile(rows, predicted, forecast, 0.5)
+    assert np.allclose(half, [60.0, 20.0, 10.0, 7.0])  # geometric mean of 40 and 160, 5 and 20
+    assert np.array_equal(reconcile(rows, predicted, forecast, 0.0), predicted)
+    assert reconcile(rows, np.zeros(4), forecast, 1.0).tolist() == [0.0] * 4
+
+
+def test_lightgbm_ratio_market_beats_lightgbm_ratio_on_market_shocks_and_pickles() -> None:
+    panel = market_panel(0.6, noise=0.05)
+    featured = add_features(panel)
+    cut = pd.Timestamp(2016, 1, 1)
+    train = featured[featured["month"] < cut]
+    test = featured[(featured["month"] >= cut) & featured["lag_1"].notna()]
+    y = test["sales"].to_numpy(float)
+    ratio = GlobalGBMRatio(rounds=100).fit(train)
+    model = GlobalGBMRatioMarket(rounds=100).fit(train)
+    assert model.market_weight == GlobalGBMRatioMarket.MARKET_WEIGHT > 0
+    assert model.persistence is not None and 0.4 < model.persistence < 0.9
+    predicted = model.predict(test)
+    assert np.all(predicted >= 0)
+    assert score(y, predicted)["mae"] < 0.9 * score(y, ratio.predict(test))["mae"]
+    copy = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(copy.predict(test), predicted)
+    paths = copy.forecast(panel, 14)
+    assert set(paths) == set(panel["series_key"])
+    assert all(len(p) == 14 and np.all(np.isfinite(p)) and np.all(p >= 0) for p in paths.values())
+    # weight 0, or an artifact pickled before the market weight existed: the booster alone
+    unscaled = GlobalGBMRatioMarket(rounds=100, market_weight=0.0).fit(train)
+    assert unscaled.persistence is None
+    assert np.array_equal(unscaled.predict(test), ratio.predict(test))
+    del copy.market_weight, copy.persistence
+    assert np.array_equal(copy.predict(test), ratio.predict(test))
+    with pytest.raises(ValueError):
+        GlobalGBMRatioMarket(market_weight=1.5)

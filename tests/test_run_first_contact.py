@@ -64,7 +64,7 @@ def test_up_on_the_shipped_contracts_serves_a_first_version(make_env, spawn, sha
     # the reason names every candidate with its score, the baseline marked
     assert "first version of demand/global" in job["reason"], job
     for algorithm in ("seasonal_naive", "river_online", "lightgbm", "lightgbm_change",
-                      "lightgbm_ratio"):  # fmt: skip
+                      "lightgbm_ratio", "lightgbm_ratio_market"):  # fmt: skip
         assert algorithm in job["reason"], job
     assert "(baseline)" in job["reason"]
 

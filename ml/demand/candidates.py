@@ -30,6 +30,7 @@ from ml.demand.features import (
 )
 from ml.demand.online import OnlineDemandForecaster
 from ml.demand.segments import market_of
+from ml.demand.workdays import working_days
 
 __all__ = [
     "FEATURES",
@@ -46,6 +47,12 @@ __all__ = [
     "change_features",
     "year_scale",
     "GlobalGBMRatio",
+    "MIN_MARKET_MONTHS",
+    "market_growth",
+    "market_forecast",
+    "fit_persistence",
+    "reconcile",
+    "GlobalGBMRatioMarket",
     "LastMonth",
     "ValidatedEnsemble",
     "ENSEMBLE_HOLDOUT",
@@ -69,7 +76,8 @@ def _price(value: float) -> float | None:
 
 
 def _month_index(months: pd.Series) -> np.ndarray:
-    return (months.dt.year * 12 + months.dt.month - 1).to_numpy(int)
+    """year * 12 + month - 1 of each timestamp."""
+    return months.to_numpy("datetime64[M]").astype(int) + 1970 * 12
 
 
 MarketTotals = dict[tuple[str, int], float]
@@ -321,6 +329,9 @@ class GlobalGBMChange(DemandCandidate):
     features = [*FEATURES, *EXTRA_LAG_NAMES, *CALENDAR_NAMES, *MARKET_NAMES]
     #: boosting rounds when not given (each subclass's own validation choice)
     ROUNDS = 300
+    #: weight of the market forecast in each month's total when not given (:func:`reconcile`;
+    #: 0: the predictions are not scaled)
+    MARKET_WEIGHT = 0.0
 
     def __init__(
         self,
@@ -331,11 +342,19 @@ class GlobalGBMChange(DemandCandidate):
         learning_rate: float = 0.03,
         num_leaves: int = 31,
         min_data_in_leaf: int = 20,
+        market_weight: float | None = None,
     ) -> None:
         if anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}")
+        weight = self.MARKET_WEIGHT if market_weight is None else market_weight
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError("market_weight must be within [0, 1]")
         self.seed = seed
         self.anchor = anchor
+        self.market_weight = weight
+        #: the market growth's persistence fitted on the training rows (:func:`fit_persistence`;
+        #: None: not fitted, or too few months, and the predictions are not scaled)
+        self.persistence: float | None = None
         self.params = {
             "objective": "l1",
             "learning_rate": learning_rate,
@@ -378,14 +397,24 @@ class GlobalGBMChange(DemandCandidate):
         rows = train[train["lag_1"].notna()]
         data = lgb.Dataset(change_features(rows), self._target(rows))
         self.model = lgb.train(self.params, data, num_boost_round=self.rounds)
+        self.persistence = fit_persistence(train) if self.market_weight > 0 else None
         self._seen(train)
         return self
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """The booster's predictions; with a market weight and a fitted persistence, each
+        month's predictions of a market are scaled toward the market forecast
+        (:func:`reconcile`), so ``rows`` should hold every segment of the months predicted."""
         if self.model is None:
             raise RuntimeError(f"{type(self).__name__}.predict before fit")
         change = self.model.predict(self._inputs(rows))
-        return np.clip(self._from_change(rows, change), 0, None)
+        predicted = np.clip(self._from_change(rows, change), 0, None)
+        # an artifact pickled before the market weight existed has neither attribute
+        weight = getattr(self, "market_weight", 0.0)
+        persistence = getattr(self, "persistence", None)
+        if weight > 0 and persistence is not None:
+            predicted = reconcile(rows, predicted, market_forecast(rows, persistence), weight)
+        return predicted
 
 
 def year_scale(rows: pd.DataFrame) -> np.ndarray:
@@ -415,6 +444,111 @@ class GlobalGBMRatio(GlobalGBMChange):
 
     def _from_change(self, rows: pd.DataFrame, change: np.ndarray) -> np.ndarray:
         return self._anchor(rows) + year_scale(rows) * change
+
+
+#: Fewer market-months than this on the training rows: no persistence is fitted and
+#: :class:`GlobalGBMRatioMarket` predicts as :class:`GlobalGBMRatio`.
+MIN_MARKET_MONTHS = 12
+
+
+def _working_days(index: np.ndarray, before: int) -> np.ndarray:
+    """Working days of the month ``before`` months before each month index (year * 12 +
+    month - 1)."""
+    out = np.empty(len(index))
+    for j, i in enumerate(np.asarray(index, dtype=int) - before):
+        out[j] = working_days(int(i) // 12, int(i) % 12 + 1)
+    return out
+
+
+def market_growth(rows: pd.DataFrame) -> np.ndarray:
+    """Last month's year-over-year log growth of the row's market per working day:
+    ``log(market_lag_1 / wd(M-1)) - log(market_lag_13 / wd(M-13))`` for a row of month M
+    (working days from :mod:`ml.demand.workdays`); NaN where unknown."""
+    index = _month_index(rows["month"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        last = np.log(rows["market_lag_1"].to_numpy(float) / _working_days(index, 1))
+        year_before = np.log(rows["market_lag_13"].to_numpy(float) / _working_days(index, 13))
+        growth = last - year_before
+    return np.where(np.isfinite(growth), growth, np.nan)
+
+
+def market_forecast(rows: pd.DataFrame, persistence: float) -> np.ndarray:
+    """The market's total of the row's month: the same month last year per working day, times
+    this month's working days, times ``exp(persistence x`` :func:`market_growth` ``)``; NaN
+    where unknown."""
+    index = _month_index(rows["month"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_day = rows["market_lag_12"].to_numpy(float) / _working_days(index, 12)
+        return per_day * _working_days(index, 0) * np.exp(persistence * market_growth(rows))
+
+
+def fit_persistence(train: pd.DataFrame) -> float | None:
+    """How much of last month's :func:`market_growth` carries into this month's, fitted on the
+    training rows' market totals (their ``market_lag_k`` columns, summed before any capping):
+    the weight ``w`` in [0, 1] minimizing the mean absolute error of ``growth(M) = w x
+    market_growth(M)`` over the (market, month) pairs where both are known (a weighted median).
+    None with fewer than :data:`MIN_MARKET_MONTHS` pairs."""
+    if train.empty:
+        return None
+    markets = np.array([market_of(str(k)) for k in train["series_key"]])
+    index = _month_index(train["month"])
+    totals: dict[tuple[str, int], float] = {}
+    for k in MARKET_LAGS:
+        values = train[f"market_lag_{k}"].to_numpy(float)
+        for market, i, value in zip(markets, index - k, values, strict=True):
+            if not np.isnan(value):
+                totals[(market, int(i))] = float(value)
+    frame = pd.DataFrame({"market": markets, "index": index, "growth": market_growth(train),
+                          "last_year": train["market_lag_12"].to_numpy(float)})  # fmt: skip
+    frame = frame.drop_duplicates(["market", "index"])
+    actual = np.array([totals.get((m, int(i)), np.nan) for m, i in
+                       zip(frame["market"], frame["index"], strict=True)])  # fmt: skip
+    index = frame["index"].to_numpy(int)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.log(actual / _working_days(index, 0)) - np.log(
+            frame["last_year"].to_numpy(float) / _working_days(index, 12)
+        )
+    growth = frame["growth"].to_numpy(float)
+    usable = np.isfinite(target) & np.isfinite(growth) & (growth != 0)
+    if usable.sum() < MIN_MARKET_MONTHS:
+        return None
+    ratio, weight = target[usable] / growth[usable], np.abs(growth[usable])
+    order = np.argsort(ratio)
+    cumulative = np.cumsum(weight[order])
+    median = ratio[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    return float(np.clip(median, 0.0, 1.0))
+
+
+def reconcile(rows: pd.DataFrame, predicted: np.ndarray, forecast: np.ndarray,
+              weight: float) -> np.ndarray:  # fmt: skip
+    """Top-down reconciliation: the predictions of every (market, month) of ``rows`` scaled by
+    ``(forecast / their sum) ** weight``, so their total moves to the geometric mean of their
+    own sum and the market forecast with weights ``1 - weight`` and ``weight``. ``forecast``
+    is each row's market forecast (:func:`market_forecast`: the same for the rows of a market's
+    month). Months whose forecast is unknown or whose predictions sum to 0 are left as they
+    are."""
+    if len(predicted) == 0:
+        return predicted
+    markets, _ = pd.factorize(np.array([market_of(str(k)) for k in rows["series_key"]]))
+    months = _month_index(rows["month"])
+    _, group = np.unique(markets * (months.max() + 1) + months, return_inverse=True)
+    total = np.bincount(group, weights=predicted)[group]
+    scale = np.ones(len(predicted))
+    known = np.isfinite(forecast) & (forecast > 0) & (total > 0)
+    scale[known] = (forecast[known] / total[known]) ** weight
+    return predicted * scale
+
+
+class GlobalGBMRatioMarket(GlobalGBMRatio):
+    """:class:`GlobalGBMRatio` reconciled top-down with a forecast of its market's total: most of
+    what the segment model misses are market-wide month shocks, so each month's predictions of
+    a market are scaled toward :func:`market_forecast` (same month last year per working day x
+    this month's working days x the persistence of last month's year-over-year growth, fitted
+    on the training rows by :func:`fit_persistence`) with :data:`MARKET_WEIGHT` (chosen on the
+    validation year of ``benchmarks/demand_accuracy.py``, never on the test months)."""
+
+    algorithm = "lightgbm_ratio_market"
+    MARKET_WEIGHT = 0.75
 
 
 class LastMonth(DemandCandidate):

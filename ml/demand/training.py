@@ -11,6 +11,7 @@ from ml.demand.candidates import (
     GlobalGBM,
     GlobalGBMChange,
     GlobalGBMRatio,
+    GlobalGBMRatioMarket,
     OnlineReplay,
     SeasonalNaive,
     add_features,
@@ -116,4 +117,5 @@ class DemandTrainer(DomainTrainer):
             GlobalGBM(),
             GlobalGBMChange(),
             GlobalGBMRatio(),
+            GlobalGBMRatioMarket(),
         ]
