@@ -152,7 +152,7 @@ class StreamStore:
             _merge_observations(session, combined, late, now, locking=self._db.locking)
             _add_drift_events(session, extras[0])
             _upsert_forecasts(session, extras[1], now)
-            session.add_all(ScoreHistory(**row) for row in extras[2])
+            _insert_many(session, ScoreHistory, extras[2])
             for key, change in sorted(extras[3].items()):
                 _change_statistics(session, key, change, now)
             add_dead_letters(session, extras[4])
@@ -400,10 +400,22 @@ def _add_drift_events(session: Session, rows: list[dict[str, Any]]) -> int:
         )
     )
     fresh = {r["event_id"]: r for r in rows if r["event_id"] not in known}
-    session.add_all(
-        DriftEventRecord(**{**r, "evidence": r.get("evidence") or {}}) for r in fresh.values()
+    _insert_many(
+        session,
+        DriftEventRecord,
+        [{**r, "evidence": r.get("evidence") or {}} for r in fresh.values()],
     )
     return len(fresh)
+
+
+def _insert_many(session: Session, entity: type, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``entity``'s table with one Core executemany per set of columns
+    given (no ORM object per row; a column a row does not name takes its default)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for group in groups.values():
+        session.execute(insert(entity.__table__), group)
 
 
 #: columns an upsert of a forecast replaces (the rest is its key)
