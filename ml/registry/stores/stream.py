@@ -424,37 +424,47 @@ _FORECAST_VALUES = ("value", "lower", "upper", "fallback_level", "created_at")
 
 def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow], now: datetime) -> int:
     """Insert or replace forecasts keyed by (domain, series, version, period): one
-    ``INSERT ... ON CONFLICT (uq_forecast) DO UPDATE`` executed for all of them, in key order
-    (no ORM object per row: a sparse network stream writes one or two per event)."""
+    ``INSERT ... ON CONFLICT (uq_forecast) DO UPDATE`` executed for all of them, in key order,
+    as the driver's executemany (no ORM object and no per-row SQLAlchemy work: a sparse network
+    stream writes one or two per event). The same SQL on SQLite and PostgreSQL; times go
+    through the column type's own bind processor, once per distinct value."""
     latest = {(f.domain, f.series_key, f.model_version, f.period_start): f for f in rows}
     if not latest:
         return 0
-    dialect = session.connection().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the store runs on SQLite or PostgreSQL
-        raise NotImplementedError(f"forecast upsert on {dialect}")
-    stmt = insert(Forecast.__table__)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["domain", "series_key", "model_version", "period_start"],
-        set_={name: stmt.excluded[name] for name in _FORECAST_VALUES},
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    bind = Forecast.__table__.c.period_start.type.bind_processor(dialect) or (lambda v: v)
+    stamps: dict[datetime, Any] = {}
+
+    def stamp(value: datetime) -> Any:
+        known = stamps.get(value)
+        if known is None:
+            known = stamps[value] = bind(value)
+        return known
+
+    columns = ("domain", "series_key", "model_version", "period_start", *_FORECAST_VALUES)
+    sql = (
+        f"INSERT INTO {Forecast.__tablename__} ({', '.join(columns)})"
+        f" VALUES ({', '.join([mark] * len(columns))})"
+        " ON CONFLICT (domain, series_key, model_version, period_start) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _FORECAST_VALUES)
     )
-    session.execute(
-        stmt,
+    created = stamp(now)
+    connection.exec_driver_sql(
+        sql,
         [
-            {
-                "domain": f.domain,
-                "series_key": f.series_key,
-                "model_version": f.model_version,
-                "period_start": f.period_start,
-                "value": f.value,
-                "lower": f.lower,
-                "upper": f.upper,
-                "fallback_level": f.fallback_level,
-                "created_at": now,
-            }
+            (
+                f.domain,
+                f.series_key,
+                f.model_version,
+                stamp(f.period_start),
+                f.value,
+                f.lower,
+                f.upper,
+                f.fallback_level,
+                created,
+            )
             for _, f in sorted(latest.items(), key=lambda item: item[0])
         ],
     )
