@@ -265,6 +265,26 @@ def test_forecasts_upsert(store: Store) -> None:
     assert [(r.value, r.fallback_level) for r in rows] == [(15.0, "brand"), (11.0, None)]
 
 
+def test_stream_writes_times_as_sqlalchemy_binds_them(store: Store) -> None:
+    """The stream writes forecasts and observations with the driver's executemany; their times
+    must be stored exactly as SQLAlchemy binds them (SQLite keeps text), or equality on them
+    (lookups, the unique keys an upsert relies on) would miss the rows."""
+    from sqlalchemy import func, select
+
+    from ml.registry.models import Forecast, Observation
+
+    upsert_forecasts(store, [ForecastRow("demand", "A", "v1", T0, 10.0)])
+    store.stream.apply_observations([delta("A", 1, 1)], {("c", "s", 0): 1})
+    with store.db.session() as session:
+        forecasts = session.scalar(
+            select(func.count()).select_from(Forecast).where(Forecast.period_start == T0)
+        )
+        observations = session.scalar(
+            select(func.count()).select_from(Observation).where(Observation.period_start == T0)
+        )
+    assert (forecasts, observations) == (1, 1)
+
+
 def test_processed_event_ids_recorded_with_the_batch(store: Store) -> None:
     store.stream.apply_observations(
         [delta("A", 1, 1)], {("c", "s", 0): 1}, event_ids=[("demand", "e1")]

@@ -6,7 +6,7 @@ statistics read back from it."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -418,6 +418,13 @@ def _insert_many(session: Session, entity: type, rows: list[dict[str, Any]]) -> 
         session.execute(insert(entity.__table__), group)
 
 
+def _binder(column: Any, dialect: Any) -> Callable[[Any], Any]:
+    """What SQLAlchemy does to a value of ``column`` before the driver sees it on ``dialect``
+    (the dialect's own implementation of the type: e.g. SQLite stores times as text in one
+    format, which every equality on them relies on)."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+
+
 #: columns an upsert of a forecast replaces (the rest is its key)
 _FORECAST_VALUES = ("value", "lower", "upper", "fallback_level", "created_at")
 
@@ -434,7 +441,7 @@ def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow], now: date
     connection = session.connection()
     dialect = connection.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    bind = Forecast.__table__.c.period_start.type.bind_processor(dialect) or (lambda v: v)
+    bind = _binder(Forecast.__table__.c.period_start, dialect)
     stamps: dict[datetime, Any] = {}
 
     def stamp(value: datetime) -> Any:
