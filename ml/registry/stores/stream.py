@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -281,8 +281,9 @@ def _merge_observations(
     locking: bool,
 ) -> None:
     """Merge the batch's deltas into their observation rows: the stored ones are read (and
-    locked on PostgreSQL) in one query, then one executemany updates them and one inserts the
-    new ones (Core statements: no ORM object per row, a sparse stream writes one per event)."""
+    locked on PostgreSQL) in one query, then the driver's executemany updates them and another
+    inserts the new ones (values bound as SQLAlchemy binds them, see :func:`_binder`; no ORM
+    object or per-row SQLAlchemy work: a sparse stream writes one row per event)."""
     if not combined:
         return
     table = Observation.__table__
@@ -302,49 +303,38 @@ def _merge_observations(
         for row in session.execute(query)
         if (key := (row.domain, row.series_key, row.period_start)) in wanted
     }
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    as_json, as_time = _binder(c.fields, dialect), _binder(c.period_start, dialect)
+    stamped = as_time(now)
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
     for key, delta in combined:
         row = existing.get(key)
         if row is None:
-            inserts.append(
-                {
-                    "domain": key[0],
-                    "series_key": key[1],
-                    "period_start": key[2],
-                    "n_events": delta.n_events,
-                    "fields": {k: v.to_dict() for k, v in delta.fields.items()},
-                    "corrections": late[key],
-                    "updated_at": now,
-                }
-            )
+            fields = {k: v.to_dict() for k, v in delta.fields.items()}
+            inserts.append((key[0], key[1], as_time(key[2]), delta.n_events, as_json(fields),
+                            late[key], stamped))  # fmt: skip
             continue
-        fields = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
+        merged = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
         for name, stats in delta.fields.items():
-            fields.setdefault(name, FieldStats()).merge(stats)
-        updates.append(
-            {
-                "row_id": row.id,
-                "fields": {k: v.to_dict() for k, v in fields.items()},
-                "n_events": (row.n_events or 0) + delta.n_events,
-                "corrections": (row.corrections or 0) + late[key],
-                "updated_at": now,
-            }
-        )
+            merged.setdefault(name, FieldStats()).merge(stats)
+        fields = {k: v.to_dict() for k, v in merged.items()}
+        updates.append((as_json(fields), (row.n_events or 0) + delta.n_events,
+                        (row.corrections or 0) + late[key], stamped, row.id))  # fmt: skip
     if updates:
-        session.execute(
-            update(table)
-            .where(c.id == bindparam("row_id"))
-            .values(
-                fields=bindparam("fields"),
-                n_events=bindparam("n_events"),
-                corrections=bindparam("corrections"),
-                updated_at=bindparam("updated_at"),
-            ),
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET fields = {mark}, n_events = {mark}, corrections = {mark},"
+            f" updated_at = {mark} WHERE id = {mark}",
             updates,
         )
     if inserts:
-        session.execute(insert(table), inserts)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} (domain, series_key, period_start, n_events, fields,"
+            f" corrections, updated_at) VALUES ({', '.join([mark] * 7)})",
+            inserts,
+        )
 
 
 def _stored_checkpoints(
