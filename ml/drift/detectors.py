@@ -44,6 +44,7 @@ for stationary signals (error rates, residuals) where a fast reaction matters.
 
 from __future__ import annotations
 
+import copyreg
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -87,14 +88,37 @@ class RobustReference:
     def __len__(self) -> int:
         return len(self._values)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # the values as a list: a deque pickles through ``copyreg._slotnames`` every time
-        # (~17 us, it cannot cache on a builtin type), and checkpoints hold thousands of them
-        state = self.__dict__.copy()
-        state["_values"] = list(self._values)
-        return state
+    def snapshot(self) -> tuple[Any, ...]:
+        """The reference as a flat tuple of plain numbers (:meth:`from_snapshot` reverses it):
+        checkpoints hold thousands of references, and a deque of tuples in a dict pickles
+        several times slower (a deque goes through ``copyreg._slotnames`` every time, every
+        tuple is memoised)."""
+        indices, values = zip(*self._values) if self._values else ((), ())
+        return (
+            self.window,
+            self.min_points,
+            self.min_scale,
+            self.min_scale_ratio,
+            indices,
+            values,
+            self._cache,
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: tuple[Any, ...]) -> RobustReference:
+        window, min_points, min_scale, min_scale_ratio, indices, values, cache = snapshot
+        ref = cls.__new__(cls)
+        ref.window, ref.min_points = window, min_points
+        ref.min_scale, ref.min_scale_ratio = min_scale, min_scale_ratio
+        ref._values = deque(zip(indices, values, strict=True), maxlen=window)
+        ref._cache = cache
+        return ref
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_reference, (type(self), self.snapshot()))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # states pickled before ``__reduce__`` (a dict with the values as a list)
         self.__dict__.update(state)
         self._values = deque(state["_values"], maxlen=self.window)
 
@@ -122,6 +146,10 @@ class RobustReference:
             floor = max(self.min_scale, self.min_scale_ratio * abs(centre))
             self._cache = (centre, max(_MAD_TO_SD * mad, floor))
         return self._cache
+
+
+def _load_reference(cls: type[RobustReference], snapshot: tuple[Any, ...]) -> RobustReference:
+    return cls.from_snapshot(snapshot)
 
 
 def _median(sorted_xs: list[float]) -> float:
@@ -176,8 +204,25 @@ class OnlineDetector(ABC):
         """The parameters the detector was built with."""
 
 
+#: position of the reference in ``_CusumDetector._FIELDS``
+_REFERENCE = 5
+
+
+def _load_detector(cls: type[_CusumDetector], snapshot: tuple[Any, ...]) -> _CusumDetector:
+    return cls.from_snapshot(snapshot)
+
+
 class _CusumDetector(OnlineDetector):
-    """Shared part: a robust reference, standardisation, re-learning after a detection."""
+    """Shared part: a robust reference, standardisation, re-learning after a detection.
+
+    :meth:`snapshot` is the detector as a flat tuple of plain values (its attributes in
+    ``_FIELDS`` order, without their names, the reference's own snapshot in place of the
+    reference): a checkpoint holds thousands of detectors. It pickles that way too."""
+
+    _FIELDS: tuple[str, ...] = (
+        "n", "_drift_detected", "change_point", "h", "clip", "reference", "_zero_at", "_sums",
+        "alarm_statistic", "alarm_side",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -199,6 +244,32 @@ class _CusumDetector(OnlineDetector):
         #: the CUSUM that crossed ``h`` at the last detection (its value, which side)
         self.alarm_statistic: float | None = None
         self.alarm_side: int | None = None
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """The detector as a flat tuple (see the class doc); ValueError for an instance with
+        attributes ``_FIELDS`` does not name (a subclass that did not list them)."""
+        state = self.__dict__
+        if len(state) != len(self._FIELDS):
+            raise ValueError(f"{type(self).__name__} has attributes _FIELDS does not name")
+        values = list(map(state.__getitem__, self._FIELDS))
+        values[_REFERENCE] = values[_REFERENCE].snapshot()
+        return tuple(values)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: tuple[Any, ...]) -> _CusumDetector:
+        detector = cls.__new__(cls)
+        state = dict(zip(cls._FIELDS, snapshot, strict=True))
+        state["reference"] = RobustReference.from_snapshot(state["reference"])
+        detector.__dict__.update(state)
+        return detector
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        try:
+            return (_load_detector, (type(self), self.snapshot()))
+        except ValueError:
+            return (copyreg.__newobj__, (type(self),), self.__dict__.copy())
+
+    assert _FIELDS[_REFERENCE] == "reference"
 
     def _common_params(self) -> dict[str, Any]:
         ref = self.reference
@@ -262,6 +333,7 @@ class LevelShiftDetector(_CusumDetector):
     """Two-sided CUSUM on robustly standardised values (see module doc)."""
 
     name = "level"
+    _FIELDS = (*_CusumDetector._FIELDS, "k")
 
     def __init__(
         self,
@@ -295,6 +367,7 @@ class VarianceShiftDetector(_CusumDetector):
     """Two one-sided CUSUMs of the log-likelihood ratio for a scale change (see module doc)."""
 
     name = "variance"
+    _FIELDS = (*_CusumDetector._FIELDS, "ratio", "_log_r")
 
     def __init__(
         self,

@@ -68,6 +68,8 @@ DETECTORS = {
     "cell_share": "share_of_active_cells",
 }
 _SUITE_NAMES = {"level": "level_shift", "variance": "variance_shift"}
+#: classes of the input suite's detectors, in order (``CellDetectors``)
+_SUITE_TYPES = (LevelShiftDetector, VarianceShiftDetector)
 
 
 def drift_scope(cell_id: str, field_name: str) -> str:
@@ -113,9 +115,16 @@ class CellDetectors:
         detectors, but only the cells whose window closed since the last one changed (the
         others' bytes are copied as they are)."""
         if self._pickled is None:
-            state = self.__dict__.copy()
-            del state["_pickled"]
-            state["windows"] = list(self.windows)  # see RobustReference.__getstate__
+            # a flat tuple (the detectors pickle compactly too, see ml.drift.detectors)
+            windows = self.windows
+            state = (
+                self.inputs.snapshot(),
+                self.error.snapshot(),
+                tuple([i for i, _ in windows]),
+                tuple([w for _, w in windows]),
+                self.last_window,
+                self.detections,
+            )
             self._pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         return (_load_cell, (self._pickled,))
 
@@ -173,9 +182,11 @@ class CellDetectors:
 def _load_cell(blob: bytes) -> CellDetectors:
     """A :class:`CellDetectors` from the bytes of its ``__reduce__``."""
     cell = CellDetectors.__new__(CellDetectors)
-    state = pickle.loads(blob)  # noqa: S301 - part of our own checkpoint
-    cell.__dict__.update(state)
-    cell.windows = deque(state["windows"], maxlen=WINDOWS_KEPT)
+    inputs, error, updates, windows, last_window, detections = pickle.loads(blob)  # noqa: S301
+    cell.inputs = ChangeDetector.from_snapshot(inputs, _SUITE_TYPES)
+    cell.error = LevelShiftDetector.from_snapshot(error)
+    cell.windows = deque(zip(updates, windows, strict=True), maxlen=WINDOWS_KEPT)
+    cell.last_window, cell.detections = last_window, detections
     cell._pickled = blob
     return cell
 
