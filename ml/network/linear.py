@@ -30,7 +30,7 @@ row (the network features always have the same names, in the same order); anothe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -68,29 +68,38 @@ class VectorLinearRegressor:
         self.g2 = np.zeros(0)
         self.intercept = 0.0
 
-    def _vector(self, x: Mapping[str, float]) -> np.ndarray:
-        if self.names is None:
-            self.names = tuple(x)
-            size = len(self.names)
-            self.mean, self.var, self.inv_std = np.zeros(size), np.zeros(size), np.zeros(size)
-            self.weights, self.g2 = np.zeros(size), np.zeros(size)
-        elif len(x) != len(self.names) or tuple(x) != self.names:
-            raise ValueError("VectorLinearRegressor: a row with another feature set")
-        return np.fromiter(x.values(), dtype=float, count=len(self.names))
-
-    def _scaled(self, v: np.ndarray) -> np.ndarray:
-        return (v - self.mean) * self.inv_std
+    def _vector(self, names: tuple[str, ...], values: Sequence[float]) -> np.ndarray:
+        if names is not self.names:
+            if self.names is None:
+                self.names = tuple(names)
+                size = len(self.names)
+                self.mean, self.var, self.inv_std = np.zeros(size), np.zeros(size), np.zeros(size)
+                self.weights, self.g2 = np.zeros(size), np.zeros(size)
+            elif len(names) != len(self.names) or tuple(names) != self.names:
+                raise ValueError("VectorLinearRegressor: a row with another feature set")
+            else:  # the same names in another tuple: keep the caller's, `is` is cheaper
+                self.names = tuple(names)
+        return np.array(values, dtype=float)
 
     def _y_std(self) -> float:
         return math.sqrt(self.y_s / (self.y_n - 1)) if self.y_n > 1 else 0.0
 
     def predict_one(self, x: Mapping[str, float]) -> float:
-        if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
-            return self.y_mean
-        raw = float(self.weights @ self._scaled(self._vector(x))) + self.intercept
-        return raw * self._y_std() + self.y_mean
+        return self.predict_vector(tuple(x), tuple(x.values()))
 
     def learn_one(self, x: Mapping[str, float], y: float) -> None:
+        self.learn_vector(tuple(x), tuple(x.values()), y)
+
+    def predict_vector(self, names: tuple[str, ...], values: Sequence[float]) -> float:
+        """``predict_one`` of the row ``dict(zip(names, values))``."""
+        if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
+            return self.y_mean
+        v = self._vector(names, values)
+        raw = float(self.weights @ ((v - self.mean) * self.inv_std)) + self.intercept
+        return raw * self._y_std() + self.y_mean
+
+    def learn_vector(self, names: tuple[str, ...], values: Sequence[float], y: float) -> None:
+        """``learn_one`` of the row ``dict(zip(names, values))``."""
         # 1. the target (River's Var.update, then safe_div)
         old = self.y_mean
         self.y_n += 1.0
@@ -98,14 +107,18 @@ class VectorLinearRegressor:
         self.y_s += (y - old) * (y - self.y_mean)
         std = self._y_std()
         target = (y - self.y_mean) / std if std else 0.0
-        # 2. the features (River's StandardScaler.learn_one, then transform_one)
-        v = self._vector(x)
+        # 2. the features (River's StandardScaler.learn_one, then transform_one); ``v - mean``
+        # after the update serves the variance and the scaling (the same array both times)
+        v = self._vector(names, values)
         self.n += 1
-        delta = v - self.mean
-        self.mean += delta / self.n
-        self.var += (delta * (v - self.mean) - self.var) / self.n
-        self.inv_std = np.divide(1.0, np.sqrt(self.var), out=np.zeros_like(v), where=self.var != 0)
-        xs = self._scaled(v)
+        n = self.n
+        mean, var = self.mean, self.var
+        delta = v - mean
+        mean += delta / n
+        centred = v - mean
+        var += (delta * centred - var) / n
+        self.inv_std = np.divide(1.0, np.sqrt(var), out=np.zeros_like(v), where=var != 0)
+        xs = centred * self.inv_std
         # 3. the Huber gradient, the intercept, AdaGrad
         r = float(self.weights @ xs) + self.intercept - target
         g = r if abs(r) <= self.epsilon else (self.epsilon if r > 0.0 else -self.epsilon)

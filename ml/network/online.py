@@ -241,20 +241,30 @@ class OnlineModel:
     def predict(self, feats: Features) -> float:
         if self.learned < WARMUP_ROWS:
             return feats.last
-        change = float(self.regressor.predict_one(feats.x) or 0.0)
+        regressor = self.regressor
+        if type(regressor) is VectorLinearRegressor:  # no feature dict to build
+            change = regressor.predict_vector(feats.names, feats.values) or 0.0
+        else:
+            change = float(regressor.predict_one(feats.x) or 0.0)
         value = feats.last + min(max(change, -self.max_change), self.max_change)
         return max(value, 0.0) if self.field in NON_NEGATIVE_FIELDS else value
 
     def learn(self, feats: Features, y: float) -> None:
         change = y - feats.last
-        self.regressor.learn_one(feats.x, change)
-        names = tuple(feats.x)
-        if names != self._names or len(self._journal) >= JOURNAL_ROWS:
+        regressor = self.regressor
+        if type(regressor) is VectorLinearRegressor:  # no feature dict to build
+            regressor.learn_vector(feats.names, feats.values, change)
+        else:
+            regressor.learn_one(feats.x, change)
+        names = feats.names
+        if (
+            names is not self._names and names != self._names
+        ) or len(self._journal) >= JOURNAL_ROWS:
             # another feature set (the journal cannot name it) or a full journal: the next
             # pickle takes a new snapshot, and the journal restarts there
             self._snapshot, self._journal, self._names = None, [], names
         elif self._snapshot is not None:
-            self._journal.append((tuple(feats.x.values()), change))
+            self._journal.append((feats.values, change))
         self.max_change = max(self.max_change, abs(change))
         self.learned += 1
 
