@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 from ml.network.configs import ModelConfig
 
 __all__ = [
@@ -128,7 +130,7 @@ class Features:
     names (shared by every row of a model: the same object) and a tuple of values, which
     vector learners read without building the dict (it is built on first use)."""
 
-    __slots__ = ("anchor", "last", "names", "values", "_x")
+    __slots__ = ("anchor", "last", "names", "values", "_x", "_vector")
 
     def __init__(
         self,
@@ -141,6 +143,7 @@ class Features:
     ) -> None:
         self.anchor = anchor
         self.last = last
+        self._vector: np.ndarray | None = None
         if x is not None:
             self._x: dict[str, float] | None = dict(x)
             self.names, self.values = tuple(self._x), tuple(self._x.values())
@@ -154,6 +157,13 @@ class Features:
         if self._x is None:
             self._x = dict(zip(self.names, self.values))
         return self._x
+
+    def vector(self) -> np.ndarray:
+        """``values`` as a float array, made once (read-only: shared by every reader)."""
+        if self._vector is None:
+            self._vector = np.fromiter(self.values, dtype=float, count=len(self.values))
+            self._vector.flags.writeable = False
+        return self._vector
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Features):

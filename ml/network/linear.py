@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = ["VectorLinearRegressor"]
+
+#: the array attributes (pickled as bytes)
+_ARRAYS = ("mean", "var", "inv_std", "weights", "g2")
 
 
 class VectorLinearRegressor:
@@ -68,7 +72,24 @@ class VectorLinearRegressor:
         self.g2 = np.zeros(0)
         self.intercept = 0.0
 
-    def _vector(self, names: tuple[str, ...], values: Sequence[float]) -> np.ndarray:
+    def __getstate__(self) -> dict[str, Any]:
+        # arrays as their bytes: pickling an ndarray costs several times more (checkpoints
+        # hold one regressor per linear model, pickled with every batch)
+        state = self.__dict__.copy()
+        for name in _ARRAYS:
+            state[name] = state[name].tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in _ARRAYS:
+            value = state[name]
+            if not isinstance(value, np.ndarray):  # older states hold the arrays themselves
+                self.__dict__[name] = np.frombuffer(value, dtype=float).copy()
+
+    def _vector(
+        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray
+    ) -> np.ndarray:
         if names is not self.names:
             if self.names is None:
                 self.names = tuple(names)
@@ -79,7 +100,9 @@ class VectorLinearRegressor:
                 raise ValueError("VectorLinearRegressor: a row with another feature set")
             else:  # the same names in another tuple: keep the caller's, `is` is cheaper
                 self.names = tuple(names)
-        return np.array(values, dtype=float)
+        if type(values) is np.ndarray:
+            return values
+        return np.fromiter(values, dtype=float, count=len(values))
 
     def _y_std(self) -> float:
         return math.sqrt(self.y_s / (self.y_n - 1)) if self.y_n > 1 else 0.0
@@ -90,16 +113,20 @@ class VectorLinearRegressor:
     def learn_one(self, x: Mapping[str, float], y: float) -> None:
         self.learn_vector(tuple(x), tuple(x.values()), y)
 
-    def predict_vector(self, names: tuple[str, ...], values: Sequence[float]) -> float:
-        """``predict_one`` of the row ``dict(zip(names, values))``."""
+    def predict_vector(
+        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray
+    ) -> float:
+        """``predict_one`` of the row ``dict(zip(names, values))`` (not modified)."""
         if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
             return self.y_mean
         v = self._vector(names, values)
         raw = float(self.weights @ ((v - self.mean) * self.inv_std)) + self.intercept
         return raw * self._y_std() + self.y_mean
 
-    def learn_vector(self, names: tuple[str, ...], values: Sequence[float], y: float) -> None:
-        """``learn_one`` of the row ``dict(zip(names, values))``."""
+    def learn_vector(
+        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray, y: float
+    ) -> None:
+        """``learn_one`` of the row ``dict(zip(names, values))`` (not modified)."""
         # 1. the target (River's Var.update, then safe_div)
         old = self.y_mean
         self.y_n += 1.0
@@ -117,7 +144,10 @@ class VectorLinearRegressor:
         mean += delta / n
         centred = v - mean
         var += (delta * centred - var) / n
-        self.inv_std = np.divide(1.0, np.sqrt(var), out=np.zeros_like(v), where=var != 0)
+        # 1 / std, 0 where the variance is 0 (1 / inf: cheaper than ``np.divide(where=)``)
+        scale = np.sqrt(var)
+        np.putmask(scale, scale == 0.0, np.inf)
+        self.inv_std = 1.0 / scale
         xs = centred * self.inv_std
         # 3. the Huber gradient, the intercept, AdaGrad
         r = float(self.weights @ xs) + self.intercept - target

@@ -195,8 +195,9 @@ class OnlineModel:
     """One River regressor for ``(field, config)`` with its running metrics and those of the
     persistence baseline on the same points.
 
-    Pickling (the partition checkpoint of every batch) does not re-pickle the regressor each
-    time: the state holds a *snapshot* (the regressor pickled once) and the *journal* of the
+    Pickling (the partition checkpoint of every batch) pickles a linear regressor
+    (:class:`~ml.network.linear.VectorLinearRegressor`, a few arrays) as it is. It does not
+    re-pickle another regressor (a forest, a tree) each time: the state holds a *snapshot* (the regressor pickled once) and the *journal* of the
     rows learnt since, and unpickling replays the journal on the snapshot. Learning is
     deterministic (River's random state is in the snapshot), so the restored regressor is the
     one that learnt them. The snapshot is refreshed at the first pickle after the journal
@@ -223,6 +224,9 @@ class OnlineModel:
         self._journal: list[tuple[tuple[float, ...], float]] = []
 
     def __getstate__(self) -> dict[str, Any]:
+        if type(self.regressor) is VectorLinearRegressor:
+            # a few arrays: pickled as they are, cheaper than a journal of feature rows
+            return self.__dict__.copy()
         if self._snapshot is None:
             self._snapshot = pickle.dumps(self.regressor, protocol=pickle.HIGHEST_PROTOCOL)
             self._journal = []
@@ -233,6 +237,8 @@ class OnlineModel:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "regressor" in state:
+            return
         self.regressor = pickle.loads(self._snapshot)
         names = self._names or ()
         for values, y in self._journal:
@@ -243,7 +249,7 @@ class OnlineModel:
             return feats.last
         regressor = self.regressor
         if type(regressor) is VectorLinearRegressor:  # no feature dict to build
-            change = regressor.predict_vector(feats.names, feats.values) or 0.0
+            change = regressor.predict_vector(feats.names, feats.vector()) or 0.0
         else:
             change = float(regressor.predict_one(feats.x) or 0.0)
         value = feats.last + min(max(change, -self.max_change), self.max_change)
@@ -252,19 +258,19 @@ class OnlineModel:
     def learn(self, feats: Features, y: float) -> None:
         change = y - feats.last
         regressor = self.regressor
-        if type(regressor) is VectorLinearRegressor:  # no feature dict to build
-            regressor.learn_vector(feats.names, feats.values, change)
+        if type(regressor) is VectorLinearRegressor:  # no feature dict, no journal
+            regressor.learn_vector(feats.names, feats.vector(), change)
         else:
             regressor.learn_one(feats.x, change)
-        names = feats.names
-        if (
-            names is not self._names and names != self._names
-        ) or len(self._journal) >= JOURNAL_ROWS:
-            # another feature set (the journal cannot name it) or a full journal: the next
-            # pickle takes a new snapshot, and the journal restarts there
-            self._snapshot, self._journal, self._names = None, [], names
-        elif self._snapshot is not None:
-            self._journal.append((feats.values, change))
+            names = feats.names
+            if (
+                names is not self._names and names != self._names
+            ) or len(self._journal) >= JOURNAL_ROWS:
+                # another feature set (the journal cannot name it) or a full journal: the
+                # next pickle takes a new snapshot, and the journal restarts there
+                self._snapshot, self._journal, self._names = None, [], names
+            elif self._snapshot is not None:
+                self._journal.append((feats.values, change))
         self.max_change = max(self.max_change, abs(change))
         self.learned += 1
 
