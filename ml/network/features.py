@@ -216,15 +216,48 @@ _EMPTY: dict[str, float] = {}
 
 
 def features_at(
-    series: CellSeries, config: ModelConfig, output: str, anchor: int
+    series: CellSeries,
+    config: ModelConfig,
+    output: str,
+    anchor: int,
+    previous: Features | None = None,
 ) -> Features | None:
     """Features of the model ``(config, output)`` from window ``anchor`` (which need not
-    exist); None when the cell never measured ``output`` at or before it (a cold row)."""
+    exist); None when the cell never measured ``output`` at or before it (a cold row).
+
+    ``previous``: this function's answer for the same series, model and ``anchor - 1`` (a
+    cache of the caller's; windows up to an anchor never change once a later one exists). The
+    values are then that row's shifted by one lag plus the newest window's: a value imputed in
+    window ``w`` is the latest at or before ``w`` whatever the anchor, so the newest lag's
+    imputation is the previous row's newest lag. The same values, without scanning the lags.
+    Any other ``previous`` is ignored."""
     seen = series.last_seen(output, anchor)
     if seen is None:
         return None
     lags = config.lookback_steps
     fields = config.input_fields
+    names = _names(fields, lags, output)
+    if (
+        previous is not None
+        and previous.anchor == anchor - 1
+        and (previous.names is names or previous.names == names)
+    ):
+        window = series.values.get(anchor, _EMPTY)
+        before = previous.values
+        newest: list[float] = []
+        for j, name in enumerate(fields):
+            value = window.get(name)
+            newest += (before[2 * j], 1.0) if value is None else (value, 0.0)
+        return Features(
+            anchor,
+            None,
+            seen[1],
+            names=names,
+            values=(
+                *newest, *before[: 2 * len(fields) * (lags - 1)],
+                seen[1], math.log1p(anchor - seen[0]),
+            ),  # fmt: skip
+        )
     first = anchor - lags + 1
     get = series.values.get
     windows = [get(i, _EMPTY) for i in range(first, anchor + 1)]
@@ -258,9 +291,7 @@ def features_at(
         for column, flag in zip(columns, flags, strict=True):
             values += (column[k], flag[k])
     values += (seen[1], math.log1p(anchor - seen[0]))
-    return Features(
-        anchor, None, seen[1], names=_names(fields, lags, output), values=tuple(values)
-    )
+    return Features(anchor, None, seen[1], names=names, values=tuple(values))
 
 
 def supervised_rows(

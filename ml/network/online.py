@@ -444,10 +444,12 @@ def _features(
     anchor: int,
     cache: dict[tuple[Any, ...], Features | None],
 ) -> Features | None:
-    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``."""
+    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``
+    (from the cached row of ``anchor - 1`` when there is one: see ``features_at``)."""
     key = (config.input_fields, config.lookback_steps, output, anchor)
     if key not in cache:
-        cache[key] = features_at(series, config, output, anchor)
+        previous = cache.get((config.input_fields, config.lookback_steps, output, anchor - 1))
+        cache[key] = features_at(series, config, output, anchor, previous)
     return cache[key]
 
 
