@@ -48,6 +48,7 @@ import copyreg
 import math
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -55,10 +56,25 @@ __all__ = [
     "OnlineDetector",
     "RobustReference",
     "VarianceShiftDetector",
+    "compact_indices",
+    "expand_indices",
     "is_missing",
 ]
 
 _MAD_TO_SD = 1.4826
+
+
+def compact_indices(indices: tuple[int, ...]) -> int | tuple[int, ...]:
+    """Increasing indices as the first one when they are consecutive (the usual case: it
+    pickles as one number), else as they are; :func:`expand_indices` reverses it."""
+    if len(indices) > 1 and indices[-1] - indices[0] == len(indices) - 1:
+        return indices[0]
+    return indices
+
+
+def expand_indices(compact: int | tuple[int, ...], count: int) -> Sequence[int]:
+    """The ``count`` indices :func:`compact_indices` made ``compact`` of."""
+    return range(compact, compact + count) if type(compact) is int else compact
 
 
 def is_missing(x: float | None) -> bool:
@@ -82,7 +98,9 @@ class RobustReference:
         self.min_points = int(min_points)
         self.min_scale = float(min_scale)
         self.min_scale_ratio = float(min_scale_ratio)
-        self._values: deque[tuple[int, float]] = deque(maxlen=self.window)
+        #: the kept values and their indices, oldest first (two deques: cheap to copy out)
+        self._values: deque[float] = deque(maxlen=self.window)
+        self._indices: deque[int] = deque(maxlen=self.window)
         self._cache: tuple[float, float] | None = None
 
     def __len__(self) -> int:
@@ -90,17 +108,20 @@ class RobustReference:
 
     def snapshot(self) -> tuple[Any, ...]:
         """The reference as a flat tuple of plain numbers (:meth:`from_snapshot` reverses it):
-        checkpoints hold thousands of references, and a deque of tuples in a dict pickles
-        several times slower (a deque goes through ``copyreg._slotnames`` every time, every
-        tuple is memoised)."""
-        indices, values = zip(*self._values) if self._values else ((), ())
+        checkpoints hold thousands of references, and objects with attribute names pickle
+        several times slower (a deque goes through ``copyreg._slotnames`` every time)."""
+        indices = self._indices
+        if indices and indices[-1] - indices[0] == len(indices) - 1:
+            first: int | tuple[int, ...] = indices[0]  # consecutive: the first is enough
+        else:
+            first = tuple(indices)
         return (
             self.window,
             self.min_points,
             self.min_scale,
             self.min_scale_ratio,
-            indices,
-            values,
+            first,
+            tuple(self._values),
             self._cache,
         )
 
@@ -110,7 +131,8 @@ class RobustReference:
         ref = cls.__new__(cls)
         ref.window, ref.min_points = window, min_points
         ref.min_scale, ref.min_scale_ratio = min_scale, min_scale_ratio
-        ref._values = deque(zip(indices, values, strict=True), maxlen=window)
+        ref._values = deque(values, maxlen=window)
+        ref._indices = deque(expand_indices(indices, len(values)), maxlen=window)
         ref._cache = cache
         return ref
 
@@ -118,29 +140,38 @@ class RobustReference:
         return (_load_reference, (type(self), self.snapshot()))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # states pickled before ``__reduce__`` (a dict with the values as a list)
+        # states pickled before ``__reduce__`` (a dict, ``_values`` a list of (index, value))
         self.__dict__.update(state)
-        self._values = deque(state["_values"], maxlen=self.window)
+        pairs = state["_values"]
+        self._values = deque((x for _, x in pairs), maxlen=self.window)
+        self._indices = deque((i for i, _ in pairs), maxlen=self.window)
 
     @property
     def ready(self) -> bool:
         return len(self._values) >= self.min_points
 
     def add(self, index: int, x: float) -> None:
-        self._values.append((index, x))
+        self._values.append(x)
+        self._indices.append(index)
         self._cache = None
 
     def clear(self, keep_from: int | None = None) -> None:
         """Forget the values; with ``keep_from``, keep those at index >= ``keep_from``."""
-        kept = [(i, x) for i, x in self._values if keep_from is not None and i >= keep_from]
+        kept = [
+            (i, x)
+            for i, x in zip(self._indices, self._values)
+            if keep_from is not None and i >= keep_from
+        ]
         self._values.clear()
-        self._values.extend(kept)
+        self._indices.clear()
+        self._values.extend(x for _, x in kept)
+        self._indices.extend(i for i, _ in kept)
         self._cache = None
 
     def stats(self) -> tuple[float, float]:
         """``(centre, scale)``; needs at least one value."""
         if self._cache is None:
-            xs = sorted(x for _, x in self._values)
+            xs = sorted(self._values)
             centre = _median(xs)
             mad = _median(sorted(abs(x - centre) for x in xs))
             floor = max(self.min_scale, self.min_scale_ratio * abs(centre))
@@ -312,7 +343,7 @@ class _CusumDetector(OnlineDetector):
         return start
 
     def _reset_sums(self, index: int) -> None:
-        k = len(self._increments(0.0))
+        k = len(self._sums) or len(self._increments(0.0))  # the same count every time
         self._sums = [0.0] * k
         self._zero_at = [index] * k
 

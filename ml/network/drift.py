@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ml.drift import ChangeDetector, Detection, LevelShiftDetector, VarianceShiftDetector
-from ml.drift.detectors import OnlineDetector
+from ml.drift.detectors import OnlineDetector, compact_indices, expand_indices
 
 __all__ = [
     "AGGREGATE_CELL",
@@ -120,8 +120,7 @@ class CellDetectors:
             state = (
                 self.inputs.snapshot(),
                 self.error.snapshot(),
-                tuple([i for i, _ in windows]),
-                tuple([w for _, w in windows]),
+                *_compact_pairs(windows),
                 self.last_window,
                 self.detections,
             )
@@ -179,15 +178,32 @@ class CellDetectors:
         }
 
 
+def _compact_pairs(pairs: deque[tuple[int, int]]) -> tuple[int, Any, Any]:
+    """``(update index, window)`` pairs as their count and both indices compacted."""
+    if not pairs:
+        return (0, (), ())
+    updates, windows = zip(*pairs)
+    return (len(pairs), compact_indices(updates), compact_indices(windows))
+
+
 def _load_cell(blob: bytes) -> CellDetectors:
     """A :class:`CellDetectors` from the bytes of its ``__reduce__``."""
     cell = CellDetectors.__new__(CellDetectors)
-    inputs, error, updates, windows, last_window, detections = pickle.loads(blob)  # noqa: S301
+    state = pickle.loads(blob)  # noqa: S301 - part of our own checkpoint
+    cell._pickled = blob
+    if isinstance(state, dict):  # a state version 5 wrote: the attributes
+        cell.__dict__.update(state)
+        cell.windows = deque(state["windows"], maxlen=WINDOWS_KEPT)
+        cell._pickled = None
+        return cell
+    inputs, error, count, updates, windows, last_window, detections = state
     cell.inputs = ChangeDetector.from_snapshot(inputs, _SUITE_TYPES)
     cell.error = LevelShiftDetector.from_snapshot(error)
-    cell.windows = deque(zip(updates, windows, strict=True), maxlen=WINDOWS_KEPT)
+    cell.windows = deque(
+        zip(expand_indices(updates, count), expand_indices(windows, count), strict=True),
+        maxlen=WINDOWS_KEPT,
+    )
     cell.last_window, cell.detections = last_window, detections
-    cell._pickled = blob
     return cell
 
 

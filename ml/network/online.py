@@ -320,15 +320,18 @@ class OnlineForecaster:
         #: not pickled: (duration, cell) -> the features computed at the cell's last close
         #: (the forecast's, which the next close learns from; see ``close``)
         self._features: dict[tuple[int, str], dict[tuple[Any, ...], Features | None]] = {}
+        #: not pickled: duration -> its models (``_plan``; configs and models never change)
+        self._plans: dict[int, list[tuple[ModelConfig, OnlineModel, bool]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_features"]
+        del state["_features"], state["_plans"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._features = {}
+        self._plans = {}
 
     @property
     def durations(self) -> list[int]:
@@ -363,22 +366,30 @@ class OnlineForecaster:
         scored: list[ScoredPoint] = []
         forecasts: list[WindowForecast] = []
         cache = self._features.pop((duration, cell_id), {})
-        for config in self.configs.values():
-            if config.window_duration_seconds != duration:
+        plan = self._plans.get(duration)
+        if plan is None:
+            plan = self._plans[duration] = self._plan(duration)
+        for config, model, tree in plan:
+            if tree and counts is not None and counts.get(model.field, 0) < self.tree_min:
                 continue
-            tree = config.architecture in TREE_ARCHITECTURES
-            for name in config.output_fields:
-                if tree and counts is not None and counts.get(name, 0) < self.tree_min:
-                    continue
-                model = self.models[(name, config.id)]
-                point = self._learn(model, config, series, cell_id, index, cache)
-                if point is not None:
-                    scored.append(point)
-                forecast = self._forecast(model, config, series, cell_id, index, cache)
-                if forecast is not None:
-                    forecasts.append(forecast)
+            point = self._learn(model, config, series, cell_id, index, cache)
+            if point is not None:
+                scored.append(point)
+            forecast = self._forecast(model, config, series, cell_id, index, cache)
+            if forecast is not None:
+                forecasts.append(forecast)
         self._features[(duration, cell_id)] = {k: v for k, v in cache.items() if k[3] == index}
         return scored, forecasts
+
+    def _plan(self, duration: int) -> list[tuple[ModelConfig, OnlineModel, bool]]:
+        """The models of this duration, in config then output order, with whether each is
+        tree-based."""
+        return [
+            (config, self.models[(name, config.id)], config.architecture in TREE_ARCHITECTURES)
+            for config in self.configs.values()
+            if config.window_duration_seconds == duration
+            for name in config.output_fields
+        ]
 
     def _learn(
         self,
