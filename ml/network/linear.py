@@ -143,17 +143,28 @@ class VectorLinearRegressor:
         delta = v - mean
         mean += delta / n
         centred = v - mean
-        var += (delta * centred - var) / n
+        # var += (delta * centred - var) / n, in place (the same operations, fewer arrays)
+        delta *= centred
+        delta -= var
+        delta /= n
+        var += delta
         # 1 / std, 0 where the variance is 0 (1 / inf: cheaper than ``np.divide(where=)``)
         scale = np.sqrt(var)
         np.putmask(scale, scale == 0.0, np.inf)
-        self.inv_std = 1.0 / scale
-        xs = centred * self.inv_std
+        self.inv_std = np.divide(1.0, scale, out=scale)
+        xs = centred
+        xs *= self.inv_std
         # 3. the Huber gradient, the intercept, AdaGrad
         r = float(self.weights @ xs) + self.intercept - target
         g = r if abs(r) <= self.epsilon else (self.epsilon if r > 0.0 else -self.epsilon)
         g = min(max(g, -self.clip_gradient), self.clip_gradient)
         self.intercept -= self.intercept_lr * g
-        grad = xs * g
+        grad = xs
+        grad *= g
         self.g2 += grad * grad
-        self.weights -= self.lr / np.sqrt(self.g2 + self.eps) * grad
+        # weights -= lr / sqrt(g2 + eps) * grad, in place
+        step = self.g2 + self.eps
+        np.sqrt(step, out=step)
+        np.divide(self.lr, step, out=step)
+        step *= grad
+        self.weights -= step

@@ -104,12 +104,15 @@ class NetworkProcessor(PartitionProcessor):
     #: 2: drift detectors and the trigger policy joined the state; 3: online models pickle a
     #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``); 4: the
     #: windowed running scores (``recent``); 5: tree-based models skip sparse windows
-    #: (``OnlineForecaster.tree_min``) and forests split with ``FastTEBSTSplitter``. Older
-    #: states are not read (:class:`~ml.streaming.UnknownStateVersion`: the worker rebuilds the
-    #: partition's models and drift statistics from the events after its stored offset).
-    STATE_VERSION = 5
+    #: (``OnlineForecaster.tree_min``) and forests split with ``FastTEBSTSplitter``; 6: drift
+    #: detectors pickle as flat tuples (``snapshot()``), linear models as their arrays (no
+    #: journal). Version 5 states are read (their objects unpickle into this code's: the same
+    #: values). Older states are not read (:class:`~ml.streaming.UnknownStateVersion`: the
+    #: worker rebuilds the partition's models and drift statistics from the events after its
+    #: stored offset).
+    STATE_VERSION = 6
     #: versions :meth:`restore` reads
-    READS_VERSIONS = frozenset({5})
+    READS_VERSIONS = frozenset({5, 6})
 
     def __init__(
         self,
