@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from river.stats import Mean, Var
+from river.tree.split_criterion import VarianceReductionSplitCriterion
 from river.tree.splitter import TEBSTSplitter
 from river.tree.utils import BranchFactory, update_stats
 
@@ -53,6 +54,8 @@ class FastTEBSTSplitter(TEBSTSplitter):
     def _find_best_split(self, node: Any, candidate: BranchFactory) -> BranchFactory:
         if isinstance(self._pre_split_dist, dict):
             return super()._find_best_split(node, candidate)
+        if type(self._criterion) is VarianceReductionSplitCriterion:
+            return self._find_best_split_vr(node, candidate)
         # River's iterative in-order traversal, combine_stats replaced by _combine
         aux = self._aux_estimator
         pre = self._pre_split_dist
@@ -79,6 +82,67 @@ class FastTEBSTSplitter(TEBSTSplitter):
                 merit = merit_of(pre, post)
                 if merit > candidate.merit:
                     candidate = BranchFactory(merit, self._att_idx, n.att_val, post)
+        return candidate
+
+    def _find_best_split_vr(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        """``_find_best_split`` under the variance-reduction criterion: each split point's
+        merit from the statistics' numbers (``Var.__iadd__``/``__isub__``, ``Mean``'s and the
+        criterion's formulas, operation for operation), the ``Var`` objects of the branches
+        built only for a split better than the best so far (the same objects River builds)."""
+        aux = self._aux_estimator
+        pre = self._pre_split_dist
+        pre_n, pre_mean, pre_s, pre_ddof = pre.mean.n, pre.mean._mean, pre._S, pre.ddof
+        pre_var = pre.get()
+        min_samples = self._criterion.min_samples_split
+        ops: list[tuple[int, Any]] = [(0, node)]
+        while ops:
+            action, n = ops.pop()
+            if action == 0:  # descend
+                if n._right is not None:
+                    ops.append((2, n))
+                    ops.append((0, n._right))
+                    ops.append((1, n))
+                ops.append((3, n))
+                if n._left is not None:
+                    ops.append((0, n._left))
+            elif action == 1:
+                aux += n.estimator
+            elif action == 2:
+                aux -= n.estimator
+            else:
+                # left = copy(estimator); left += aux  (Var.__iadd__, then Mean.__iadd__)
+                est = n.estimator
+                en, em = est.mean.n, est.mean._mean
+                an, am = aux.mean.n, aux.mean._mean
+                left_s = est._S + aux._S + (em - am) ** 2 * en * an / (en + an)
+                left_n = en + an
+                left_mean = (en * em + an * am) / left_n
+                # right = copy(pre); right -= left  (Mean.__isub__, then Var.__isub__)
+                right_n = pre_n - left_n
+                if right_n > 0:
+                    right_mean = (pre_n * pre_mean - left_n * left_mean) / right_n
+                else:
+                    right_n, right_mean = 0.0, 0.0
+                right_s = (
+                    pre_s
+                    - left_s
+                    - (right_mean - left_mean) ** 2 * right_n * left_n / (right_n + left_n)
+                )
+                # VarianceReductionSplitCriterion.merit_of_split(pre, [left, right])
+                merit = 0.0
+                if left_n >= min_samples and right_n >= min_samples:
+                    ddof = est.ddof
+                    merit = pre_var
+                    merit -= left_n / pre_n * (left_s / (left_n - ddof) if left_n > ddof else 0.0)
+                    merit -= right_n / pre_n * (
+                        right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0
+                    )
+                if merit > candidate.merit:
+                    left_dist = _combine(est, aux)
+                    right_dist = _combine(pre, left_dist, subtract=True)
+                    candidate = BranchFactory(
+                        merit, self._att_idx, n.att_val, [left_dist, right_dist]
+                    )
         return candidate
 
     def _remove_bad_split_nodes(
