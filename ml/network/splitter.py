@@ -22,7 +22,8 @@ from typing import Any
 
 from river.stats import Mean, Var
 from river.tree.split_criterion import VarianceReductionSplitCriterion
-from river.tree.splitter import TEBSTSplitter
+from river.tree.splitter import EBSTSplitter, TEBSTSplitter
+from river.tree.splitter.ebst_splitter import EBSTNode
 from river.tree.utils import BranchFactory, update_stats
 
 __all__ = ["FastTEBSTSplitter", "copy_var"]
@@ -38,6 +39,18 @@ def copy_var(var: Var) -> Var:
     return new
 
 
+def _update_var(var: Var, x: float, w: float) -> None:
+    """``var.update(x, w)`` (``Var.update`` and ``Mean.update`` inlined, same operations)."""
+    if type(var) is not Var or type(var.mean) is not Mean:
+        var.update(x, w)
+        return
+    mean = var.mean
+    mean_old = mean._mean
+    mean.n += w
+    mean._mean += (w / mean.n) * (x - mean._mean)
+    var._S += w * (x - mean_old) * (x - mean._mean)
+
+
 def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
     """``river.tree.utils.combine_stats`` for univariate statistics."""
     new = copy_var(left)
@@ -50,6 +63,44 @@ def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
 
 class FastTEBSTSplitter(TEBSTSplitter):
     """``TEBSTSplitter`` with cheap copies of its statistics (see the module doc)."""
+
+    def clone(self, new_params: dict | None = None, include_attributes: bool = False) -> Any:
+        """River's ``clone()`` (a new splitter of the same parameters) without its
+        ``inspect.signature`` (a leaf clones a splitter for every attribute it meets)."""
+        if new_params or include_attributes:
+            return super().clone(new_params, include_attributes)
+        return type(self)(digits=self.digits)
+
+    def update(self, att_val: Any, target_val: Any, w: float) -> None:
+        """``TEBSTSplitter.update``: the value rounded, then inserted in the search tree
+        (``EBSTNode.insert_value``), each node's ``Var.update`` inlined for a float target (the
+        same operations)."""
+        try:
+            att_val = round(att_val, self.digits)
+            if isinstance(target_val, dict):
+                EBSTSplitter.update(self, att_val, target_val, w)
+                return
+            node = self._root
+            if node is None:
+                self._root = EBSTNode(att_val, target_val, w)
+                return
+            while True:
+                if att_val == node.att_val:
+                    _update_var(node.estimator, target_val, w)
+                    return
+                if att_val < node.att_val:
+                    _update_var(node.estimator, target_val, w)
+                    if node._left is None:
+                        node._left = EBSTNode(att_val, target_val, w)
+                        return
+                    node = node._left
+                else:
+                    if node._right is None:
+                        node._right = EBSTNode(att_val, target_val, w)
+                        return
+                    node = node._right
+        except TypeError:  # feature value is None (as TEBSTSplitter)
+            pass
 
     def _find_best_split(self, node: Any, candidate: BranchFactory) -> BranchFactory:
         if isinstance(self._pre_split_dist, dict):
