@@ -51,6 +51,17 @@ def _update_var(var: Var, x: float, w: float) -> None:
     var._S += w * (x - mean_old) * (x - mean._mean)
 
 
+def _var(ddof: int, n: float, mean: float, s: float) -> Var:
+    """The ``Var`` of these numbers (attributes in the order River's objects have them)."""
+    var = Var.__new__(Var)
+    var.ddof = ddof
+    m = Mean.__new__(Mean)
+    m.n, m._mean = n, mean
+    var.mean = m
+    var._S = s
+    return var
+
+
 def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
     """``river.tree.utils.combine_stats`` for univariate statistics."""
     new = copy_var(left)
@@ -107,7 +118,95 @@ class FastTEBSTSplitter(TEBSTSplitter):
             return super()._find_best_split(node, candidate)
         if type(self._criterion) is VarianceReductionSplitCriterion:
             return self._find_best_split_vr(node, candidate)
-        # River's iterative in-order traversal, combine_stats replaced by _combine
+        return self._find_best_split_objects(node, candidate)
+
+    def _find_best_split_vr(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        """``_find_best_split`` under the variance-reduction criterion on numbers: the running
+        ``aux`` statistics (``Var.__iadd__``/``__isub__``, ``Mean``'s), each split point's
+        branches (``_combine``) and merit (``merit_of_split``) by River's formulas, operation
+        for operation; the ``Var`` objects of the branches are built once, for the best split
+        (the same numbers River's objects hold)."""
+        aux = self._aux_estimator
+        pre = self._pre_split_dist
+        if type(aux) is not Var or type(aux.mean) is not Mean or type(pre.mean) is not Mean:
+            return self._find_best_split_objects(node, candidate)
+        aux_n, aux_mean, aux_s = aux.mean.n, aux.mean._mean, aux._S
+        pre_n, pre_mean, pre_s, pre_ddof = pre.mean.n, pre.mean._mean, pre._S, pre.ddof
+        pre_var = pre.get()
+        min_samples = self._criterion.min_samples_split
+        best: tuple[Any, ...] | None = None
+        best_merit = candidate.merit
+        ops: list[tuple[int, Any]] = [(0, node)]
+        while ops:
+            action, n = ops.pop()
+            if action == 0:  # descend
+                if n._right is not None:
+                    ops.append((2, n))
+                    ops.append((0, n._right))
+                    ops.append((1, n))
+                ops.append((3, n))
+                if n._left is not None:
+                    ops.append((0, n._left))
+                continue
+            est = n.estimator
+            en, em, es = est.mean.n, est.mean._mean, est._S
+            if action == 1:  # aux += estimator
+                aux_s = aux_s + es + (aux_mean - em) ** 2 * aux_n * en / (aux_n + en)
+                old_n = aux_n
+                aux_n = aux_n + en
+                aux_mean = (old_n * aux_mean + en * em) / aux_n
+            elif action == 2:  # aux -= estimator
+                old_n = aux_n
+                aux_n = aux_n - en
+                if aux_n > 0:
+                    aux_mean = (old_n * aux_mean - en * em) / aux_n
+                else:
+                    aux_n, aux_mean = 0.0, 0.0
+                aux_s = aux_s - es - (aux_mean - em) ** 2 * aux_n * en / (aux_n + en)
+            else:
+                # left = copy(estimator); left += aux
+                left_s = es + aux_s + (em - aux_mean) ** 2 * en * aux_n / (en + aux_n)
+                left_n = en + aux_n
+                left_mean = (en * em + aux_n * aux_mean) / left_n
+                # right = copy(pre); right -= left
+                right_n = pre_n - left_n
+                if right_n > 0:
+                    right_mean = (pre_n * pre_mean - left_n * left_mean) / right_n
+                else:
+                    right_n, right_mean = 0.0, 0.0
+                right_s = (
+                    pre_s
+                    - left_s
+                    - (right_mean - left_mean) ** 2 * right_n * left_n / (right_n + left_n)
+                )
+                # VarianceReductionSplitCriterion.merit_of_split(pre, [left, right])
+                merit = 0.0
+                if left_n >= min_samples and right_n >= min_samples:
+                    ddof = est.ddof
+                    merit = pre_var
+                    merit -= left_n / pre_n * (left_s / (left_n - ddof) if left_n > ddof else 0.0)
+                    merit -= right_n / pre_n * (
+                        right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0
+                    )
+                if merit > best_merit:
+                    best_merit = merit
+                    best = (
+                        n.att_val, est.ddof, left_n, left_mean, left_s, right_n, right_mean,
+                        right_s,
+                    )  # fmt: skip
+        aux.mean.n, aux.mean._mean, aux._S = aux_n, aux_mean, aux_s
+        if best is None:
+            return candidate
+        att_val, ddof, left_n, left_mean, left_s, right_n, right_mean, right_s = best
+        return BranchFactory(
+            best_merit,
+            self._att_idx,
+            att_val,
+            [_var(ddof, left_n, left_mean, left_s), _var(pre_ddof, right_n, right_mean, right_s)],
+        )
+
+    def _find_best_split_objects(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        """River's iterative in-order traversal, ``combine_stats`` replaced by ``_combine``."""
         aux = self._aux_estimator
         pre = self._pre_split_dist
         merit_of = self._criterion.merit_of_split
@@ -133,67 +232,6 @@ class FastTEBSTSplitter(TEBSTSplitter):
                 merit = merit_of(pre, post)
                 if merit > candidate.merit:
                     candidate = BranchFactory(merit, self._att_idx, n.att_val, post)
-        return candidate
-
-    def _find_best_split_vr(self, node: Any, candidate: BranchFactory) -> BranchFactory:
-        """``_find_best_split`` under the variance-reduction criterion: each split point's
-        merit from the statistics' numbers (``Var.__iadd__``/``__isub__``, ``Mean``'s and the
-        criterion's formulas, operation for operation), the ``Var`` objects of the branches
-        built only for a split better than the best so far (the same objects River builds)."""
-        aux = self._aux_estimator
-        pre = self._pre_split_dist
-        pre_n, pre_mean, pre_s, pre_ddof = pre.mean.n, pre.mean._mean, pre._S, pre.ddof
-        pre_var = pre.get()
-        min_samples = self._criterion.min_samples_split
-        ops: list[tuple[int, Any]] = [(0, node)]
-        while ops:
-            action, n = ops.pop()
-            if action == 0:  # descend
-                if n._right is not None:
-                    ops.append((2, n))
-                    ops.append((0, n._right))
-                    ops.append((1, n))
-                ops.append((3, n))
-                if n._left is not None:
-                    ops.append((0, n._left))
-            elif action == 1:
-                aux += n.estimator
-            elif action == 2:
-                aux -= n.estimator
-            else:
-                # left = copy(estimator); left += aux  (Var.__iadd__, then Mean.__iadd__)
-                est = n.estimator
-                en, em = est.mean.n, est.mean._mean
-                an, am = aux.mean.n, aux.mean._mean
-                left_s = est._S + aux._S + (em - am) ** 2 * en * an / (en + an)
-                left_n = en + an
-                left_mean = (en * em + an * am) / left_n
-                # right = copy(pre); right -= left  (Mean.__isub__, then Var.__isub__)
-                right_n = pre_n - left_n
-                if right_n > 0:
-                    right_mean = (pre_n * pre_mean - left_n * left_mean) / right_n
-                else:
-                    right_n, right_mean = 0.0, 0.0
-                right_s = (
-                    pre_s
-                    - left_s
-                    - (right_mean - left_mean) ** 2 * right_n * left_n / (right_n + left_n)
-                )
-                # VarianceReductionSplitCriterion.merit_of_split(pre, [left, right])
-                merit = 0.0
-                if left_n >= min_samples and right_n >= min_samples:
-                    ddof = est.ddof
-                    merit = pre_var
-                    merit -= left_n / pre_n * (left_s / (left_n - ddof) if left_n > ddof else 0.0)
-                    merit -= right_n / pre_n * (
-                        right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0
-                    )
-                if merit > candidate.merit:
-                    left_dist = _combine(est, aux)
-                    right_dist = _combine(pre, left_dist, subtract=True)
-                    candidate = BranchFactory(
-                        merit, self._att_idx, n.att_val, [left_dist, right_dist]
-                    )
         return candidate
 
     def _remove_bad_split_nodes(
