@@ -210,7 +210,7 @@ class OnlineDetector(ABC):
         index = self.n
         self.n += 1
         self._drift_detected = False
-        if x is None or is_missing(x):
+        if x is None or not math.isfinite(x):  # is_missing, inlined (every update)
             return False
         start = self._step(index, float(x))
         if start is not None:
@@ -320,12 +320,16 @@ class _CusumDetector(OnlineDetector):
         raise NotImplementedError
 
     def _step(self, index: int, x: float) -> int | None:
-        if not self.reference.ready:
-            self.reference.add(index, x)
-            self._reset_sums(index)
+        ref = self.reference
+        if len(ref._values) < ref.min_points:  # not ready: learn the reference
+            ref.add(index, x)
+            if self._sums:  # zeros since the last reset: only the positions move
+                self._zero_at = [index] * len(self._sums)
+            else:
+                self._reset_sums(index)
             return None
         z = self._standardise(x)
-        self.reference.add(index, x)
+        ref.add(index, x)
         fired: int | None = None
         for i, inc in enumerate(self._increments(z)):
             s = self._sums[i] + inc
