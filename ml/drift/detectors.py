@@ -125,6 +125,19 @@ class RobustReference:
             self._cache,
         )
 
+    def same_as(self, other: object) -> bool:
+        """Whether ``other`` is a reference of the same parameters and values (the cached
+        statistics, a function of them, aside)."""
+        if type(other) is not type(self):
+            return False
+        assert isinstance(other, RobustReference)
+        return (
+            self._values == other._values
+            and self._indices == other._indices
+            and (self.window, self.min_points, self.min_scale, self.min_scale_ratio)
+            == (other.window, other.min_points, other.min_scale, other.min_scale_ratio)
+        )
+
     @classmethod
     def from_snapshot(cls, snapshot: tuple[Any, ...]) -> RobustReference:
         window, min_points, min_scale, min_scale_ratio, indices, values, cache = snapshot
@@ -159,7 +172,7 @@ class RobustReference:
         """Forget the values; with ``keep_from``, keep those at index >= ``keep_from``."""
         kept = [
             (i, x)
-            for i, x in zip(self._indices, self._values)
+            for i, x in zip(self._indices, self._values, strict=True)
             if keep_from is not None and i >= keep_from
         ]
         self._values.clear()
@@ -276,21 +289,37 @@ class _CusumDetector(OnlineDetector):
         self.alarm_statistic: float | None = None
         self.alarm_side: int | None = None
 
-    def snapshot(self) -> tuple[Any, ...]:
+    def snapshot(self, earlier: Sequence[Any] = ()) -> tuple[Any, ...]:
         """The detector as a flat tuple (see the class doc); ValueError for an instance with
-        attributes ``_FIELDS`` does not name (a subclass that did not list them)."""
+        attributes ``_FIELDS`` does not name (a subclass that did not list them).
+
+        ``earlier``: detectors snapshotted before this one in the same tuple (a suite's): when
+        one of their references holds the same values (detectors fed the same series usually
+        do), its position replaces this reference's snapshot (:meth:`from_snapshot` with the
+        same detectors restores a copy)."""
         state = self.__dict__
         if len(state) != len(self._FIELDS):
             raise ValueError(f"{type(self).__name__} has attributes _FIELDS does not name")
         values = list(map(state.__getitem__, self._FIELDS))
-        values[_REFERENCE] = values[_REFERENCE].snapshot()
+        ref = values[_REFERENCE]
+        for i, other in enumerate(earlier):
+            if ref.same_as(getattr(other, "reference", None)):
+                values[_REFERENCE] = i
+                break
+        else:
+            values[_REFERENCE] = ref.snapshot()
         return tuple(values)
 
     @classmethod
-    def from_snapshot(cls, snapshot: tuple[Any, ...]) -> _CusumDetector:
+    def from_snapshot(
+        cls, snapshot: tuple[Any, ...], earlier: Sequence[Any] = ()
+    ) -> _CusumDetector:
         detector = cls.__new__(cls)
         state = dict(zip(cls._FIELDS, snapshot, strict=True))
-        state["reference"] = RobustReference.from_snapshot(state["reference"])
+        ref = state["reference"]
+        if type(ref) is int:  # the same values as that earlier detector's reference
+            ref = earlier[ref].reference.snapshot()
+        state["reference"] = RobustReference.from_snapshot(ref)
         detector.__dict__.update(state)
         return detector
 

@@ -63,12 +63,14 @@ class ChangeDetector:
         self.last: ChangePoint | None = None
 
     def snapshot(self) -> tuple[Any, ...]:
-        """The suite as a flat tuple of plain values (its detectors' ``snapshot()``s: they must
-        have one), without attribute names or classes: checkpoints hold thousands of suites.
+        """The suite as a flat tuple of plain values (its detectors' ``snapshot(earlier)``s:
+        they must have one, given the detectors before them, which may share a reference's
+        values), without attribute names or classes: checkpoints hold thousands of suites.
         :meth:`from_snapshot` with the detectors' classes reverses it."""
-        last = self.last
+        last, detectors = self.last, self.detectors
+        snapshots = [d.snapshot(detectors[:i]) for i, d in enumerate(detectors)]  # type: ignore
         return (
-            tuple([d.snapshot() for d in self.detectors]),  # type: ignore[attr-defined]
+            tuple(snapshots),
             self.n,
             self.detections,
             None if last is None else (last.index, last.start, last.detectors, last.evidence),
@@ -78,10 +80,9 @@ class ChangeDetector:
     def from_snapshot(cls, snapshot: tuple[Any, ...], types: Sequence[type]) -> ChangeDetector:
         detectors, n, detections, last = snapshot
         suite = cls.__new__(cls)
-        suite.detectors = [
-            t.from_snapshot(d)  # type: ignore[attr-defined]
-            for t, d in zip(types, detectors, strict=True)
-        ]
+        suite.detectors = []
+        for t, d in zip(types, detectors, strict=True):
+            suite.detectors.append(t.from_snapshot(d, suite.detectors))  # type: ignore
         suite.n, suite.detections = n, detections
         suite.last = None if last is None else ChangePoint(*last)
         return suite
@@ -120,4 +121,3 @@ class ChangeDetector:
             "detections": self.detections,
             "detectors": {d.name: d.state() for d in self.detectors},
         }
-

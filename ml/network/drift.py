@@ -182,7 +182,7 @@ def _compact_pairs(pairs: deque[tuple[int, int]]) -> tuple[int, Any, Any]:
     """``(update index, window)`` pairs as their count and both indices compacted."""
     if not pairs:
         return (0, (), ())
-    updates, windows = zip(*pairs)
+    updates, windows = zip(*pairs, strict=True)
     return (len(pairs), compact_indices(updates), compact_indices(windows))
 
 

@@ -155,7 +155,7 @@ class Features:
     @property
     def x(self) -> dict[str, float]:
         if self._x is None:
-            self._x = dict(zip(self.names, self.values))
+            self._x = dict(zip(self.names, self.values, strict=True))
         return self._x
 
     def vector(self) -> np.ndarray:
@@ -254,8 +254,10 @@ def features_at(
             seen[1],
             names=names,
             values=(
-                *newest, *before[: 2 * len(fields) * (lags - 1)],
-                seen[1], math.log1p(anchor - seen[0]),
+                *newest,
+                *before[: 2 * len(fields) * (lags - 1)],
+                seen[1],
+                math.log1p(anchor - seen[0]),
             ),  # fmt: skip
         )
     first = anchor - lags + 1

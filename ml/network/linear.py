@@ -87,9 +87,7 @@ class VectorLinearRegressor:
             if not isinstance(value, np.ndarray):  # older states hold the arrays themselves
                 self.__dict__[name] = np.frombuffer(value, dtype=float).copy()
 
-    def _vector(
-        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray
-    ) -> np.ndarray:
+    def _vector(self, names: tuple[str, ...], values: Sequence[float] | np.ndarray) -> np.ndarray:
         if names is not self.names:
             if self.names is None:
                 self.names = tuple(names)
@@ -113,9 +111,7 @@ class VectorLinearRegressor:
     def learn_one(self, x: Mapping[str, float], y: float) -> None:
         self.learn_vector(tuple(x), tuple(x.values()), y)
 
-    def predict_vector(
-        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray
-    ) -> float:
+    def predict_vector(self, names: tuple[str, ...], values: Sequence[float] | np.ndarray) -> float:
         """``predict_one`` of the row ``dict(zip(names, values))`` (not modified)."""
         if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
             return self.y_mean

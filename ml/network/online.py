@@ -197,8 +197,9 @@ class OnlineModel:
 
     Pickling (the partition checkpoint of every batch) pickles a linear regressor
     (:class:`~ml.network.linear.VectorLinearRegressor`, a few arrays) as it is. It does not
-    re-pickle another regressor (a forest, a tree) each time: the state holds a *snapshot* (the regressor pickled once) and the *journal* of the
-    rows learnt since, and unpickling replays the journal on the snapshot. Learning is
+    re-pickle another regressor (a forest, a tree) each time: the state holds a *snapshot*
+    (the regressor pickled once) and the *journal* of the rows learnt since, and unpickling
+    replays the journal on the snapshot. Learning is
     deterministic (River's random state is in the snapshot), so the restored regressor is the
     one that learnt them. The snapshot is refreshed at the first pickle after the journal
     reached ``JOURNAL_ROWS`` rows (it stops growing there), so a forest (0.5-1.5 MB, tens of
@@ -263,9 +264,9 @@ class OnlineModel:
         else:
             regressor.learn_one(feats.x, change)
             names = feats.names
-            if (
-                names is not self._names and names != self._names
-            ) or len(self._journal) >= JOURNAL_ROWS:
+            if (names is not self._names and names != self._names) or len(
+                self._journal
+            ) >= JOURNAL_ROWS:
                 # another feature set (the journal cannot name it) or a full journal: the
                 # next pickle takes a new snapshot, and the journal restarts there
                 self._snapshot, self._journal, self._names = None, [], names
@@ -369,8 +370,8 @@ class OnlineForecaster:
         plan = self._plans.get(duration)
         if plan is None:
             plan = self._plans[duration] = self._plan(duration)
-        for config, model, tree in plan:
-            if tree and counts is not None and counts.get(model.field, 0) < self.tree_min:
+        for config, model, is_tree in plan:
+            if is_tree and counts is not None and counts.get(model.field, 0) < self.tree_min:
                 continue
             point = self._learn(model, config, series, cell_id, index, cache)
             if point is not None:

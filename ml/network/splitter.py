@@ -185,8 +185,10 @@ class FastTEBSTSplitter(TEBSTSplitter):
                     ddof = est.ddof
                     merit = pre_var
                     merit -= left_n / pre_n * (left_s / (left_n - ddof) if left_n > ddof else 0.0)
-                    merit -= right_n / pre_n * (
-                        right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0
+                    merit -= (
+                        right_n
+                        / pre_n
+                        * (right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0)
                     )
                 if merit > best_merit:
                     best_merit = merit
