@@ -248,8 +248,8 @@ class OnlineDetector(ABC):
         """The parameters the detector was built with."""
 
 
-#: position of the reference in ``_CusumDetector._FIELDS``
-_REFERENCE = 5
+#: positions of the reference and the sums' lists in ``_CusumDetector._FIELDS``
+_REFERENCE, _ZERO_AT, _SUMS = 5, 6, 7
 
 
 def _load_detector(cls: type[_CusumDetector], snapshot: tuple[Any, ...]) -> _CusumDetector:
@@ -308,6 +308,7 @@ class _CusumDetector(OnlineDetector):
                 break
         else:
             values[_REFERENCE] = ref.snapshot()
+        values[_ZERO_AT], values[_SUMS] = tuple(values[_ZERO_AT]), tuple(values[_SUMS])
         return tuple(values)
 
     @classmethod
@@ -320,6 +321,7 @@ class _CusumDetector(OnlineDetector):
         if type(ref) is int:  # the same values as that earlier detector's reference
             ref = earlier[ref].reference.snapshot()
         state["reference"] = RobustReference.from_snapshot(ref)
+        state["_zero_at"], state["_sums"] = list(state["_zero_at"]), list(state["_sums"])
         detector.__dict__.update(state)
         return detector
 
@@ -329,7 +331,9 @@ class _CusumDetector(OnlineDetector):
         except ValueError:
             return (copyreg.__newobj__, (type(self),), self.__dict__.copy())
 
-    assert _FIELDS[_REFERENCE] == "reference"
+    assert (_FIELDS[_REFERENCE], _FIELDS[_ZERO_AT], _FIELDS[_SUMS]) == (
+        "reference", "_zero_at", "_sums",
+    )  # fmt: skip
 
     def _common_params(self) -> dict[str, Any]:
         ref = self.reference
