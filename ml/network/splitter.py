@@ -39,18 +39,6 @@ def copy_var(var: Var) -> Var:
     return new
 
 
-def _update_var(var: Var, x: float, w: float) -> None:
-    """``var.update(x, w)`` (``Var.update`` and ``Mean.update`` inlined, same operations)."""
-    if type(var) is not Var or type(var.mean) is not Mean:
-        var.update(x, w)
-        return
-    mean = var.mean
-    mean_old = mean._mean
-    mean.n += w
-    mean._mean += (w / mean.n) * (x - mean._mean)
-    var._S += w * (x - mean_old) * (x - mean._mean)
-
-
 def _var(ddof: int, n: float, mean: float, s: float) -> Var:
     """The ``Var`` of these numbers (attributes in the order River's objects have them)."""
     var = Var.__new__(Var)
@@ -96,11 +84,19 @@ class FastTEBSTSplitter(TEBSTSplitter):
                 self._root = EBSTNode(att_val, target_val, w)
                 return
             while True:
-                if att_val == node.att_val:
-                    _update_var(node.estimator, target_val, w)
-                    return
-                if att_val < node.att_val:
-                    _update_var(node.estimator, target_val, w)
+                equal = att_val == node.att_val
+                if equal or att_val < node.att_val:
+                    var = node.estimator
+                    mean = var.mean
+                    if type(var) is Var and type(mean) is Mean:  # Var.update, Mean.update inlined
+                        mean_old = mean._mean
+                        mean.n += w
+                        mean._mean += (w / mean.n) * (target_val - mean._mean)
+                        var._S += w * (target_val - mean_old) * (target_val - mean._mean)
+                    else:
+                        var.update(target_val, w)
+                    if equal:
+                        return
                     if node._left is None:
                         node._left = EBSTNode(att_val, target_val, w)
                         return
