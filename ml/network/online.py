@@ -227,7 +227,7 @@ class OnlineModel:
     def __getstate__(self) -> dict[str, Any]:
         if type(self.regressor) is VectorLinearRegressor:
             # a few arrays: pickled as they are, cheaper than a journal of feature rows
-            return self.__dict__.copy()
+            return {**self.__dict__, "_snapshot": None, "_journal": []}
         if self._snapshot is None:
             self._snapshot = pickle.dumps(self.regressor, protocol=pickle.HIGHEST_PROTOCOL)
             self._journal = []
@@ -244,6 +244,8 @@ class OnlineModel:
         names = self._names or ()
         for values, y in self._journal:
             self.regressor.learn_one(dict(zip(names, values, strict=True)), y)
+        if type(self.regressor) is VectorLinearRegressor:  # a version-5 state: no journal now
+            self._snapshot, self._journal = None, []
 
     def predict(self, feats: Features) -> float:
         if self.learned < WARMUP_ROWS:
