@@ -22,6 +22,7 @@ from ml.drift import (
     ChangeDetector,
     ChangePoint,
     LevelShiftDetector,
+    RobustReference,
     SegmentChangeDetector,
     VarianceShiftDetector,
 )
@@ -136,3 +137,40 @@ def test_memory_is_bounded() -> None:
 def test_describe_lists_the_defaults() -> None:
     (desc,) = ChangeDetector().describe()
     assert desc["class"] == "SegmentChangeDetector" and desc["model"] == "trend"
+
+
+class _AsBefore:
+    """Pickles as a detector or reference did before their flat snapshots: the class and a
+    dict of attributes (a reference's values as a list of ``(index, value)``)."""
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple:
+        state = dict(vars(self.obj))
+        if isinstance(self.obj, RobustReference):
+            state["_values"] = list(zip(state.pop("_indices"), state["_values"], strict=True))
+        else:
+            state = {k: _AsBefore(v) if k == "reference" else v for k, v in state.items()}
+        return (object.__new__, (type(self.obj),), state)
+
+
+def test_flat_snapshots_share_equal_references_and_states_pickled_before_still_load() -> None:
+    """A suite pickles as plain tuples (a second detector whose reference holds the same
+    values pickles the first one's position) and continues identically from them; a detector
+    pickled the earlier way (attribute dicts) unpickles into one that continues identically."""
+    xs, types = _series(9, n=200, shift=4.0), [LevelShiftDetector, VarianceShiftDetector]
+    det = ChangeDetector([LevelShiftDetector(), VarianceShiftDetector()])
+    _run(det, xs[:90])
+    snapshot = det.snapshot()
+    assert snapshot[0][1][5] == 0  # the variance detector's reference: the level one's values
+    back = ChangeDetector.from_snapshot(snapshot, types)
+    assert _run(back, xs[90:]) == _run(det, xs[90:])
+    assert back.detectors[1].reference is not back.detectors[0].reference  # a copy
+    level = LevelShiftDetector()
+    for x in xs[:90]:
+        level.update(x)
+    old = pickle.loads(pickle.dumps(_AsBefore(level)))
+    assert list(old.reference._indices) == list(level.reference._indices)
+    assert [old.update(x) for x in xs[90:]] == [level.update(x) for x in xs[90:]]
+    assert old.state() == level.state()

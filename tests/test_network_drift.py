@@ -187,7 +187,7 @@ def test_state_pickles_and_restores_giving_identical_detections() -> None:
     half = len(events) // 2 + 7 * CELLS
     processor, _ = run(events[:half])
     state = processor.state()
-    assert state.version == NetworkProcessor.STATE_VERSION == 5
+    assert state.version == NetworkProcessor.STATE_VERSION == 6
     restored = NetworkProcessor.restore(state)
     assert isinstance(restored, PartitionProcessor)
     _, a = run(events[half:], processor)

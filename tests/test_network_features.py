@@ -145,3 +145,32 @@ def test_supervised_rows_forecast_steps_ahead_and_report_cold_rows() -> None:
     assert {r.cell_id for r in rows} == {"a", "b"}  # no cell dropped
     with pytest.raises(ValueError, match="two windows"):
         list(supervised_rows([("a", 1, {}), ("a", 1, {})], CONFIG, "rsrp"))
+
+
+def test_a_row_shifted_from_the_previous_anchor_equals_the_one_computed_in_full() -> None:
+    """``features_at(..., previous=row at anchor - 1)`` (what the stream does at consecutive
+    closes) gives exactly the row computed from the series, gaps and missing values included;
+    a ``previous`` of another anchor is ignored."""
+    rng = random.Random(11)
+    config = CONFIG.model_copy(update={"input_fields": ("rsrp", "snr", "cqi")})
+    s = CellSeries(keep=history_steps(config))
+    previous = None
+    index, checked = 100, 0
+    for _ in range(400):
+        index += rng.choice([1, 1, 1, 1, 2, 4])
+        s.add(
+            index,
+            {
+                "rsrp": None if rng.random() < 0.3 else rng.uniform(-110, -70),
+                "snr": None if rng.random() < 0.6 else rng.uniform(-5, 30),
+                "cqi": None if index < 300 else rng.uniform(0, 15),  # unmeasured at first
+            },
+        )
+        full = features_at(s, config, "rsrp", index)
+        shifted = features_at(s, config, "rsrp", index, previous)
+        assert shifted == full
+        if full is not None:
+            assert shifted.x == full.x and list(full.x) == feature_names(config, "rsrp")
+            checked += previous is not None and previous.anchor == index - 1
+        previous = full
+    assert checked > 200

@@ -65,3 +65,31 @@ def test_forest_with_the_fast_splitter_pickles_and_continues_identically() -> No
         assert back.predict_one(x) == live.predict_one(x)
         live.learn_one(x, y)
         back.learn_one(x, y)
+
+
+def test_split_suggestions_and_their_statistics_are_rivers_exactly() -> None:
+    """The numeric split search (and the inlined insert, the clone) give River's candidate:
+    the same merit, split point and branch statistics, bit for bit, as the data grows."""
+    from river.tree.split_criterion import VarianceReductionSplitCriterion
+    from river.tree.splitter import TEBSTSplitter
+
+    rng = random.Random(17)
+    ours, rivers = FastTEBSTSplitter().clone(), TEBSTSplitter()
+    assert type(ours) is FastTEBSTSplitter and ours.digits == rivers.digits
+    pre, criterion = stats.Var(), VarianceReductionSplitCriterion(min_samples_split=5)
+    for i in range(600):
+        x = rng.choice([rng.gauss(0, 3), float(rng.randint(-5, 5))])  # ties on rounded values
+        y = (2.0 if x > 0.7 else -1.0) + rng.gauss(0, 0.5)
+        w = rng.choice([1.0, 1.0, 2.0])
+        ours.update(x, y, w)
+        rivers.update(x, y, w)
+        pre.update(y, w)
+        if i % 37 == 0:
+            a = ours.best_evaluated_split_suggestion(criterion, pre, "x")
+            b = rivers.best_evaluated_split_suggestion(criterion, pre, "x")
+            assert (a.merit, a.feature, a.split_info) == (b.merit, b.feature, b.split_info)
+            got = [(s.mean.n, s.mean.get(), s._S, s.ddof) for s in a.children_stats or []]
+            want = [(s.mean.n, s.mean.get(), s._S, s.ddof) for s in b.children_stats or []]
+            assert got == want
+    assert a.merit > 0
+    ours.update(None, 1.0, 1.0)  # a missing value is skipped, as River's

@@ -232,7 +232,7 @@ def test_windowed_scores_survive_the_checkpoint_and_older_states_are_not_read() 
     first = NetworkProcessor(configs=[RSRP], score_every_seconds=60, score_window_seconds=900)
     got = run(first, events[:half]).scores
     state = first.state()
-    assert state.version == NetworkProcessor.STATE_VERSION == 5
+    assert state.version == NetworkProcessor.STATE_VERSION == 6
     restored = NetworkProcessor.restore(state)
     got += run(restored, events[half:]).scores
     assert got == expected

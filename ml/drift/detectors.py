@@ -44,9 +44,11 @@ for stationary signals (error rates, residuals) where a fast reaction matters.
 
 from __future__ import annotations
 
+import copyreg
 import math
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -54,10 +56,25 @@ __all__ = [
     "OnlineDetector",
     "RobustReference",
     "VarianceShiftDetector",
+    "compact_indices",
+    "expand_indices",
     "is_missing",
 ]
 
 _MAD_TO_SD = 1.4826
+
+
+def compact_indices(indices: tuple[int, ...]) -> int | tuple[int, ...]:
+    """Increasing indices as the first one when they are consecutive (the usual case: it
+    pickles as one number), else as they are; :func:`expand_indices` reverses it."""
+    if len(indices) > 1 and indices[-1] - indices[0] == len(indices) - 1:
+        return indices[0]
+    return indices
+
+
+def expand_indices(compact: int | tuple[int, ...], count: int) -> Sequence[int]:
+    """The ``count`` indices :func:`compact_indices` made ``compact`` of."""
+    return range(compact, compact + count) if type(compact) is int else compact
 
 
 def is_missing(x: float | None) -> bool:
@@ -81,47 +98,102 @@ class RobustReference:
         self.min_points = int(min_points)
         self.min_scale = float(min_scale)
         self.min_scale_ratio = float(min_scale_ratio)
-        self._values: deque[tuple[int, float]] = deque(maxlen=self.window)
+        #: the kept values and their indices, oldest first (two deques: cheap to copy out)
+        self._values: deque[float] = deque(maxlen=self.window)
+        self._indices: deque[int] = deque(maxlen=self.window)
         self._cache: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return len(self._values)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # the values as a list: a deque pickles through ``copyreg._slotnames`` every time
-        # (~17 us, it cannot cache on a builtin type), and checkpoints hold thousands of them
-        state = self.__dict__.copy()
-        state["_values"] = list(self._values)
-        return state
+    def snapshot(self) -> tuple[Any, ...]:
+        """The reference as a flat tuple of plain numbers (:meth:`from_snapshot` reverses it):
+        checkpoints hold thousands of references, and objects with attribute names pickle
+        several times slower (a deque goes through ``copyreg._slotnames`` every time)."""
+        indices = self._indices
+        if indices and indices[-1] - indices[0] == len(indices) - 1:
+            first: int | tuple[int, ...] = indices[0]  # consecutive: the first is enough
+        else:
+            first = tuple(indices)
+        return (
+            self.window,
+            self.min_points,
+            self.min_scale,
+            self.min_scale_ratio,
+            first,
+            tuple(self._values),
+            self._cache,
+        )
+
+    def same_as(self, other: object) -> bool:
+        """Whether ``other`` is a reference of the same parameters and values (the cached
+        statistics, a function of them, aside)."""
+        if type(other) is not type(self):
+            return False
+        assert isinstance(other, RobustReference)
+        return (
+            self._values == other._values
+            and self._indices == other._indices
+            and (self.window, self.min_points, self.min_scale, self.min_scale_ratio)
+            == (other.window, other.min_points, other.min_scale, other.min_scale_ratio)
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: tuple[Any, ...]) -> RobustReference:
+        window, min_points, min_scale, min_scale_ratio, indices, values, cache = snapshot
+        ref = cls.__new__(cls)
+        ref.window, ref.min_points = window, min_points
+        ref.min_scale, ref.min_scale_ratio = min_scale, min_scale_ratio
+        ref._values = deque(values, maxlen=window)
+        ref._indices = deque(expand_indices(indices, len(values)), maxlen=window)
+        ref._cache = cache
+        return ref
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_reference, (type(self), self.snapshot()))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # states pickled before ``__reduce__`` (a dict, ``_values`` a list of (index, value))
         self.__dict__.update(state)
-        self._values = deque(state["_values"], maxlen=self.window)
+        pairs = state["_values"]
+        self._values = deque((x for _, x in pairs), maxlen=self.window)
+        self._indices = deque((i for i, _ in pairs), maxlen=self.window)
 
     @property
     def ready(self) -> bool:
         return len(self._values) >= self.min_points
 
     def add(self, index: int, x: float) -> None:
-        self._values.append((index, x))
+        self._values.append(x)
+        self._indices.append(index)
         self._cache = None
 
     def clear(self, keep_from: int | None = None) -> None:
         """Forget the values; with ``keep_from``, keep those at index >= ``keep_from``."""
-        kept = [(i, x) for i, x in self._values if keep_from is not None and i >= keep_from]
+        kept = [
+            (i, x)
+            for i, x in zip(self._indices, self._values, strict=True)
+            if keep_from is not None and i >= keep_from
+        ]
         self._values.clear()
-        self._values.extend(kept)
+        self._indices.clear()
+        self._values.extend(x for _, x in kept)
+        self._indices.extend(i for i, _ in kept)
         self._cache = None
 
     def stats(self) -> tuple[float, float]:
         """``(centre, scale)``; needs at least one value."""
         if self._cache is None:
-            xs = sorted(x for _, x in self._values)
+            xs = sorted(self._values)
             centre = _median(xs)
             mad = _median(sorted(abs(x - centre) for x in xs))
             floor = max(self.min_scale, self.min_scale_ratio * abs(centre))
             self._cache = (centre, max(_MAD_TO_SD * mad, floor))
         return self._cache
+
+
+def _load_reference(cls: type[RobustReference], snapshot: tuple[Any, ...]) -> RobustReference:
+    return cls.from_snapshot(snapshot)
 
 
 def _median(sorted_xs: list[float]) -> float:
@@ -151,7 +223,7 @@ class OnlineDetector(ABC):
         index = self.n
         self.n += 1
         self._drift_detected = False
-        if x is None or is_missing(x):
+        if x is None or not math.isfinite(x):  # is_missing, inlined (every update)
             return False
         start = self._step(index, float(x))
         if start is not None:
@@ -176,8 +248,25 @@ class OnlineDetector(ABC):
         """The parameters the detector was built with."""
 
 
+#: positions of the reference and the sums' lists in ``_CusumDetector._FIELDS``
+_REFERENCE, _ZERO_AT, _SUMS = 5, 6, 7
+
+
+def _load_detector(cls: type[_CusumDetector], snapshot: tuple[Any, ...]) -> _CusumDetector:
+    return cls.from_snapshot(snapshot)
+
+
 class _CusumDetector(OnlineDetector):
-    """Shared part: a robust reference, standardisation, re-learning after a detection."""
+    """Shared part: a robust reference, standardisation, re-learning after a detection.
+
+    :meth:`snapshot` is the detector as a flat tuple of plain values (its attributes in
+    ``_FIELDS`` order, without their names, the reference's own snapshot in place of the
+    reference): a checkpoint holds thousands of detectors. It pickles that way too."""
+
+    _FIELDS: tuple[str, ...] = (
+        "n", "_drift_detected", "change_point", "h", "clip", "reference", "_zero_at", "_sums",
+        "alarm_statistic", "alarm_side",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -200,6 +289,52 @@ class _CusumDetector(OnlineDetector):
         self.alarm_statistic: float | None = None
         self.alarm_side: int | None = None
 
+    def snapshot(self, earlier: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """The detector as a flat tuple (see the class doc); ValueError for an instance with
+        attributes ``_FIELDS`` does not name (a subclass that did not list them).
+
+        ``earlier``: detectors snapshotted before this one in the same tuple (a suite's): when
+        one of their references holds the same values (detectors fed the same series usually
+        do), its position replaces this reference's snapshot (:meth:`from_snapshot` with the
+        same detectors restores a copy)."""
+        state = self.__dict__
+        if len(state) != len(self._FIELDS):
+            raise ValueError(f"{type(self).__name__} has attributes _FIELDS does not name")
+        values = list(map(state.__getitem__, self._FIELDS))
+        ref = values[_REFERENCE]
+        for i, other in enumerate(earlier):
+            if ref.same_as(getattr(other, "reference", None)):
+                values[_REFERENCE] = i
+                break
+        else:
+            values[_REFERENCE] = ref.snapshot()
+        values[_ZERO_AT], values[_SUMS] = tuple(values[_ZERO_AT]), tuple(values[_SUMS])
+        return tuple(values)
+
+    @classmethod
+    def from_snapshot(
+        cls, snapshot: tuple[Any, ...], earlier: Sequence[Any] = ()
+    ) -> _CusumDetector:
+        detector = cls.__new__(cls)
+        state = dict(zip(cls._FIELDS, snapshot, strict=True))
+        ref = state["reference"]
+        if type(ref) is int:  # the same values as that earlier detector's reference
+            ref = earlier[ref].reference.snapshot()
+        state["reference"] = RobustReference.from_snapshot(ref)
+        state["_zero_at"], state["_sums"] = list(state["_zero_at"]), list(state["_sums"])
+        detector.__dict__.update(state)
+        return detector
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        try:
+            return (_load_detector, (type(self), self.snapshot()))
+        except ValueError:
+            return (copyreg.__newobj__, (type(self),), self.__dict__.copy())
+
+    assert (_FIELDS[_REFERENCE], _FIELDS[_ZERO_AT], _FIELDS[_SUMS]) == (
+        "reference", "_zero_at", "_sums",
+    )  # fmt: skip
+
     def _common_params(self) -> dict[str, Any]:
         ref = self.reference
         return {
@@ -218,12 +353,16 @@ class _CusumDetector(OnlineDetector):
         raise NotImplementedError
 
     def _step(self, index: int, x: float) -> int | None:
-        if not self.reference.ready:
-            self.reference.add(index, x)
-            self._reset_sums(index)
+        ref = self.reference
+        if len(ref._values) < ref.min_points:  # not ready: learn the reference
+            ref.add(index, x)
+            if self._sums:  # zeros since the last reset: only the positions move
+                self._zero_at = [index] * len(self._sums)
+            else:
+                self._reset_sums(index)
             return None
         z = self._standardise(x)
-        self.reference.add(index, x)
+        ref.add(index, x)
         fired: int | None = None
         for i, inc in enumerate(self._increments(z)):
             s = self._sums[i] + inc
@@ -241,7 +380,7 @@ class _CusumDetector(OnlineDetector):
         return start
 
     def _reset_sums(self, index: int) -> None:
-        k = len(self._increments(0.0))
+        k = len(self._sums) or len(self._increments(0.0))  # the same count every time
         self._sums = [0.0] * k
         self._zero_at = [index] * k
 
@@ -262,6 +401,7 @@ class LevelShiftDetector(_CusumDetector):
     """Two-sided CUSUM on robustly standardised values (see module doc)."""
 
     name = "level"
+    _FIELDS = (*_CusumDetector._FIELDS, "k")
 
     def __init__(
         self,
@@ -295,6 +435,7 @@ class VarianceShiftDetector(_CusumDetector):
     """Two one-sided CUSUMs of the log-likelihood ratio for a scale change (see module doc)."""
 
     name = "variance"
+    _FIELDS = (*_CusumDetector._FIELDS, "ratio", "_log_r")
 
     def __init__(
         self,

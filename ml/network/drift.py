@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ml.drift import ChangeDetector, Detection, LevelShiftDetector, VarianceShiftDetector
-from ml.drift.detectors import OnlineDetector
+from ml.drift.detectors import OnlineDetector, compact_indices, expand_indices
 
 __all__ = [
     "AGGREGATE_CELL",
@@ -68,6 +68,8 @@ DETECTORS = {
     "cell_share": "share_of_active_cells",
 }
 _SUITE_NAMES = {"level": "level_shift", "variance": "variance_shift"}
+#: classes of the input suite's detectors, in order (``CellDetectors``)
+_SUITE_TYPES = (LevelShiftDetector, VarianceShiftDetector)
 
 
 def drift_scope(cell_id: str, field_name: str) -> str:
@@ -113,9 +115,15 @@ class CellDetectors:
         detectors, but only the cells whose window closed since the last one changed (the
         others' bytes are copied as they are)."""
         if self._pickled is None:
-            state = self.__dict__.copy()
-            del state["_pickled"]
-            state["windows"] = list(self.windows)  # see RobustReference.__getstate__
+            # a flat tuple (the detectors pickle compactly too, see ml.drift.detectors)
+            windows = self.windows
+            state = (
+                self.inputs.snapshot(),
+                self.error.snapshot(),
+                *_compact_pairs(windows),
+                self.last_window,
+                self.detections,
+            )
             self._pickled = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         return (_load_cell, (self._pickled,))
 
@@ -170,13 +178,32 @@ class CellDetectors:
         }
 
 
+def _compact_pairs(pairs: deque[tuple[int, int]]) -> tuple[int, Any, Any]:
+    """``(update index, window)`` pairs as their count and both indices compacted."""
+    if not pairs:
+        return (0, (), ())
+    updates, windows = zip(*pairs, strict=True)
+    return (len(pairs), compact_indices(updates), compact_indices(windows))
+
+
 def _load_cell(blob: bytes) -> CellDetectors:
     """A :class:`CellDetectors` from the bytes of its ``__reduce__``."""
     cell = CellDetectors.__new__(CellDetectors)
     state = pickle.loads(blob)  # noqa: S301 - part of our own checkpoint
-    cell.__dict__.update(state)
-    cell.windows = deque(state["windows"], maxlen=WINDOWS_KEPT)
     cell._pickled = blob
+    if isinstance(state, dict):  # a state version 5 wrote: the attributes
+        cell.__dict__.update(state)
+        cell.windows = deque(state["windows"], maxlen=WINDOWS_KEPT)
+        cell._pickled = None
+        return cell
+    inputs, error, count, updates, windows, last_window, detections = state
+    cell.inputs = ChangeDetector.from_snapshot(inputs, _SUITE_TYPES)
+    cell.error = LevelShiftDetector.from_snapshot(error)
+    cell.windows = deque(
+        zip(expand_indices(updates, count), expand_indices(windows, count), strict=True),
+        maxlen=WINDOWS_KEPT,
+    )
+    cell.last_window, cell.detections = last_window, detections
     return cell
 
 

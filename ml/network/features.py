@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 from ml.network.configs import ModelConfig
 
 __all__ = [
@@ -121,13 +123,59 @@ class CellSeries:
         return self.carry.get(name)
 
 
-@dataclass(frozen=True, slots=True)
 class Features:
-    """The inputs of one prediction from ``anchor`` and its persistence value ``last``."""
+    """The inputs of one prediction from ``anchor`` and its persistence value ``last``.
 
-    anchor: int
-    x: dict[str, float]
-    last: float
+    ``x`` is the feature dict (name -> value); ``names`` and ``values`` the same as a tuple of
+    names (shared by every row of a model: the same object) and a tuple of values, which
+    vector learners read without building the dict (it is built on first use)."""
+
+    __slots__ = ("anchor", "last", "names", "values", "_x", "_vector")
+
+    def __init__(
+        self,
+        anchor: int,
+        x: Mapping[str, float] | None,
+        last: float,
+        *,
+        names: tuple[str, ...] | None = None,
+        values: tuple[float, ...] | None = None,
+    ) -> None:
+        self.anchor = anchor
+        self.last = last
+        self._vector: np.ndarray | None = None
+        if x is not None:
+            self._x: dict[str, float] | None = dict(x)
+            self.names, self.values = tuple(self._x), tuple(self._x.values())
+        else:
+            if names is None or values is None or len(names) != len(values):
+                raise ValueError("Features: give x, or names and values of the same length")
+            self._x, self.names, self.values = None, names, values
+
+    @property
+    def x(self) -> dict[str, float]:
+        if self._x is None:
+            self._x = dict(zip(self.names, self.values, strict=True))
+        return self._x
+
+    def vector(self) -> np.ndarray:
+        """``values`` as a float array, made once (read-only: shared by every reader)."""
+        if self._vector is None:
+            self._vector = np.fromiter(self.values, dtype=float, count=len(self.values))
+            self._vector.flags.writeable = False
+        return self._vector
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Features):
+            return NotImplemented
+        return (self.anchor, self.last, self.names, self.values) == (
+            other.anchor, other.last, other.names, other.values,
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Features(anchor={self.anchor!r}, x={self.x!r}, last={self.last!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,47 +203,97 @@ def feature_names(config: ModelConfig, output: str) -> list[str]:
 
 
 @lru_cache(maxsize=256)
-def _lag_names(fields: tuple[str, ...], lags: int) -> list[list[tuple[str, str]]]:
-    """Per lag, per input field: the names of its value and missing-flag features."""
-    return [[(f"{n}_lag{k}", f"{n}_lag{k}_missing") for n in fields] for k in range(lags)]
+def _names(fields: tuple[str, ...], lags: int, output: str) -> tuple[str, ...]:
+    """The feature names of ``feature_names``, as one shared tuple."""
+    names: list[str] = []
+    for k in range(lags):
+        for n in fields:
+            names += [f"{n}_lag{k}", f"{n}_lag{k}_missing"]
+    return (*names, f"{output}_last", f"{output}_age")
+
+
+_EMPTY: dict[str, float] = {}
 
 
 def features_at(
-    series: CellSeries, config: ModelConfig, output: str, anchor: int
+    series: CellSeries,
+    config: ModelConfig,
+    output: str,
+    anchor: int,
+    previous: Features | None = None,
 ) -> Features | None:
     """Features of the model ``(config, output)`` from window ``anchor`` (which need not
-    exist); None when the cell never measured ``output`` at or before it (a cold row)."""
+    exist); None when the cell never measured ``output`` at or before it (a cold row).
+
+    ``previous``: this function's answer for the same series, model and ``anchor - 1`` (a
+    cache of the caller's; windows up to an anchor never change once a later one exists). The
+    values are then that row's shifted by one lag plus the newest window's: a value imputed in
+    window ``w`` is the latest at or before ``w`` whatever the anchor, so the newest lag's
+    imputation is the previous row's newest lag. The same values, without scanning the lags.
+    Any other ``previous`` is ignored."""
     seen = series.last_seen(output, anchor)
     if seen is None:
         return None
     lags = config.lookback_steps
-    names = _lag_names(config.input_fields, lags)
-    # per input field, its values from the oldest lag to the newest, carrying forward: one
-    # history scan per field at most (for a missing oldest lag), not one per missing value
-    empty: dict[str, float] = {}
-    windows = [series.values.get(i, empty) for i in range(anchor - lags + 1, anchor + 1)]
-    columns: list[list[tuple[float, float]]] = []
-    for name in config.input_fields:
-        column: list[tuple[float, float]] = []
-        carried: float | None = None
-        for i, window in enumerate(windows):
+    fields = config.input_fields
+    names = _names(fields, lags, output)
+    if (
+        previous is not None
+        and previous.anchor == anchor - 1
+        and (previous.names is names or previous.names == names)
+    ):
+        window = series.values.get(anchor, _EMPTY)
+        before = previous.values
+        newest: list[float] = []
+        for j, name in enumerate(fields):
             value = window.get(name)
+            newest += (before[2 * j], 1.0) if value is None else (value, 0.0)
+        return Features(
+            anchor,
+            None,
+            seen[1],
+            names=names,
+            values=(
+                *newest,
+                *before[: 2 * len(fields) * (lags - 1)],
+                seen[1],
+                math.log1p(anchor - seen[0]),
+            ),  # fmt: skip
+        )
+    first = anchor - lags + 1
+    get = series.values.get
+    windows = [get(i, _EMPTY) for i in range(first, anchor + 1)]
+    # per input field, its values from the oldest lag to the newest and their missing flags,
+    # carrying forward: one history scan per field at most (for a missing oldest lag), not
+    # one per missing value
+    columns: list[list[float]] = []
+    flags: list[list[float]] = []
+    measured = [0.0] * lags
+    for name in fields:
+        column = [w.get(name) for w in windows]
+        if None not in column:
+            columns.append(column)  # type: ignore[arg-type]
+            flags.append(measured)
+            continue
+        flag = [0.0] * lags
+        carried: float | None = None
+        for i, value in enumerate(column):
             if value is not None:
                 carried = value
-                column.append((value, 0.0))
                 continue
             if carried is None:
-                seen_before = series.last_seen(name, anchor - lags + 1 + i)
+                seen_before = series.last_seen(name, first + i)
                 carried = seen_before[1] if seen_before is not None else 0.0
-            column.append((carried, 1.0))
-        columns.append(column)
-    x: dict[str, float] = {}
-    for k in range(lags):
-        for f, (lag_name, missing_name) in enumerate(names[k]):
-            x[lag_name], x[missing_name] = columns[f][lags - 1 - k]
-    x[f"{output}_last"] = seen[1]
-    x[f"{output}_age"] = math.log1p(anchor - seen[0])
-    return Features(anchor, x, seen[1])
+            column[i] = carried
+            flag[i] = 1.0
+        columns.append(column)  # type: ignore[arg-type]
+        flags.append(flag)
+    values: list[float] = []
+    for k in range(lags - 1, -1, -1):  # lag 0 (the anchor) first
+        for column, flag in zip(columns, flags, strict=True):
+            values += (column[k], flag[k])
+    values += (seen[1], math.log1p(anchor - seen[0]))
+    return Features(anchor, None, seen[1], names=names, values=tuple(values))
 
 
 def supervised_rows(

@@ -30,11 +30,15 @@ row (the network features always have the same names, in the same order); anothe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = ["VectorLinearRegressor"]
+
+#: the array attributes (pickled as bytes)
+_ARRAYS = ("mean", "var", "inv_std", "weights", "g2")
 
 
 class VectorLinearRegressor:
@@ -68,29 +72,57 @@ class VectorLinearRegressor:
         self.g2 = np.zeros(0)
         self.intercept = 0.0
 
-    def _vector(self, x: Mapping[str, float]) -> np.ndarray:
-        if self.names is None:
-            self.names = tuple(x)
-            size = len(self.names)
-            self.mean, self.var, self.inv_std = np.zeros(size), np.zeros(size), np.zeros(size)
-            self.weights, self.g2 = np.zeros(size), np.zeros(size)
-        elif len(x) != len(self.names) or tuple(x) != self.names:
-            raise ValueError("VectorLinearRegressor: a row with another feature set")
-        return np.fromiter(x.values(), dtype=float, count=len(self.names))
+    def __getstate__(self) -> dict[str, Any]:
+        # arrays as their bytes: pickling an ndarray costs several times more (checkpoints
+        # hold one regressor per linear model, pickled with every batch)
+        state = self.__dict__.copy()
+        for name in _ARRAYS:
+            state[name] = state[name].tobytes()
+        return state
 
-    def _scaled(self, v: np.ndarray) -> np.ndarray:
-        return (v - self.mean) * self.inv_std
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in _ARRAYS:
+            value = state[name]
+            if not isinstance(value, np.ndarray):  # older states hold the arrays themselves
+                self.__dict__[name] = np.frombuffer(value, dtype=float).copy()
+
+    def _vector(self, names: tuple[str, ...], values: Sequence[float] | np.ndarray) -> np.ndarray:
+        if names is not self.names:
+            if self.names is None:
+                self.names = tuple(names)
+                size = len(self.names)
+                self.mean, self.var, self.inv_std = np.zeros(size), np.zeros(size), np.zeros(size)
+                self.weights, self.g2 = np.zeros(size), np.zeros(size)
+            elif len(names) != len(self.names) or tuple(names) != self.names:
+                raise ValueError("VectorLinearRegressor: a row with another feature set")
+            else:  # the same names in another tuple: keep the caller's, `is` is cheaper
+                self.names = tuple(names)
+        if type(values) is np.ndarray:
+            return values
+        return np.fromiter(values, dtype=float, count=len(values))
 
     def _y_std(self) -> float:
         return math.sqrt(self.y_s / (self.y_n - 1)) if self.y_n > 1 else 0.0
 
     def predict_one(self, x: Mapping[str, float]) -> float:
-        if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
-            return self.y_mean
-        raw = float(self.weights @ self._scaled(self._vector(x))) + self.intercept
-        return raw * self._y_std() + self.y_mean
+        return self.predict_vector(tuple(x), tuple(x.values()))
 
     def learn_one(self, x: Mapping[str, float], y: float) -> None:
+        self.learn_vector(tuple(x), tuple(x.values()), y)
+
+    def predict_vector(self, names: tuple[str, ...], values: Sequence[float] | np.ndarray) -> float:
+        """``predict_one`` of the row ``dict(zip(names, values))`` (not modified)."""
+        if self.names is None:  # nothing learnt: River's pipeline predicts the mean, 0
+            return self.y_mean
+        v = self._vector(names, values)
+        raw = float(self.weights @ ((v - self.mean) * self.inv_std)) + self.intercept
+        return raw * self._y_std() + self.y_mean
+
+    def learn_vector(
+        self, names: tuple[str, ...], values: Sequence[float] | np.ndarray, y: float
+    ) -> None:
+        """``learn_one`` of the row ``dict(zip(names, values))`` (not modified)."""
         # 1. the target (River's Var.update, then safe_div)
         old = self.y_mean
         self.y_n += 1.0
@@ -98,19 +130,37 @@ class VectorLinearRegressor:
         self.y_s += (y - old) * (y - self.y_mean)
         std = self._y_std()
         target = (y - self.y_mean) / std if std else 0.0
-        # 2. the features (River's StandardScaler.learn_one, then transform_one)
-        v = self._vector(x)
+        # 2. the features (River's StandardScaler.learn_one, then transform_one); ``v - mean``
+        # after the update serves the variance and the scaling (the same array both times)
+        v = self._vector(names, values)
         self.n += 1
-        delta = v - self.mean
-        self.mean += delta / self.n
-        self.var += (delta * (v - self.mean) - self.var) / self.n
-        self.inv_std = np.divide(1.0, np.sqrt(self.var), out=np.zeros_like(v), where=self.var != 0)
-        xs = self._scaled(v)
+        n = float(self.n)  # a float divides an array faster than an int (the same values)
+        mean, var = self.mean, self.var
+        delta = v - mean
+        mean += delta / n
+        centred = v - mean
+        # var += (delta * centred - var) / n, in place (the same operations, fewer arrays)
+        delta *= centred
+        delta -= var
+        delta /= n
+        var += delta
+        # 1 / std, 0 where the variance is 0 (1 / inf: cheaper than ``np.divide(where=)``)
+        scale = np.sqrt(var)
+        np.putmask(scale, scale == 0.0, np.inf)
+        self.inv_std = np.divide(1.0, scale, out=scale)
+        xs = centred
+        xs *= self.inv_std
         # 3. the Huber gradient, the intercept, AdaGrad
         r = float(self.weights @ xs) + self.intercept - target
         g = r if abs(r) <= self.epsilon else (self.epsilon if r > 0.0 else -self.epsilon)
         g = min(max(g, -self.clip_gradient), self.clip_gradient)
         self.intercept -= self.intercept_lr * g
-        grad = xs * g
+        grad = xs
+        grad *= g
         self.g2 += grad * grad
-        self.weights -= self.lr / np.sqrt(self.g2 + self.eps) * grad
+        # weights -= lr / sqrt(g2 + eps) * grad, in place
+        step = self.g2 + self.eps
+        np.sqrt(step, out=step)
+        np.divide(self.lr, step, out=step)
+        step *= grad
+        self.weights -= step

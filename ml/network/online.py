@@ -195,9 +195,11 @@ class OnlineModel:
     """One River regressor for ``(field, config)`` with its running metrics and those of the
     persistence baseline on the same points.
 
-    Pickling (the partition checkpoint of every batch) does not re-pickle the regressor each
-    time: the state holds a *snapshot* (the regressor pickled once) and the *journal* of the
-    rows learnt since, and unpickling replays the journal on the snapshot. Learning is
+    Pickling (the partition checkpoint of every batch) pickles a linear regressor
+    (:class:`~ml.network.linear.VectorLinearRegressor`, a few arrays) as it is. It does not
+    re-pickle another regressor (a forest, a tree) each time: the state holds a *snapshot*
+    (the regressor pickled once) and the *journal* of the rows learnt since, and unpickling
+    replays the journal on the snapshot. Learning is
     deterministic (River's random state is in the snapshot), so the restored regressor is the
     one that learnt them. The snapshot is refreshed at the first pickle after the journal
     reached ``JOURNAL_ROWS`` rows (it stops growing there), so a forest (0.5-1.5 MB, tens of
@@ -223,6 +225,9 @@ class OnlineModel:
         self._journal: list[tuple[tuple[float, ...], float]] = []
 
     def __getstate__(self) -> dict[str, Any]:
+        if type(self.regressor) is VectorLinearRegressor:
+            # a few arrays: pickled as they are, cheaper than a journal of feature rows
+            return {**self.__dict__, "_snapshot": None, "_journal": []}
         if self._snapshot is None:
             self._snapshot = pickle.dumps(self.regressor, protocol=pickle.HIGHEST_PROTOCOL)
             self._journal = []
@@ -233,28 +238,42 @@ class OnlineModel:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "regressor" in state:
+            return
         self.regressor = pickle.loads(self._snapshot)
         names = self._names or ()
         for values, y in self._journal:
             self.regressor.learn_one(dict(zip(names, values, strict=True)), y)
+        if type(self.regressor) is VectorLinearRegressor:  # a version-5 state: no journal now
+            self._snapshot, self._journal = None, []
 
     def predict(self, feats: Features) -> float:
         if self.learned < WARMUP_ROWS:
             return feats.last
-        change = float(self.regressor.predict_one(feats.x) or 0.0)
+        regressor = self.regressor
+        if type(regressor) is VectorLinearRegressor:  # no feature dict to build
+            change = regressor.predict_vector(feats.names, feats.vector()) or 0.0
+        else:
+            change = float(regressor.predict_one(feats.x) or 0.0)
         value = feats.last + min(max(change, -self.max_change), self.max_change)
         return max(value, 0.0) if self.field in NON_NEGATIVE_FIELDS else value
 
     def learn(self, feats: Features, y: float) -> None:
         change = y - feats.last
-        self.regressor.learn_one(feats.x, change)
-        names = tuple(feats.x)
-        if names != self._names or len(self._journal) >= JOURNAL_ROWS:
-            # another feature set (the journal cannot name it) or a full journal: the next
-            # pickle takes a new snapshot, and the journal restarts there
-            self._snapshot, self._journal, self._names = None, [], names
-        elif self._snapshot is not None:
-            self._journal.append((tuple(feats.x.values()), change))
+        regressor = self.regressor
+        if type(regressor) is VectorLinearRegressor:  # no feature dict, no journal
+            regressor.learn_vector(feats.names, feats.vector(), change)
+        else:
+            regressor.learn_one(feats.x, change)
+            names = feats.names
+            if (names is not self._names and names != self._names) or len(
+                self._journal
+            ) >= JOURNAL_ROWS:
+                # another feature set (the journal cannot name it) or a full journal: the
+                # next pickle takes a new snapshot, and the journal restarts there
+                self._snapshot, self._journal, self._names = None, [], names
+            elif self._snapshot is not None:
+                self._journal.append((feats.values, change))
         self.max_change = max(self.max_change, abs(change))
         self.learned += 1
 
@@ -304,15 +323,18 @@ class OnlineForecaster:
         #: not pickled: (duration, cell) -> the features computed at the cell's last close
         #: (the forecast's, which the next close learns from; see ``close``)
         self._features: dict[tuple[int, str], dict[tuple[Any, ...], Features | None]] = {}
+        #: not pickled: duration -> its models (``_plan``; configs and models never change)
+        self._plans: dict[int, list[tuple[ModelConfig, OnlineModel, bool]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_features"]
+        del state["_features"], state["_plans"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._features = {}
+        self._plans = {}
 
     @property
     def durations(self) -> list[int]:
@@ -347,22 +369,30 @@ class OnlineForecaster:
         scored: list[ScoredPoint] = []
         forecasts: list[WindowForecast] = []
         cache = self._features.pop((duration, cell_id), {})
-        for config in self.configs.values():
-            if config.window_duration_seconds != duration:
+        plan = self._plans.get(duration)
+        if plan is None:
+            plan = self._plans[duration] = self._plan(duration)
+        for config, model, is_tree in plan:
+            if is_tree and counts is not None and counts.get(model.field, 0) < self.tree_min:
                 continue
-            tree = config.architecture in TREE_ARCHITECTURES
-            for name in config.output_fields:
-                if tree and counts is not None and counts.get(name, 0) < self.tree_min:
-                    continue
-                model = self.models[(name, config.id)]
-                point = self._learn(model, config, series, cell_id, index, cache)
-                if point is not None:
-                    scored.append(point)
-                forecast = self._forecast(model, config, series, cell_id, index, cache)
-                if forecast is not None:
-                    forecasts.append(forecast)
+            point = self._learn(model, config, series, cell_id, index, cache)
+            if point is not None:
+                scored.append(point)
+            forecast = self._forecast(model, config, series, cell_id, index, cache)
+            if forecast is not None:
+                forecasts.append(forecast)
         self._features[(duration, cell_id)] = {k: v for k, v in cache.items() if k[3] == index}
         return scored, forecasts
+
+    def _plan(self, duration: int) -> list[tuple[ModelConfig, OnlineModel, bool]]:
+        """The models of this duration, in config then output order, with whether each is
+        tree-based."""
+        return [
+            (config, self.models[(name, config.id)], config.architecture in TREE_ARCHITECTURES)
+            for config in self.configs.values()
+            if config.window_duration_seconds == duration
+            for name in config.output_fields
+        ]
 
     def _learn(
         self,
@@ -428,10 +458,12 @@ def _features(
     anchor: int,
     cache: dict[tuple[Any, ...], Features | None],
 ) -> Features | None:
-    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``."""
+    """``features_at``, computed once per (inputs, lookback, output, anchor) in ``cache``
+    (from the cached row of ``anchor - 1`` when there is one: see ``features_at``)."""
     key = (config.input_fields, config.lookback_steps, output, anchor)
     if key not in cache:
-        cache[key] = features_at(series, config, output, anchor)
+        previous = cache.get((config.input_fields, config.lookback_steps, output, anchor - 1))
+        cache[key] = features_at(series, config, output, anchor, previous)
     return cache[key]
 
 

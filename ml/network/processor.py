@@ -104,12 +104,15 @@ class NetworkProcessor(PartitionProcessor):
     #: 2: drift detectors and the trigger policy joined the state; 3: online models pickle a
     #: regressor snapshot plus a journal of the rows learnt since (``OnlineModel``); 4: the
     #: windowed running scores (``recent``); 5: tree-based models skip sparse windows
-    #: (``OnlineForecaster.tree_min``) and forests split with ``FastTEBSTSplitter``. Older
-    #: states are not read (:class:`~ml.streaming.UnknownStateVersion`: the worker rebuilds the
-    #: partition's models and drift statistics from the events after its stored offset).
-    STATE_VERSION = 5
+    #: (``OnlineForecaster.tree_min``) and forests split with ``FastTEBSTSplitter``; 6: drift
+    #: detectors pickle as flat tuples (``snapshot()``), linear models as their arrays (no
+    #: journal). Version 5 states are read (their objects unpickle into this code's: the same
+    #: values). Older states are not read (:class:`~ml.streaming.UnknownStateVersion`: the
+    #: worker rebuilds the partition's models and drift statistics from the events after its
+    #: stored offset).
+    STATE_VERSION = 6
     #: versions :meth:`restore` reads
-    READS_VERSIONS = frozenset({5})
+    READS_VERSIONS = frozenset({5, 6})
 
     def __init__(
         self,
@@ -283,6 +286,7 @@ class NetworkProcessor(PartitionProcessor):
             watched = {f: c for f, (d, c) in self.monitored.items() if d == duration}
             for index in ready:
                 cells = book.pop(index)
+                starts: dict[int, datetime] = {}  # target window -> its start (shared)
                 for cell_id in sorted(cells):
                     sums = cells[cell_id]
                     means = {name: s / n for name, (s, n) in sums.items()}
@@ -292,7 +296,11 @@ class NetworkProcessor(PartitionProcessor):
                     )
                     if scored:
                         self._recent(scored, duration, (index + 1) * duration)
-                    out.forecasts.extend(self._forecast_row(p, duration) for p in forecasts)
+                    for p in forecasts:
+                        start = starts.get(p.target)
+                        if start is None:
+                            start = starts[p.target] = index_start(p.target, duration)
+                        out.forecasts.append(self._forecast_row(p, start))
                     if watched:
                         self._drift_cell(cell_id, duration, index, means, scored, watched, out)
                 for field, config_id in watched.items():
@@ -364,12 +372,13 @@ class NetworkProcessor(PartitionProcessor):
         out.drift_events.append(event)
         return event
 
-    def _forecast_row(self, point: WindowForecast, duration: int) -> ForecastRow:
+    def _forecast_row(self, point: WindowForecast, start: datetime) -> ForecastRow:
+        """The row of a forecast of the window starting at ``start``."""
         return ForecastRow(
             DOMAIN,
             forecast_series_key(point.cell_id, point.field),
             online_model_version(point.config_id),
-            index_start(point.target, duration),
+            start,
             point.value,
             point.lower,
             point.upper,

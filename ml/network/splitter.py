@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from river.stats import Mean, Var
-from river.tree.splitter import TEBSTSplitter
+from river.tree.split_criterion import VarianceReductionSplitCriterion
+from river.tree.splitter import EBSTSplitter, TEBSTSplitter
+from river.tree.splitter.ebst_splitter import EBSTNode
 from river.tree.utils import BranchFactory, update_stats
 
 __all__ = ["FastTEBSTSplitter", "copy_var"]
@@ -37,6 +39,17 @@ def copy_var(var: Var) -> Var:
     return new
 
 
+def _var(ddof: int, n: float, mean: float, s: float) -> Var:
+    """The ``Var`` of these numbers (attributes in the order River's objects have them)."""
+    var = Var.__new__(Var)
+    var.ddof = ddof
+    m = Mean.__new__(Mean)
+    m.n, m._mean = n, mean
+    var.mean = m
+    var._S = s
+    return var
+
+
 def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
     """``river.tree.utils.combine_stats`` for univariate statistics."""
     new = copy_var(left)
@@ -50,10 +63,148 @@ def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
 class FastTEBSTSplitter(TEBSTSplitter):
     """``TEBSTSplitter`` with cheap copies of its statistics (see the module doc)."""
 
+    def clone(self, new_params: dict | None = None, include_attributes: bool = False) -> Any:
+        """River's ``clone()`` (a new splitter of the same parameters) without its
+        ``inspect.signature`` (a leaf clones a splitter for every attribute it meets)."""
+        if new_params or include_attributes:
+            return super().clone(new_params, include_attributes)
+        return type(self)(digits=self.digits)
+
+    def update(self, att_val: Any, target_val: Any, w: float) -> None:
+        """``TEBSTSplitter.update``: the value rounded, then inserted in the search tree
+        (``EBSTNode.insert_value``), each node's ``Var.update`` inlined for a float target (the
+        same operations)."""
+        try:
+            att_val = round(att_val, self.digits)
+            if isinstance(target_val, dict):
+                EBSTSplitter.update(self, att_val, target_val, w)
+                return
+            node = self._root
+            if node is None:
+                self._root = EBSTNode(att_val, target_val, w)
+                return
+            while True:
+                equal = att_val == node.att_val
+                if equal or att_val < node.att_val:
+                    var = node.estimator
+                    mean = var.mean
+                    if type(var) is Var and type(mean) is Mean:  # Var.update, Mean.update inlined
+                        mean_old = mean._mean
+                        mean.n += w
+                        mean._mean += (w / mean.n) * (target_val - mean._mean)
+                        var._S += w * (target_val - mean_old) * (target_val - mean._mean)
+                    else:
+                        var.update(target_val, w)
+                    if equal:
+                        return
+                    if node._left is None:
+                        node._left = EBSTNode(att_val, target_val, w)
+                        return
+                    node = node._left
+                else:
+                    if node._right is None:
+                        node._right = EBSTNode(att_val, target_val, w)
+                        return
+                    node = node._right
+        except TypeError:  # feature value is None (as TEBSTSplitter)
+            pass
+
     def _find_best_split(self, node: Any, candidate: BranchFactory) -> BranchFactory:
         if isinstance(self._pre_split_dist, dict):
             return super()._find_best_split(node, candidate)
-        # River's iterative in-order traversal, combine_stats replaced by _combine
+        if type(self._criterion) is VarianceReductionSplitCriterion:
+            return self._find_best_split_vr(node, candidate)
+        return self._find_best_split_objects(node, candidate)
+
+    def _find_best_split_vr(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        """``_find_best_split`` under the variance-reduction criterion on numbers: the running
+        ``aux`` statistics (``Var.__iadd__``/``__isub__``, ``Mean``'s), each split point's
+        branches (``_combine``) and merit (``merit_of_split``) by River's formulas, operation
+        for operation; the ``Var`` objects of the branches are built once, for the best split
+        (the same numbers River's objects hold)."""
+        aux = self._aux_estimator
+        pre = self._pre_split_dist
+        if type(aux) is not Var or type(aux.mean) is not Mean or type(pre.mean) is not Mean:
+            return self._find_best_split_objects(node, candidate)
+        aux_n, aux_mean, aux_s = aux.mean.n, aux.mean._mean, aux._S
+        pre_n, pre_mean, pre_s, pre_ddof = pre.mean.n, pre.mean._mean, pre._S, pre.ddof
+        pre_var = pre.get()
+        min_samples = self._criterion.min_samples_split
+        best: tuple[Any, ...] | None = None
+        best_merit = candidate.merit
+        ops: list[tuple[int, Any]] = [(0, node)]
+        while ops:
+            action, n = ops.pop()
+            if action == 0:  # descend
+                if n._right is not None:
+                    ops.append((2, n))
+                    ops.append((0, n._right))
+                    ops.append((1, n))
+                ops.append((3, n))
+                if n._left is not None:
+                    ops.append((0, n._left))
+                continue
+            est = n.estimator
+            en, em, es = est.mean.n, est.mean._mean, est._S
+            if action == 1:  # aux += estimator
+                aux_s = aux_s + es + (aux_mean - em) ** 2 * aux_n * en / (aux_n + en)
+                old_n = aux_n
+                aux_n = aux_n + en
+                aux_mean = (old_n * aux_mean + en * em) / aux_n
+            elif action == 2:  # aux -= estimator
+                old_n = aux_n
+                aux_n = aux_n - en
+                if aux_n > 0:
+                    aux_mean = (old_n * aux_mean - en * em) / aux_n
+                else:
+                    aux_n, aux_mean = 0.0, 0.0
+                aux_s = aux_s - es - (aux_mean - em) ** 2 * aux_n * en / (aux_n + en)
+            else:
+                # left = copy(estimator); left += aux
+                left_s = es + aux_s + (em - aux_mean) ** 2 * en * aux_n / (en + aux_n)
+                left_n = en + aux_n
+                left_mean = (en * em + aux_n * aux_mean) / left_n
+                # right = copy(pre); right -= left
+                right_n = pre_n - left_n
+                if right_n > 0:
+                    right_mean = (pre_n * pre_mean - left_n * left_mean) / right_n
+                else:
+                    right_n, right_mean = 0.0, 0.0
+                right_s = (
+                    pre_s
+                    - left_s
+                    - (right_mean - left_mean) ** 2 * right_n * left_n / (right_n + left_n)
+                )
+                # VarianceReductionSplitCriterion.merit_of_split(pre, [left, right])
+                merit = 0.0
+                if left_n >= min_samples and right_n >= min_samples:
+                    ddof = est.ddof
+                    merit = pre_var
+                    merit -= left_n / pre_n * (left_s / (left_n - ddof) if left_n > ddof else 0.0)
+                    merit -= (
+                        right_n
+                        / pre_n
+                        * (right_s / (right_n - pre_ddof) if right_n > pre_ddof else 0.0)
+                    )
+                if merit > best_merit:
+                    best_merit = merit
+                    best = (
+                        n.att_val, est.ddof, left_n, left_mean, left_s, right_n, right_mean,
+                        right_s,
+                    )  # fmt: skip
+        aux.mean.n, aux.mean._mean, aux._S = aux_n, aux_mean, aux_s
+        if best is None:
+            return candidate
+        att_val, ddof, left_n, left_mean, left_s, right_n, right_mean, right_s = best
+        return BranchFactory(
+            best_merit,
+            self._att_idx,
+            att_val,
+            [_var(ddof, left_n, left_mean, left_s), _var(pre_ddof, right_n, right_mean, right_s)],
+        )
+
+    def _find_best_split_objects(self, node: Any, candidate: BranchFactory) -> BranchFactory:
+        """River's iterative in-order traversal, ``combine_stats`` replaced by ``_combine``."""
         aux = self._aux_estimator
         pre = self._pre_split_dist
         merit_of = self._criterion.merit_of_split
