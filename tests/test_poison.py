@@ -341,7 +341,11 @@ class Worker:
         for request in output.retrain_requests:
             encode_event(request)
         self.checkpoints.update(batch.offsets)
-        self.stored += batch.accepted
+        # an accepted event counts once, as its ``quantity`` of units (a sale may carry one;
+        # the mutated payloads set it to any integer the contract accepts)
+        self.stored += sum(
+            getattr(event, "quantity", 1) for events in batch.events.values() for event in events
+        )
         assert self.store.series.count_events(self.domain.name) == self.stored
         # values dropped from accepted events: each counted once, whatever they were
         self.dropped += sum(c.count for c in batch.field_rejections)
