@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain, TrainerContext, TrainerHooks
 from ml.observations import ObservationDelta
-from ml.periods import window_start
+from ml.periods import index_start
 from schemas.events import BaseEvent, NetworkMeasurementEvent
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ class NetworkDomain(Domain):
 
     def __init__(self, window_seconds: int = 60) -> None:
         self.window_seconds = window_seconds
+        #: (window index, its start) of the last event observed
+        self._last_window: tuple[int, datetime] | None = None
 
     def key(self, event: BaseEvent) -> str:
         assert isinstance(event, NetworkMeasurementEvent)
@@ -76,6 +79,11 @@ class NetworkDomain(Domain):
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, NetworkMeasurementEvent)
-        fields = {name: FieldStats.of(v) for name, v in event.measurements().items()}
-        start = window_start(event.occurred_at, self.window_seconds)
-        return [ObservationDelta(self.name, event.cell_id, start, 1, fields)]
+        # FieldStats.of(v) for one validated float, without the call (every event, every field)
+        fields = {name: FieldStats(1, v, v**2, v, v) for name, v in event.measurements().items()}
+        seconds = self.window_seconds
+        index = int(event.occurred_at.timestamp()) // seconds
+        last = self._last_window
+        if last is None or last[0] != index:  # events come in runs of one window
+            last = self._last_window = (index, index_start(index, seconds))
+        return [ObservationDelta(self.name, event.cell_id, last[1], 1, fields)]

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ml.aggregates import FieldStats
 from ml.observations import ObservationDelta, combine
@@ -340,10 +340,11 @@ def _merge_observations(
 def _stored_checkpoints(
     session: Session, keys: list[CheckpointKey]
 ) -> dict[CheckpointKey, StreamCheckpoint]:
-    """The stored checkpoint rows among ``keys``, read in one query."""
+    """The stored checkpoint rows among ``keys``, read in one query (without their state
+    blobs, which the batch replaces: up to megabytes per partition)."""
     if not keys:
         return {}
-    query = select(StreamCheckpoint).where(
+    query = select(StreamCheckpoint).options(defer(StreamCheckpoint.state)).where(
         StreamCheckpoint.consumer.in_({k[0] for k in keys}),
         StreamCheckpoint.topic.in_({k[1] for k in keys}),
         StreamCheckpoint.partition.in_({k[2] for k in keys}),
