@@ -18,6 +18,7 @@ statistics (dicts, never used here) take River's own path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from river.stats import Mean, Var
@@ -58,6 +59,26 @@ def _combine(left: Var, right: Var, subtract: bool = False) -> Var:
     else:
         new += right
     return new
+
+
+def _in_order(node: Any) -> Iterator[tuple[int, Any]]:
+    """River's iterative in-order traversal of a splitter's tree (``EBSTSplitter``'s
+    ``_find_best_split``): for every node ``n``, ``(3, n)`` (evaluate a split at ``n``) after its
+    left subtree, then, when it has a right subtree, ``(1, n)`` (add ``n``'s statistics to the
+    running left side) before it and ``(2, n)`` (take them off again) after it."""
+    ops: list[tuple[int, Any]] = [(0, node)]
+    while ops:
+        action, n = ops.pop()
+        if action != 0:
+            yield action, n
+            continue
+        if n._right is not None:
+            ops.append((2, n))
+            ops.append((0, n._right))
+            ops.append((1, n))
+        ops.append((3, n))
+        if n._left is not None:
+            ops.append((0, n._left))
 
 
 class FastTEBSTSplitter(TEBSTSplitter):
@@ -132,18 +153,7 @@ class FastTEBSTSplitter(TEBSTSplitter):
         min_samples = self._criterion.min_samples_split
         best: tuple[Any, ...] | None = None
         best_merit = candidate.merit
-        ops: list[tuple[int, Any]] = [(0, node)]
-        while ops:
-            action, n = ops.pop()
-            if action == 0:  # descend
-                if n._right is not None:
-                    ops.append((2, n))
-                    ops.append((0, n._right))
-                    ops.append((1, n))
-                ops.append((3, n))
-                if n._left is not None:
-                    ops.append((0, n._left))
-                continue
+        for action, n in _in_order(node):
             est = n.estimator
             en, em, es = est.mean.n, est.mean._mean, est._S
             if action == 1:  # aux += estimator
@@ -208,18 +218,8 @@ class FastTEBSTSplitter(TEBSTSplitter):
         aux = self._aux_estimator
         pre = self._pre_split_dist
         merit_of = self._criterion.merit_of_split
-        ops: list[tuple[int, Any]] = [(0, node)]
-        while ops:
-            action, n = ops.pop()
-            if action == 0:  # descend
-                if n._right is not None:
-                    ops.append((2, n))
-                    ops.append((0, n._right))
-                    ops.append((1, n))
-                ops.append((3, n))
-                if n._left is not None:
-                    ops.append((0, n._left))
-            elif action == 1:
+        for action, n in _in_order(node):
+            if action == 1:
                 aux += n.estimator
             elif action == 2:
                 aux -= n.estimator
