@@ -90,6 +90,12 @@ MARKET_GRID = [{"market_weight": weight} for weight in (0.25, 0.5, 0.75, 1.0)]
 FAR = date(2100, 1, 1)  # every stored month is complete
 
 
+def grid_name(algorithm: str, params: dict[str, Any]) -> str:
+    """A grid point's name in the table, e.g. ``lightgbm_ratio[num_leaves=31,rounds=150]`` (the
+    trainer's default is named the same way, so it is compared with the validation choice)."""
+    return f"{algorithm}[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+
+
 def _metrics(y: np.ndarray, p: np.ndarray, scale: float | None) -> dict[str, Any]:
     m = score(y, p, scale=scale)
     return {k: m[k] for k in ("mae", "rmse", "mape", "r2", "mase")}
@@ -119,13 +125,13 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     run("river_online", OnlineReplay)
     run("lightgbm", GlobalGBM)
     for params in GRID:
-        name = "lightgbm_change[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        name = grid_name("lightgbm_change", params)
         run(name, lambda params=params: GlobalGBMChange(**params))
     for params in RATIO_GRID:
-        name = "lightgbm_ratio[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        name = grid_name("lightgbm_ratio", params)
         run(name, lambda params=params: GlobalGBMRatio(**params))
     for params in MARKET_GRID:
-        name = "lightgbm_ratio_market[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]"
+        name = grid_name("lightgbm_ratio_market", params)
         run(name, lambda params=params: GlobalGBMRatioMarket(**params))
     run("ensemble", ValidatedEnsemble)
     for label in windows:
@@ -135,21 +141,22 @@ def accuracy(store: Store) -> tuple[dict, Any]:
     grid_names = [n for n in table if n.startswith("lightgbm_change[")]
     chosen = min(grid_names, key=lambda n: table[n]["validation"]["mae"])
     default = GlobalGBMChange()
-    default_name = (
-        f"lightgbm_change[anchor={default.anchor},num_leaves={default.params['num_leaves']},"
-        f"rounds={default.rounds}]"
-    )
+    default_name = grid_name(
+        "lightgbm_change",
+        {"anchor": default.anchor, "num_leaves": default.params["num_leaves"],
+         "rounds": default.rounds},
+    )  # fmt: skip
     ratio_names = [n for n in table if n.startswith("lightgbm_ratio[")]
     ratio_chosen = min(ratio_names, key=lambda n: table[n]["validation"]["mae"])
     ratio_default = GlobalGBMRatio()
-    ratio_default_name = (
-        f"lightgbm_ratio[num_leaves={ratio_default.params['num_leaves']},"
-        f"rounds={ratio_default.rounds}]"
+    ratio_default_name = grid_name(
+        "lightgbm_ratio",
+        {"num_leaves": ratio_default.params["num_leaves"], "rounds": ratio_default.rounds},
     )
     market_names = [n for n in table if n.startswith("lightgbm_ratio_market[")]
     market_chosen = min(market_names, key=lambda n: table[n]["validation"]["mae"])
-    market_default_name = (
-        f"lightgbm_ratio_market[market_weight={GlobalGBMRatioMarket().market_weight}]"
+    market_default_name = grid_name(
+        "lightgbm_ratio_market", {"market_weight": GlobalGBMRatioMarket().market_weight}
     )
     ensemble = ValidatedEnsemble().fit(test.train)
     # what the trainer would promote on the validation year (its candidates, that window)
