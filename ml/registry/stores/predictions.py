@@ -47,9 +47,7 @@ class PredictionLogStore:
         table = PredictionLogRecord.__table__
         with self._db.session.begin() as session:
             connection = session.connection()
-            dialect = connection.dialect
-            mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            sqlite = dialect.name == "sqlite"
+            mark, sqlite = self._db.mark, connection.dialect.name == "sqlite"
             columns = ("domain", "endpoint", "model_version", "inputs", "output", "latency_ms",
                        "served_at")  # fmt: skip
             sql = (

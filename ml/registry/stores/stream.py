@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from ml.aggregates import FieldStats
+from ml.aggregates import FieldStats, merge_fields
 from ml.observations import ObservationDelta, combine
 from ml.registry import entities as e
 from ml.registry.db import Database
@@ -149,9 +149,9 @@ class StreamStore:
                     f" VALUES ({mark}, {mark})",
                     event_ids,
                 )
-            _merge_observations(session, combined, late, now, locking=self._db.locking)
+            _merge_observations(session, combined, late, now, self._db)
             _add_drift_events(session, extras[0])
-            _upsert_forecasts(session, extras[1], now)
+            _upsert_forecasts(session, extras[1], now, self._db.mark)
             _insert_many(session, ScoreHistory, extras[2])
             for key, change in sorted(extras[3].items()):
                 _change_statistics(session, key, change, now)
@@ -277,8 +277,7 @@ def _merge_observations(
     combined: list[tuple[tuple[str, str, datetime], ObservationDelta]],
     late: Counter[tuple[str, str, datetime]],
     now: datetime,
-    *,
-    locking: bool,
+    db: Database,
 ) -> None:
     """Merge the batch's deltas into their observation rows: the stored ones are read (and
     locked on PostgreSQL) in one query, then the driver's executemany updates them and another
@@ -295,7 +294,7 @@ def _merge_observations(
         c.series_key.in_({k[1] for k in keys}),
         c.period_start.in_({k[2] for k in keys}),
     )  # fmt: skip
-    if locking:
+    if db.locking:
         query = query.with_for_update()
     wanted = set(keys)
     existing = {
@@ -303,10 +302,9 @@ def _merge_observations(
         for row in session.execute(query)
         if (key := (row.domain, row.series_key, row.period_start)) in wanted
     }
-    connection = session.connection()
-    dialect = connection.dialect
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    as_json, as_time = _binder(c.fields, dialect), _binder(c.period_start, dialect)
+    connection, mark = session.connection(), db.mark
+    as_json = _binder(c.fields, connection.dialect)
+    as_time = _binder(c.period_start, connection.dialect)
     stamped = as_time(now)
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
@@ -317,9 +315,8 @@ def _merge_observations(
             inserts.append((key[0], key[1], as_time(key[2]), delta.n_events, as_json(fields),
                             late[key], stamped))  # fmt: skip
             continue
-        merged = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
-        for name, stats in delta.fields.items():
-            merged.setdefault(name, FieldStats()).merge(stats)
+        stored = {k: FieldStats.from_dict(v) for k, v in (row.fields or {}).items()}
+        merged = merge_fields(stored, delta.fields)
         fields = {k: v.to_dict() for k, v in merged.items()}
         updates.append((as_json(fields), (row.n_events or 0) + delta.n_events,
                         (row.corrections or 0) + late[key], stamped, row.id))  # fmt: skip
@@ -344,10 +341,14 @@ def _stored_checkpoints(
     blobs, which the batch replaces: up to megabytes per partition)."""
     if not keys:
         return {}
-    query = select(StreamCheckpoint).options(defer(StreamCheckpoint.state)).where(
-        StreamCheckpoint.consumer.in_({k[0] for k in keys}),
-        StreamCheckpoint.topic.in_({k[1] for k in keys}),
-        StreamCheckpoint.partition.in_({k[2] for k in keys}),
+    query = (
+        select(StreamCheckpoint)
+        .options(defer(StreamCheckpoint.state))
+        .where(
+            StreamCheckpoint.consumer.in_({k[0] for k in keys}),
+            StreamCheckpoint.topic.in_({k[1] for k in keys}),
+            StreamCheckpoint.partition.in_({k[2] for k in keys}),
+        )
     )
     return {(r.consumer, r.topic, r.partition): r for r in session.scalars(query)}
 
@@ -420,7 +421,9 @@ def _binder(column: Any, dialect: Any) -> Callable[[Any], Any]:
 _FORECAST_VALUES = ("value", "lower", "upper", "fallback_level", "created_at")
 
 
-def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow], now: datetime) -> int:
+def _upsert_forecasts(
+    session: Session, rows: Iterable[e.ForecastRow], now: datetime, mark: str
+) -> int:
     """Insert or replace forecasts keyed by (domain, series, version, period): one
     ``INSERT ... ON CONFLICT (uq_forecast) DO UPDATE`` executed for all of them, in key order,
     as the driver's executemany (no ORM object and no per-row SQLAlchemy work: a sparse network
@@ -430,9 +433,7 @@ def _upsert_forecasts(session: Session, rows: Iterable[e.ForecastRow], now: date
     if not latest:
         return 0
     connection = session.connection()
-    dialect = connection.dialect
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    bind = _binder(Forecast.__table__.c.period_start, dialect)
+    bind = _binder(Forecast.__table__.c.period_start, connection.dialect)
     stamps: dict[datetime, Any] = {}
 
     def stamp(value: datetime) -> Any:
