@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ml.aggregates import FieldStats
 from ml.domains.base import Domain, TrainerContext, TrainerHooks
 from ml.observations import ObservationDelta
-from ml.periods import index_start
+from ml.periods import index_start, window_index
 from schemas.events import BaseEvent, NetworkMeasurementEvent
 
 if TYPE_CHECKING:
@@ -79,10 +79,9 @@ class NetworkDomain(Domain):
 
     def observe(self, event: BaseEvent) -> list[ObservationDelta]:
         assert isinstance(event, NetworkMeasurementEvent)
-        # FieldStats.of(v) for one validated float, without the call (every event, every field)
-        fields = {name: FieldStats(1, v, v**2, v, v) for name, v in event.measurements().items()}
+        fields = {name: FieldStats.of(v) for name, v in event.measurements().items()}
         seconds = self.window_seconds
-        index = int(event.occurred_at.timestamp()) // seconds
+        index = window_index(event.occurred_at, seconds)
         last = self._last_window
         if last is None or last[0] != index:  # events come in runs of one window
             last = self._last_window = (index, index_start(index, seconds))
