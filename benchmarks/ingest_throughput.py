@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date
 from itertools import islice
 from pathlib import Path
@@ -70,7 +71,23 @@ async def raw_aiokafka(bootstrap: str, topic: str, total: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bare_faust(bootstrap: str, topic: str, total: int) -> float:
+@dataclass(frozen=True)
+class Run:
+    """One consumer process over the same events: its rate and the CPU time (all its threads)
+    it spent per event, both from its first consumed event to the last."""
+
+    events_per_s: float
+    cpu_us_per_event: float
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads; Linux)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_faust(bootstrap: str, topic: str, total: int) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bare.json"
         proc = subprocess.Popen(
@@ -95,11 +112,12 @@ def bare_faust(bootstrap: str, topic: str, total: int) -> float:
         finally:
             proc.send_signal(2)
             proc.wait(30)
-    return result["events"] / result["seconds"]
+    return Run(result["events"] / result["seconds"], 1e6 * result["cpu_seconds"] / result["events"])
 
 
-def millrace_worker(env: dict[str, str], total: int, domain: str = "demand") -> float:
-    """Events/s of a ``millrace streams`` process folding ``total`` events of ``domain``."""
+def millrace_worker(env: dict[str, str], total: int, domain: str = "demand") -> Run:
+    """A ``millrace streams`` process folding ``total`` events of ``domain``: its rate and CPU
+    per event from the first stored event to the last (the store is polled every 50 ms)."""
     store = Store.from_url(env["DATABASE_URL"], upgrade=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "millrace.cli", "streams", "--loglevel", "warning"],
@@ -109,13 +127,14 @@ def millrace_worker(env: dict[str, str], total: int, domain: str = "demand") -> 
         stderr=subprocess.DEVNULL,
     )
     try:
-        first_n, t0 = 0, 0.0
+        first_n, t0, cpu0 = 0, 0.0, 0.0
         while True:
             n = store.series.count_events(domain)
             if n and not t0:
-                first_n, t0 = n, time.perf_counter()
+                first_n, t0, cpu0 = n, time.perf_counter(), _cpu_seconds(proc.pid)
             if n >= total:
-                return (n - first_n) / (time.perf_counter() - t0)
+                seconds, cpu = time.perf_counter() - t0, _cpu_seconds(proc.pid) - cpu0
+                return Run((n - first_n) / seconds, 1e6 * cpu / (n - first_n))
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")
             time.sleep(0.05)
@@ -202,8 +221,8 @@ def measure(args: argparse.Namespace, events: list[tuple[str, bytes]]) -> dict[s
 
         total = len(events)
         raw = asyncio.run(raw_aiokafka(broker.bootstrap_servers, settings.topic_sales, total))
-        bare = bare_faust(broker.bootstrap_servers, settings.topic_sales, total)
-        worker = millrace_worker(env, total)
+        bare = bare_faust(broker.bootstrap_servers, settings.topic_sales, total).events_per_s
+        worker = millrace_worker(env, total).events_per_s
     print(f"  raw {raw:,.0f}  bare Faust {bare:,.0f}  worker {worker:,.0f} events/s")
     return {"raw": raw, "bare": bare, "worker": worker}
 

@@ -6,7 +6,11 @@ measurements in timestamp order (``../shared/data/cellular/...``). The worker do
 it does in production: validation, dedupe, dead letters, per-cell windows, the default online
 configs (linear + forest per field, predict-then-learn per closed window), forecasts, running
 scores, one store transaction per batch with offsets and processor state. Rates are measured
-from the first consumed event to the last (group-join time excluded).
+from the first consumed event to the last (group-join time excluded), and so is each process's
+CPU time (all its threads) per event: the bare Faust loop's is Faust's own per-message cost, the
+worker's minus it what the worker adds. Each of ``--rounds`` rounds (default 3) runs all three
+on a fresh broker and store; the figures are the medians, ``worker_vs_bare_faust`` the median
+of the rounds' ratios (bare Faust's rate alone moves by a third between rounds on this machine).
 
     .venv/bin/python benchmarks/network_throughput.py [--events 100000] [--batch-size 500]
     .venv/bin/python benchmarks/network_throughput.py --shape sparse [--cells 800 --windows 120]
@@ -38,6 +42,8 @@ import math
 import os
 import platform
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +51,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -116,29 +123,9 @@ def processor_only(records: list[Record], partitions: int, batch_size: int) -> d
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000, help="first N events")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=500, help="STREAMS_BATCH_SIZE")
-    parser.add_argument("--shape", choices=("irish", "sparse"), default="irish")
-    parser.add_argument("--cells", type=int, default=800, help="sparse: cells")
-    parser.add_argument("--windows", type=int, default=120, help="sparse: windows per cell")
-    parser.add_argument("--out", default=None, help="default results/network_throughput[_sparse]")
-    args = parser.parse_args()
-    if args.shape == "sparse":
-        records = sparse_records(args.cells, args.windows)[: args.events]
-        data = (
-            f"synthetic sparse: {args.cells} cells x {args.windows} windows of 60 s, one "
-            "measurement per cell per window (rsrp, dl_bitrate), first N in time order"
-        )
-        out = args.out or str(ROOT / "benchmarks/results/network_throughput_sparse.json")
-    else:
-        records = list(islice(Irish5GSource(DATA, by_time=True).records(), args.events))
-        data = "Irish 5G measurements, first N in timestamp order"
-        out = args.out or str(ROOT / "benchmarks/results/network_throughput.json")
-
-    alone = processor_only(records, args.partitions, args.batch_size)
+def measure(records: list[Record], args: argparse.Namespace) -> dict[str, Any]:
+    """One round on a fresh broker and store: raw aiokafka, bare Faust, then the worker, each
+    over all of ``records`` published to a new topic."""
     with EmbeddedBroker("127.0.0.1", free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -160,20 +147,90 @@ def main() -> None:
         raw = asyncio.run(raw_aiokafka(broker.bootstrap_servers, settings.topic_network, total))
         bare = bare_faust(broker.bootstrap_servers, settings.topic_network, total)
         worker = millrace_worker(env, total, domain="network")
+    print(
+        f"  raw {raw:,.0f}  bare Faust {bare.events_per_s:,.0f} ev/s"
+        f" ({bare.cpu_us_per_event:.0f} us CPU/event)  worker {worker.events_per_s:,.0f} ev/s"
+        f" ({worker.cpu_us_per_event:.0f} us CPU/event)  ratio"
+        f" {worker.events_per_s / bare.events_per_s:.3f}",
+        flush=True,
+    )
+    return {"raw": raw, "bare_faust": bare, "worker": worker}
 
+
+def _ratio(round_: dict[str, Any]) -> float:
+    return round_["worker"].events_per_s / round_["bare_faust"].events_per_s
+
+
+def _commit() -> str:
+    """The checked-out commit (with ``+changes`` when the tree differs from it)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    status = ["git", "status", "--porcelain", "--untracked-files=no"]
+    dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{head}+changes" if dirty else head
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="first N events")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=500, help="STREAMS_BATCH_SIZE")
+    parser.add_argument("--shape", choices=("irish", "sparse"), default="irish")
+    parser.add_argument("--cells", type=int, default=800, help="sparse: cells")
+    parser.add_argument("--windows", type=int, default=120, help="sparse: windows per cell")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, fresh broker each")
+    parser.add_argument("--out", default=None, help="default results/network_throughput[_sparse]")
+    args = parser.parse_args()
+    if args.shape == "sparse":
+        records = sparse_records(args.cells, args.windows)[: args.events]
+        data = (
+            f"synthetic sparse: {args.cells} cells x {args.windows} windows of 60 s, one "
+            "measurement per cell per window (rsrp, dl_bitrate), first N in time order"
+        )
+        out = args.out or str(ROOT / "benchmarks/results/network_throughput_sparse.json")
+    else:
+        records = list(islice(Irish5GSource(DATA, by_time=True).records(), args.events))
+        data = "Irish 5G measurements, first N in timestamp order"
+        out = args.out or str(ROOT / "benchmarks/results/network_throughput.json")
+
+    alone = processor_only(records, args.partitions, args.batch_size)
+    rounds = [measure(records, args) for _ in range(args.rounds)]
+    median = statistics.median
+    bare_cpu = median(r["bare_faust"].cpu_us_per_event for r in rounds)
+    worker_cpu = median(r["worker"].cpu_us_per_event for r in rounds)
     result = {
         "benchmark": "network_throughput",
-        "events": total,
+        "events": len(records),
         "shape": args.shape,
         "data": data,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
         "online_configs": "defaults: river_linear + river_forest for dl_bitrate and rsrp "
         "(NETWORK_TREE_MIN_MEASUREMENTS default: forests skip once-measured windows)",
-        "raw_aiokafka_events_per_s": round(raw),
-        "bare_faust_events_per_s": round(bare),
-        "millrace_worker_events_per_s": round(worker),
-        "worker_vs_bare_faust": round(worker / bare, 3),
+        "rounds": args.rounds,
+        "raw_aiokafka_events_per_s": round(median(r["raw"] for r in rounds)),
+        "bare_faust_events_per_s": round(median(r["bare_faust"].events_per_s for r in rounds)),
+        "millrace_worker_events_per_s": round(median(r["worker"].events_per_s for r in rounds)),
+        "worker_vs_bare_faust": round(median(_ratio(r) for r in rounds), 3),
+        "worker_vs_bare_faust_per_round": [round(_ratio(r), 3) for r in rounds],
+        "cpu_us_per_event": {
+            "what": "CPU seconds of each process (all threads) from its first consumed event "
+            "to the last, per event; median of the rounds",
+            "bare_faust": round(bare_cpu, 1),
+            "worker": round(worker_cpu, 1),
+            "worker_minus_bare_faust": round(worker_cpu - bare_cpu, 1),
+        },
+        "per_round": [
+            {
+                "raw_aiokafka_events_per_s": round(r["raw"]),
+                "bare_faust_events_per_s": round(r["bare_faust"].events_per_s),
+                "bare_faust_cpu_us_per_event": round(r["bare_faust"].cpu_us_per_event, 1),
+                "millrace_worker_events_per_s": round(r["worker"].events_per_s),
+                "worker_cpu_us_per_event": round(r["worker"].cpu_us_per_event, 1),
+            }
+            for r in rounds
+        ],
         "processor_only_events_per_s": round(alone["events_per_s"]),
         "processor_only_seconds": {
             "process": round(alone["process_seconds"], 2),
@@ -183,6 +240,8 @@ def main() -> None:
         "store": "sqlite",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join([".venv/bin/python benchmarks/network_throughput.py", *sys.argv[1:]]),
+        "code": _commit(),
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
