@@ -15,6 +15,10 @@ of the rounds' ratios (bare Faust's rate alone moves by a third between rounds o
     .venv/bin/python benchmarks/network_throughput.py [--events 100000] [--batch-size 500]
     .venv/bin/python benchmarks/network_throughput.py --shape sparse [--cells 800 --windows 120]
 
+``--no-models`` deletes every model config before the worker starts: no online model, forecast
+or drift statistic, so the worker only validates, dedupes, folds observations and commits them
+with its positions (what the models' work adds to).
+
 ``--shape sparse`` replaces the Irish data with a deterministic synthetic stream of the shape
 where every event closes a window: ``--cells`` cells x ``--windows`` consecutive 60 s windows
 (the default configs' window), ONE measurement per cell per window (800 x 120: the shape of
@@ -64,6 +68,8 @@ from millrace.importers.base import Record  # noqa: E402
 from millrace.importers.irish5g import Irish5GSource  # noqa: E402
 from millrace.kafka import EventProducer, encode_event, ensure_topics  # noqa: E402
 from millrace.settings import load_settings  # noqa: E402
+from ml.network.configs import DEFAULT_CONFIGS  # noqa: E402
+from ml.registry.store import Store  # noqa: E402
 from schemas.events import NetworkMeasurementEvent, deterministic_id  # noqa: E402
 from tests.fixtures.broker import free_port  # noqa: E402
 
@@ -144,6 +150,11 @@ def measure(records: list[Record], args: argparse.Namespace) -> dict[str, Any]:
             producer.publish(settings.topic_network, r.key, encode_event(r.event))
         producer.flush()
         total = len(records)
+        if args.no_models:  # every stored config deleted: the live set is empty
+            registry = Store.from_url(env["DATABASE_URL"], upgrade=True).network
+            for config in DEFAULT_CONFIGS:
+                registry.put_config(config)
+                registry.delete_config(config.id)
         raw = asyncio.run(raw_aiokafka(broker.bootstrap_servers, settings.topic_network, total))
         bare = bare_faust(broker.bootstrap_servers, settings.topic_network, total)
         worker = millrace_worker(env, total, domain="network")
@@ -179,6 +190,11 @@ def main() -> None:
     parser.add_argument("--shape", choices=("irish", "sparse"), default="irish")
     parser.add_argument("--cells", type=int, default=800, help="sparse: cells")
     parser.add_argument("--windows", type=int, default=120, help="sparse: windows per cell")
+    parser.add_argument(
+        "--no-models",
+        action="store_true",
+        help="the worker without online models (no forecasts, no drift): what the rest costs",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds, fresh broker each")
     parser.add_argument("--out", default=None, help="default results/network_throughput[_sparse]")
     args = parser.parse_args()
@@ -206,7 +222,9 @@ def main() -> None:
         "data": data,
         "partitions": args.partitions,
         "batch_size": args.batch_size,
-        "online_configs": "defaults: river_linear + river_forest for dl_bitrate and rsrp "
+        "online_configs": "none (--no-models: every config deleted)"
+        if args.no_models
+        else "defaults: river_linear + river_forest for dl_bitrate and rsrp "
         "(NETWORK_TREE_MIN_MEASUREMENTS default: forests skip once-measured windows)",
         "rounds": args.rounds,
         "raw_aiokafka_events_per_s": round(median(r["raw"] for r in rounds)),
