@@ -154,7 +154,7 @@ class StreamStore:
             _upsert_forecasts(session, extras[1], now, self._db.mark)
             _insert_many(session, ScoreHistory, extras[2])
             for key, change in sorted(extras[3].items()):
-                _change_statistics(session, key, change, now)
+                _change_statistics(session, key, change, now, self._db)
             add_dead_letters(session, extras[4])
             add_field_rejections(session, extras[5])
 
@@ -471,9 +471,12 @@ def _upsert_forecasts(
 
 
 def _change_statistics(
-    session: Session, key: CheckpointKey, change: e.StatisticsChange, now: datetime
+    session: Session, key: CheckpointKey, change: e.StatisticsChange, now: datetime, db: Database
 ) -> None:
-    """Apply one partition's statistics change (rows keyed by scope and name)."""
+    """Apply one partition's statistics change (rows keyed by scope and name): the deletions as
+    statements, the values as one ``INSERT ... ON CONFLICT DO UPDATE`` executed by the driver
+    for all of them (no ORM object or per-row SQLAlchemy work: a batch changes tens of rows per
+    partition; values bound as SQLAlchemy binds them, see :func:`_binder`)."""
     consumer, topic, partition = key
     of_partition = (
         StreamStatistic.consumer == consumer,
@@ -482,26 +485,36 @@ def _change_statistics(
     )
     if change.replace:
         session.execute(delete(StreamStatistic).where(*of_partition))
-        existing: dict[tuple[str, str], StreamStatistic] = {}
-    else:
-        if change.removed:
-            session.execute(
-                delete(StreamStatistic).where(
-                    *of_partition,
-                    tuple_(StreamStatistic.scope, StreamStatistic.name).in_(list(change.removed)),
-                )
+    elif change.removed:
+        session.execute(
+            delete(StreamStatistic).where(
+                *of_partition,
+                tuple_(StreamStatistic.scope, StreamStatistic.name).in_(list(change.removed)),
             )
-        existing = {}
-        if change.values:
-            query = select(StreamStatistic).where(
-                *of_partition, StreamStatistic.scope.in_({s for s, _ in change.values})
-            )
-            existing = {(r.scope, r.name): r for r in session.scalars(query)}
-    for (scope, name), value in change.values.items():
-        row = existing.get((scope, name))
-        if row is None:
-            row = StreamStatistic(
-                consumer=consumer, topic=topic, partition=partition, scope=scope, name=name
-            )
-            session.add(row)
-        row.domain, row.value, row.updated_at = change.domain, e.plain(value), now
+        )
+    if not change.values:
+        return
+    table = StreamStatistic.__table__
+    connection = session.connection()
+    quote = connection.dialect.identifier_preparer.quote
+    as_json = _binder(table.c.value, connection.dialect)
+    stamped = _binder(table.c.updated_at, connection.dialect)(now)
+    keys = ", ".join(quote(name) for name in ("consumer", "topic", "partition", "scope", "name"))
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({keys}, domain, value, updated_at)"
+        f" VALUES ({', '.join([db.mark] * 8)}) ON CONFLICT ({keys}) DO UPDATE SET"
+        " domain = excluded.domain, value = excluded.value, updated_at = excluded.updated_at",
+        [
+            (
+                consumer,
+                topic,
+                partition,
+                scope,
+                name,
+                change.domain,
+                as_json(e.plain(value)),
+                stamped,
+            )  # fmt: skip
+            for (scope, name), value in sorted(change.values.items())
+        ],
+    )
