@@ -513,17 +513,27 @@ def _seek_to_store(app: faust.App, keeper: PositionKeeper, decided: asyncio.Even
 _frozen = False
 
 
+#: ``gc.set_threshold`` of a worker after its startup objects are frozen (Python's: 700, 10, 10)
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
 def freeze_startup_objects() -> None:
     """Move everything alive after the first assignment (modules, Faust, aiokafka, SQLAlchemy,
-    River) out of the garbage collector's reach, once per process.
+    River) out of the garbage collector's reach, once per process, and collect the young
+    generation every ``GC_THRESHOLDS[0]`` allocations instead of Python's 700.
 
     Those objects live as long as the worker; without this every full collection walks them
-    all again (measured: ~10 us per event of gen-2 collections at 500-event batches)."""
+    all again (measured: ~10 us per event of gen-2 collections at 500-event batches). A batch
+    allocates tens of thousands of short-lived objects (events, rows, feature tuples): with the
+    larger threshold most die before a collection sees them (measured with ``gc.callbacks`` in
+    the network worker on 40,000 Irish events: collections 0.98 -> 0.64 s of the run, ~9 us per
+    event; the processor alone 12-15 % faster on the same events)."""
     global _frozen
     if not _frozen:
         _frozen = True
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
 
 class BoundedWorker(faust.Worker):
