@@ -196,7 +196,9 @@ def main() -> None:
         help="the worker without online models (no forecasts, no drift): what the rest costs",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds, fresh broker each")
-    parser.add_argument("--out", default=None, help="default results/network_throughput[_sparse]")
+    parser.add_argument(
+        "--out", default=None, help="default results/network_throughput[_sparse][_no_models]"
+    )
     args = parser.parse_args()
     if args.shape == "sparse":
         records = sparse_records(args.cells, args.windows)[: args.events]
@@ -204,11 +206,12 @@ def main() -> None:
             f"synthetic sparse: {args.cells} cells x {args.windows} windows of 60 s, one "
             "measurement per cell per window (rsrp, dl_bitrate), first N in time order"
         )
-        out = args.out or str(ROOT / "benchmarks/results/network_throughput_sparse.json")
     else:
         records = list(islice(Irish5GSource(DATA, by_time=True).records(), args.events))
         data = "Irish 5G measurements, first N in timestamp order"
-        out = args.out or str(ROOT / "benchmarks/results/network_throughput.json")
+    name = "network_throughput" + ("_sparse" if args.shape == "sparse" else "")
+    name += "_no_models" if args.no_models else ""
+    out = args.out or str(ROOT / f"benchmarks/results/{name}.json")
 
     alone = processor_only(records, args.partitions, args.batch_size)
     rounds = [measure(records, args) for _ in range(args.rounds)]
