@@ -173,11 +173,12 @@ def _ratio(round_: dict[str, Any]) -> float:
 
 
 def _commit() -> str:
-    """The checked-out commit (with ``+changes`` when the tree differs from it)."""
+    """The checked-out commit (with ``+changes`` when the code differs from it; the results
+    files are left out: a run writes them)."""
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    status = ["git", "status", "--porcelain", "--untracked-files=no"]
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*/results/*"]
     dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return f"{head}+changes" if dirty else head
 
