@@ -80,7 +80,7 @@ class Run:
     cpu_us_per_event: float
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (all its threads; Linux)."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -131,9 +131,9 @@ def millrace_worker(env: dict[str, str], total: int, domain: str = "demand") -> 
         while True:
             n = store.series.count_events(domain)
             if n and not t0:
-                first_n, t0, cpu0 = n, time.perf_counter(), _cpu_seconds(proc.pid)
+                first_n, t0, cpu0 = n, time.perf_counter(), cpu_seconds(proc.pid)
             if n >= total:
-                seconds, cpu = time.perf_counter() - t0, _cpu_seconds(proc.pid) - cpu0
+                seconds, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
                 return Run((n - first_n) / seconds, 1e6 * cpu / (n - first_n))
             if proc.poll() is not None:
                 raise RuntimeError("worker exited")

@@ -36,6 +36,9 @@ from confluent_kafka import Producer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ingest_throughput import cpu_seconds  # noqa: E402
 
 from millrace.broker import EmbeddedBroker  # noqa: E402
 from millrace.importers.simulate import simulate_demand  # noqa: E402
@@ -178,12 +181,6 @@ def drain(bootstrap: str, workers: int, events: list, partitions: int, batch: in
         "seconds": round(seconds, 2),
         "worker_cpu_cores_busy": cores,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
