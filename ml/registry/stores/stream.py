@@ -6,7 +6,7 @@ statistics read back from it."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -417,6 +417,22 @@ def _binder(column: Any, dialect: Any) -> Callable[[Any], Any]:
     return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
 
 
+def _upsert_sql(
+    connection: Any, table: Any, keys: Sequence[str], values: Sequence[str], mark: str
+) -> str:
+    """``INSERT`` of ``keys`` + ``values`` into ``table``, ``ON CONFLICT (keys) DO UPDATE`` of
+    ``values``, for the driver's executemany: the same SQL on SQLite and PostgreSQL, names
+    quoted where the dialect would need it."""
+    quote = connection.dialect.identifier_preparer.quote
+    columns = [*keys, *values]
+    return (
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))})"
+        f" VALUES ({', '.join([mark] * len(columns))})"
+        f" ON CONFLICT ({', '.join(map(quote, keys))}) DO UPDATE SET "
+        + ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in values)
+    )
+
+
 #: columns an upsert of a forecast replaces (the rest is its key)
 _FORECAST_VALUES = ("value", "lower", "upper", "fallback_level", "created_at")
 
@@ -442,16 +458,10 @@ def _upsert_forecasts(
             known = stamps[value] = bind(value)
         return known
 
-    columns = ("domain", "series_key", "model_version", "period_start", *_FORECAST_VALUES)
-    sql = (
-        f"INSERT INTO {Forecast.__tablename__} ({', '.join(columns)})"
-        f" VALUES ({', '.join([mark] * len(columns))})"
-        " ON CONFLICT (domain, series_key, model_version, period_start) DO UPDATE SET "
-        + ", ".join(f"{name} = excluded.{name}" for name in _FORECAST_VALUES)
-    )
+    keys = ("domain", "series_key", "model_version", "period_start")
     created = stamp(now)
     connection.exec_driver_sql(
-        sql,
+        _upsert_sql(connection, Forecast.__table__, keys, _FORECAST_VALUES, mark),
         [
             (
                 f.domain,
@@ -496,14 +506,11 @@ def _change_statistics(
         return
     table = StreamStatistic.__table__
     connection = session.connection()
-    quote = connection.dialect.identifier_preparer.quote
     as_json = _binder(table.c.value, connection.dialect)
     stamped = _binder(table.c.updated_at, connection.dialect)(now)
-    keys = ", ".join(quote(name) for name in ("consumer", "topic", "partition", "scope", "name"))
+    keys = ("consumer", "topic", "partition", "scope", "name")
     connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({keys}, domain, value, updated_at)"
-        f" VALUES ({', '.join([db.mark] * 8)}) ON CONFLICT ({keys}) DO UPDATE SET"
-        " domain = excluded.domain, value = excluded.value, updated_at = excluded.updated_at",
+        _upsert_sql(connection, table, keys, ("domain", "value", "updated_at"), db.mark),
         [
             (
                 consumer,
@@ -514,7 +521,7 @@ def _change_statistics(
                 change.domain,
                 as_json(e.plain(value)),
                 stamped,
-            )  # fmt: skip
+            )
             for (scope, name), value in sorted(change.values.items())
         ],
     )
